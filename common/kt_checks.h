@@ -1,0 +1,88 @@
+/* Per-worker telemetry and the checks that judge it. The same code runs in
+ * ktstr-init (to produce the verdict) and in the unit tests, which feed it
+ * telemetry that breaks each threshold. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kt_scenario.h"
+
+typedef struct kt_worker_stats {
+    unsigned cgroup;              /* index into plan->cgroups */
+    unsigned index;               /* worker index inside its cgroup */
+    int32_t pid;
+    uint64_t work_units;
+    uint64_t cpu_time_ns;         /* utime + stime of the worker */
+    uint64_t wall_time_ns;        /* released -> stopped */
+    uint64_t max_gap_ns;          /* longest interval between checkpoints */
+    kt_cpumask_t cpus_used;       /* CPUs seen at checkpoints */
+    uint64_t migrations;          /* CPU changes between checkpoints */
+    uint64_t wake_count;          /* blocking types: wakeups measured */
+    uint64_t wake_lat_p50_ns;
+    uint64_t wake_lat_p99_ns;
+    uint64_t wake_lat_max_ns;
+    uint64_t run_delay_ns;        /* /proc/<pid>/schedstat field 2 */
+    uint64_t timeslices;          /* /proc/<pid>/schedstat field 3 */
+    uint64_t voluntary_ctxsw;
+    uint64_t involuntary_ctxsw;
+} kt_worker_stats_t;
+
+/* On-CPU share of wall time in percent; off-CPU share is 100 - this. */
+double kt_worker_on_cpu_pct(const kt_worker_stats_t *w);
+
+enum kt_check_id {
+    KT_CHECK_STARVED = 0,
+    KT_CHECK_SPREAD,
+    KT_CHECK_GAP,
+    KT_CHECK_ISOLATION,
+    KT_CHECK_WAKE_P99,
+    KT_CHECK_WORK_RATE,
+    KT_CHECK__COUNT,
+};
+
+const char *kt_check_name(enum kt_check_id id);
+
+#define KT_MAX_CHECK_RESULTS 256
+
+typedef struct kt_check_result {
+    enum kt_check_id id;
+    int cgroup;                   /* -1: whole cell */
+    int worker;                   /* -1: whole cgroup */
+    bool passed;
+    double measured;
+    double threshold;
+    char unit[8];                 /* "pct", "ms", "us", "units/s", "cpus" */
+    char detail[160];
+} kt_check_result_t;
+
+typedef struct kt_check_report {
+    unsigned n_results;           /* failed results, then one summary per check */
+    kt_check_result_t results[KT_MAX_CHECK_RESULTS];
+    unsigned n_failed;
+    bool truncated;
+} kt_check_report_t;
+
+/* Per-cgroup aggregate used by the sidecar. */
+typedef struct kt_cgroup_summary {
+    unsigned workers;
+    uint64_t work_units;
+    double spread_pct;
+    double min_on_cpu_pct, max_on_cpu_pct;
+    uint64_t max_gap_ns;
+    kt_cpumask_t cpus_used;
+} kt_cgroup_summary_t;
+
+void kt_cgroup_summarize(const kt_plan_t *plan, unsigned cgroup, const kt_worker_stats_t *workers,
+                         size_t n_workers, kt_cgroup_summary_t *ret);
+
+/* Runs every enabled check of plan->thresholds over the workers. Returns the
+ * number of failed checks (>= 0). The report lists every failure with its
+ * measured value and threshold, and one passing line per check that ran. */
+int kt_checks_evaluate(const kt_plan_t *plan, const kt_worker_stats_t *workers, size_t n_workers,
+                       kt_check_report_t *ret);
+
+/* A short human reason from the first failures, e.g.
+ * "spread 41.2 pct > 15.0 in cgroup 'cg_0'". */
+void kt_check_report_reason(const kt_check_report_t *r, const kt_plan_t *plan, char *buf, size_t len);

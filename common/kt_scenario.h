@@ -1,0 +1,157 @@
+/* Scenarios: the declared, topology-independent description of what a cell
+ * runs (cgroups, cpusets, workers and their work type, duration, checks),
+ * and the plan: a scenario resolved against one topology into explicit
+ * cgroups, CPU masks and worker counts, which is what ktstr-init executes. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kt_topology.h"
+
+#define KT_NAME_MAX 64
+#define KT_DESC_MAX 160
+#define KT_MAX_CGROUPS 32
+#define KT_MAX_WORKERS_PER_CGROUP 256
+#define KT_MAX_WORKERS 512
+#define KT_MAX_FAULTS 8
+
+enum kt_work_type {
+    KT_WORK_SPIN = 0,
+    KT_WORK_YIELD,
+    KT_WORK_MIXED,
+    KT_WORK_BURSTY,
+    KT_WORK_IO_SYNC,
+    KT_WORK_PIPE_PINGPONG,
+    KT_WORK_FUTEX_PINGPONG,
+    KT_WORK__COUNT,
+};
+
+const char *kt_work_type_name(enum kt_work_type type);
+/* Accepts the canonical names and ktstr's aliases (yield-heavy, pipe-io,
+ * futex-ping-pong). -EINVAL when unknown. */
+int kt_work_type_parse(const char *name, enum kt_work_type *ret);
+/* Workers of this type come in groups of this size (2 for ping-pong). */
+unsigned kt_work_type_group_size(enum kt_work_type type);
+/* True for types that block and wake, so wake latency is measured. */
+bool kt_work_type_wakes(enum kt_work_type type);
+
+enum kt_cpuset_kind {
+    KT_CPUSET_ALL = 0,  /* no cpuset: all CPUs */
+    KT_CPUSET_LLC,      /* the CPUs of LLC `index` */
+    KT_CPUSET_NODE,     /* the CPUs of NUMA node `index` */
+    KT_CPUSET_PER_LLC,  /* expands to one cgroup per LLC, each on its LLC */
+    KT_CPUSET_LIST,     /* explicit kernel list in `list` */
+};
+
+typedef struct kt_cpuset_spec {
+    enum kt_cpuset_kind kind;
+    unsigned index;
+    char list[128];
+} kt_cpuset_spec_t;
+
+enum kt_sched_policy {
+    KT_POLICY_NORMAL = 0,
+    KT_POLICY_BATCH,
+    KT_POLICY_IDLE,
+};
+
+typedef struct kt_cgroup_spec {
+    char name[KT_NAME_MAX];
+    kt_cpuset_spec_t cpuset;
+    /* Exactly one of workers / workers_per_cpu is non-zero. workers_per_cpu
+     * counts the CPUs of the cgroup's cpuset (all CPUs without one). */
+    unsigned workers;
+    unsigned workers_per_cpu;
+    enum kt_work_type work;
+    enum kt_sched_policy policy;
+    int nice;
+} kt_cgroup_spec_t;
+
+/* Check thresholds. A zero/false optional threshold means "off". */
+typedef struct kt_thresholds {
+    bool check_starved;
+    bool check_isolation;
+    bool check_spread;
+    double max_spread_pct;      /* max - min on-CPU share in a cgroup, points */
+    bool check_gap;
+    uint32_t max_gap_ms;        /* longest gap between a worker's checkpoints */
+    uint32_t max_p99_wake_us;   /* optional */
+    double min_work_rate;       /* optional: work units per second per worker */
+} kt_thresholds_t;
+
+/* Fault injection for the harness's own tests: SIGSTOP a worker so that the
+ * checks that must catch it can be shown to fail. */
+typedef struct kt_fault {
+    char cgroup[KT_NAME_MAX];
+    unsigned worker;
+    uint32_t at_ms;             /* 0: stopped before it is released */
+} kt_fault_t;
+
+typedef struct kt_constraints {
+    unsigned min_llcs, max_llcs;     /* 0: no bound */
+    unsigned min_cpus, max_cpus;
+    unsigned min_numa, max_numa;
+    bool requires_smt;
+} kt_constraints_t;
+
+typedef struct kt_scenario {
+    char name[KT_NAME_MAX];
+    char description[KT_DESC_MAX];
+    unsigned n_cgroups;
+    kt_cgroup_spec_t cgroups[KT_MAX_CGROUPS];
+    uint32_t duration_ms;
+    uint64_t memory_mib;             /* 0: the default for the topology */
+    kt_constraints_t constraints;
+    kt_thresholds_t thresholds;
+    unsigned n_faults;
+    kt_fault_t faults[KT_MAX_FAULTS];
+} kt_scenario_t;
+
+/* One resolved cgroup: explicit CPU mask (empty = no cpuset) and count. */
+typedef struct kt_plan_cgroup {
+    char name[KT_NAME_MAX];
+    bool has_cpuset;
+    kt_cpumask_t cpus;
+    unsigned workers;
+    enum kt_work_type work;
+    enum kt_sched_policy policy;
+    int nice;
+} kt_plan_cgroup_t;
+
+typedef struct kt_plan_fault {
+    unsigned cgroup;
+    unsigned worker;
+    uint32_t at_ms;
+} kt_plan_fault_t;
+
+typedef struct kt_plan {
+    char scenario[KT_NAME_MAX];
+    kt_topology_t topology;
+    uint32_t duration_ms;
+    unsigned n_cgroups;
+    kt_plan_cgroup_t cgroups[KT_MAX_CGROUPS];
+    kt_thresholds_t thresholds;
+    unsigned n_faults;
+    kt_plan_fault_t faults[KT_MAX_FAULTS];
+} kt_plan_t;
+
+void kt_thresholds_default(kt_thresholds_t *ret);
+void kt_scenario_init(kt_scenario_t *s, const char *name);
+
+/* Built-in scenarios: steady, steady_llc, oversubscribed, pipe_pingpong,
+ * futex_pingpong. */
+const kt_scenario_t *kt_scenario_builtins(unsigned *ret_count);
+const kt_scenario_t *kt_scenario_builtin_find(const char *name);
+
+/* 0 when the topology satisfies the constraints; otherwise -EDOM and a
+ * reason ("needs at least 2 LLCs") in why. */
+int kt_scenario_fits(const kt_scenario_t *s, const kt_topology_t *t, char *why, size_t why_len);
+
+/* Resolve against a topology. -EINVAL with a reason in why for a cpuset that
+ * names a missing LLC/node or CPU, a worker count over the limits, a
+ * ping-pong cgroup with an odd count, or a fault that names no worker. */
+int kt_scenario_resolve(const kt_scenario_t *s, const kt_topology_t *t, uint32_t duration_override_ms,
+                        kt_plan_t *ret, char *why, size_t why_len);
+
+unsigned kt_plan_total_workers(const kt_plan_t *p);
