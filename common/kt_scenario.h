@@ -62,7 +62,7 @@ typedef struct kt_cgroup_spec {
     /* Exactly one of workers / workers_per_cpu is non-zero. workers_per_cpu
      * counts the CPUs of the cgroup's cpuset (all CPUs without one). */
     unsigned workers;
-    unsigned workers_per_cpu;
+    double workers_per_cpu;
     enum kt_work_type work;
     enum kt_sched_policy policy;
     int nice;

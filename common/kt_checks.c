@@ -1,0 +1,230 @@
+/* The checks: not starved, fairness spread, longest gap, cpuset isolation,
+ * and the optional wake-latency and work-rate bounds. One result per check
+ * and cgroup, carrying the worst worker's value. */
+#include "kt_checks.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const s_check_names[KT_CHECK__COUNT] = {
+    [KT_CHECK_STARVED] = "not_starved",
+    [KT_CHECK_SPREAD] = "fairness_spread",
+    [KT_CHECK_GAP] = "max_gap",
+    [KT_CHECK_ISOLATION] = "cpuset_isolation",
+    [KT_CHECK_WAKE_P99] = "wake_p99",
+    [KT_CHECK_WORK_RATE] = "work_rate",
+};
+
+const char *kt_check_name(enum kt_check_id id)
+{
+    return (unsigned)id < KT_CHECK__COUNT ? s_check_names[id] : "unknown";
+}
+
+double kt_worker_on_cpu_pct(const kt_worker_stats_t *w)
+{
+    if (w->wall_time_ns == 0)
+        return 0.0;
+    double pct = 100.0 * (double)w->cpu_time_ns / (double)w->wall_time_ns;
+    return pct > 100.0 ? 100.0 : pct;
+}
+
+void kt_cgroup_summarize(const kt_plan_t *plan, unsigned cgroup, const kt_worker_stats_t *workers,
+                         size_t n_workers, kt_cgroup_summary_t *ret)
+{
+    (void)plan;
+    memset(ret, 0, sizeof(*ret));
+    bool first = true;
+    for (size_t i = 0; i < n_workers; i++) {
+        const kt_worker_stats_t *w = &workers[i];
+        if (w->cgroup != cgroup)
+            continue;
+        double pct = kt_worker_on_cpu_pct(w);
+        ret->workers++;
+        ret->work_units += w->work_units;
+        if (w->max_gap_ns > ret->max_gap_ns)
+            ret->max_gap_ns = w->max_gap_ns;
+        kt_cpumask_or(&ret->cpus_used, &w->cpus_used);
+        if (first || pct < ret->min_on_cpu_pct)
+            ret->min_on_cpu_pct = pct;
+        if (first || pct > ret->max_on_cpu_pct)
+            ret->max_on_cpu_pct = pct;
+        first = false;
+    }
+    ret->spread_pct = ret->workers > 1 ? ret->max_on_cpu_pct - ret->min_on_cpu_pct : 0.0;
+}
+
+static void s_add(kt_check_report_t *r, enum kt_check_id id, int cgroup, int worker, bool passed,
+                  double measured, double threshold, const char *unit, const char *detail)
+{
+    if (!passed)
+        r->n_failed++;
+    if (r->n_results >= KT_MAX_CHECK_RESULTS) {
+        r->truncated = true;
+        return;
+    }
+    kt_check_result_t *c = &r->results[r->n_results++];
+    memset(c, 0, sizeof(*c));
+    c->id = id;
+    c->cgroup = cgroup;
+    c->worker = worker;
+    c->passed = passed;
+    c->measured = measured;
+    c->threshold = threshold;
+    snprintf(c->unit, sizeof(c->unit), "%s", unit);
+    snprintf(c->detail, sizeof(c->detail), "%s", detail ? detail : "");
+}
+
+/* The worst worker of a cgroup for one per-worker metric. */
+typedef double (*s_metric_fn)(const kt_plan_t *plan, const kt_worker_stats_t *w);
+
+static double s_units(const kt_plan_t *p, const kt_worker_stats_t *w)
+{
+    (void)p;
+    return (double)w->work_units;
+}
+
+static double s_gap_ms(const kt_plan_t *p, const kt_worker_stats_t *w)
+{
+    (void)p;
+    return (double)w->max_gap_ns / 1e6;
+}
+
+static double s_stray_cpus(const kt_plan_t *p, const kt_worker_stats_t *w)
+{
+    const kt_cpumask_t *allowed = &p->cgroups[w->cgroup].cpus;
+    unsigned n = 0;
+    for (unsigned c = 0; c < KT_MAX_CPUS; c++)
+        if (kt_cpumask_test(&w->cpus_used, c) && !kt_cpumask_test(allowed, c))
+            n++;
+    return n;
+}
+
+static double s_wake_p99_us(const kt_plan_t *p, const kt_worker_stats_t *w)
+{
+    (void)p;
+    return (double)w->wake_lat_p99_ns / 1e3;
+}
+
+static double s_rate(const kt_plan_t *p, const kt_worker_stats_t *w)
+{
+    (void)p;
+    return w->wall_time_ns ? (double)w->work_units / ((double)w->wall_time_ns / 1e9) : 0.0;
+}
+
+/* Evaluates metric over the cgroup's workers; lower_is_bad picks the minimum
+ * as worst. Returns the worst worker index or -1 when the cgroup is empty. */
+static int s_worst(const kt_plan_t *plan, unsigned cg, const kt_worker_stats_t *ws, size_t n,
+                   s_metric_fn metric, bool lower_is_bad, double *ret_value)
+{
+    int worst = -1;
+    double wv = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ws[i].cgroup != cg)
+            continue;
+        double v = metric(plan, &ws[i]);
+        if (worst < 0 || (lower_is_bad ? v < wv : v > wv)) {
+            worst = (int)i;
+            wv = v;
+        }
+    }
+    *ret_value = wv;
+    return worst;
+}
+
+int kt_checks_evaluate(const kt_plan_t *plan, const kt_worker_stats_t *ws, size_t n,
+                       kt_check_report_t *r)
+{
+    const kt_thresholds_t *t = &plan->thresholds;
+    memset(r, 0, sizeof(*r));
+    char detail[160];
+    for (unsigned cg = 0; cg < plan->n_cgroups; cg++) {
+        double v;
+        int w;
+        if (t->check_starved) {
+            w = s_worst(plan, cg, ws, n, s_units, true, &v);
+            if (w >= 0) {
+                snprintf(detail, sizeof(detail), "fewest work units: worker %u (pid %d)",
+                         ws[w].index, ws[w].pid);
+                s_add(r, KT_CHECK_STARVED, (int)cg, (int)ws[w].index, v >= 1.0, v, 1.0, "units",
+                      detail);
+            }
+        }
+        if (t->check_spread) {
+            kt_cgroup_summary_t sum;
+            kt_cgroup_summarize(plan, cg, ws, n, &sum);
+            if (sum.workers > 1) {
+                snprintf(detail, sizeof(detail), "on-CPU share %.1f%%..%.1f%% across %u workers",
+                         sum.min_on_cpu_pct, sum.max_on_cpu_pct, sum.workers);
+                s_add(r, KT_CHECK_SPREAD, (int)cg, -1, sum.spread_pct <= t->max_spread_pct,
+                      sum.spread_pct, t->max_spread_pct, "pct", detail);
+            }
+        }
+        if (t->check_gap) {
+            w = s_worst(plan, cg, ws, n, s_gap_ms, false, &v);
+            if (w >= 0) {
+                snprintf(detail, sizeof(detail), "longest gap between checkpoints: worker %u",
+                         ws[w].index);
+                s_add(r, KT_CHECK_GAP, (int)cg, (int)ws[w].index, v <= t->max_gap_ms, v,
+                      t->max_gap_ms, "ms", detail);
+            }
+        }
+        if (t->check_isolation && plan->cgroups[cg].has_cpuset) {
+            w = s_worst(plan, cg, ws, n, s_stray_cpus, false, &v);
+            if (w >= 0) {
+                char used[KT_MAX_CPUS * 4], allowed[KT_MAX_CPUS * 4];
+                kt_cpumask_format(&ws[w].cpus_used, used, sizeof(used));
+                kt_cpumask_format(&plan->cgroups[cg].cpus, allowed, sizeof(allowed));
+                snprintf(detail, sizeof(detail), "worker %u ran on %.60s, cpuset %.60s",
+                         ws[w].index, used, allowed);
+                s_add(r, KT_CHECK_ISOLATION, (int)cg, (int)ws[w].index, v == 0, v, 0, "cpus",
+                      detail);
+            }
+        }
+        if (t->max_p99_wake_us && kt_work_type_wakes(plan->cgroups[cg].work)) {
+            w = s_worst(plan, cg, ws, n, s_wake_p99_us, false, &v);
+            if (w >= 0) {
+                snprintf(detail, sizeof(detail), "p99 wake latency: worker %u over %llu wakeups",
+                         ws[w].index, (unsigned long long)ws[w].wake_count);
+                s_add(r, KT_CHECK_WAKE_P99, (int)cg, (int)ws[w].index, v <= t->max_p99_wake_us,
+                      v, t->max_p99_wake_us, "us", detail);
+            }
+        }
+        if (t->min_work_rate > 0) {
+            w = s_worst(plan, cg, ws, n, s_rate, true, &v);
+            if (w >= 0) {
+                snprintf(detail, sizeof(detail), "slowest worker %u", ws[w].index);
+                s_add(r, KT_CHECK_WORK_RATE, (int)cg, (int)ws[w].index, v >= t->min_work_rate, v,
+                      t->min_work_rate, "units/s", detail);
+            }
+        }
+    }
+    return (int)r->n_failed;
+}
+
+void kt_check_report_reason(const kt_check_report_t *r, const kt_plan_t *plan, char *buf, size_t len)
+{
+    size_t off = 0;
+    unsigned shown = 0;
+    if (len)
+        buf[0] = '\0';
+    for (unsigned i = 0; i < r->n_results && off < len; i++) {
+        const kt_check_result_t *c = &r->results[i];
+        if (c->passed)
+            continue;
+        if (shown == 3) {
+            snprintf(buf + off, len - off, "; and %u more", r->n_failed - shown);
+            return;
+        }
+        const char *cg = c->cgroup >= 0 && (unsigned)c->cgroup < plan->n_cgroups
+                             ? plan->cgroups[c->cgroup].name
+                             : "-";
+        const char *op = c->id == KT_CHECK_STARVED || c->id == KT_CHECK_WORK_RATE ? "<" : ">";
+        int w = snprintf(buf + off, len - off, "%s%s %.1f %s %s %.1f in cgroup '%s'",
+                         shown ? "; " : "", kt_check_name(c->id), c->measured, c->unit, op,
+                         c->threshold, cg);
+        if (w < 0)
+            return;
+        off += (size_t)w;
+        shown++;
+    }
+}

@@ -1,0 +1,340 @@
+/* Built-in scenarios, constraint filtering and resolution of a scenario
+ * against a topology into the plan ktstr-init executes. */
+#include "kt_scenario.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kt_cleanup.h"
+
+static const struct {
+    const char *name;
+    const char *alias;
+    unsigned group;
+    bool wakes;
+} s_work_types[KT_WORK__COUNT] = {
+    [KT_WORK_SPIN] = {"spin", NULL, 1, false},
+    [KT_WORK_YIELD] = {"yield", "yield-heavy", 1, false},
+    [KT_WORK_MIXED] = {"mixed", NULL, 1, false},
+    [KT_WORK_BURSTY] = {"bursty", NULL, 1, false},
+    [KT_WORK_IO_SYNC] = {"io-sync", NULL, 1, false},
+    [KT_WORK_PIPE_PINGPONG] = {"pipe-pingpong", "pipe-io", 2, true},
+    [KT_WORK_FUTEX_PINGPONG] = {"futex-pingpong", "futex-ping-pong", 2, true},
+};
+
+const char *kt_work_type_name(enum kt_work_type type)
+{
+    return (unsigned)type < KT_WORK__COUNT ? s_work_types[type].name : "unknown";
+}
+
+int kt_work_type_parse(const char *name, enum kt_work_type *ret)
+{
+    for (unsigned i = 0; i < KT_WORK__COUNT; i++) {
+        if (strcmp(name, s_work_types[i].name) == 0 ||
+            (s_work_types[i].alias && strcmp(name, s_work_types[i].alias) == 0)) {
+            *ret = (enum kt_work_type)i;
+            return 0;
+        }
+    }
+    /* Underscores are accepted for dashes (pipe_pingpong). */
+    char buf[32];
+    size_t n = strlen(name);
+    if (n >= sizeof(buf) || !strchr(name, '_'))
+        return -EINVAL;
+    for (size_t i = 0; i <= n; i++)
+        buf[i] = name[i] == '_' ? '-' : name[i];
+    return kt_work_type_parse(buf, ret);
+}
+
+unsigned kt_work_type_group_size(enum kt_work_type type)
+{
+    return (unsigned)type < KT_WORK__COUNT ? s_work_types[type].group : 1;
+}
+
+bool kt_work_type_wakes(enum kt_work_type type)
+{
+    return (unsigned)type < KT_WORK__COUNT && s_work_types[type].wakes;
+}
+
+void kt_thresholds_default(kt_thresholds_t *ret)
+{
+    *ret = (kt_thresholds_t){
+        .check_starved = true,
+        .check_isolation = true,
+        .check_spread = true,
+        .max_spread_pct = 15.0,
+        .check_gap = true,
+        .max_gap_ms = 2000,
+    };
+}
+
+void kt_scenario_init(kt_scenario_t *s, const char *name)
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    s->duration_ms = 5000;
+    kt_thresholds_default(&s->thresholds);
+}
+
+static kt_cgroup_spec_t s_cg(const char *name, enum kt_work_type work, double per_cpu,
+                             enum kt_cpuset_kind kind)
+{
+    kt_cgroup_spec_t c = {.work = work, .workers_per_cpu = per_cpu, .cpuset = {.kind = kind}};
+    snprintf(c.name, sizeof(c.name), "%s", name);
+    return c;
+}
+
+static kt_scenario_t s_builtins[5];
+static unsigned s_n_builtins;
+
+static void s_builtins_init(void)
+{
+    if (s_n_builtins)
+        return;
+    kt_scenario_t *s;
+
+    s = &s_builtins[s_n_builtins++];
+    kt_scenario_init(s, "steady");
+    snprintf(s->description, sizeof(s->description),
+             "two cgroups of spinners, one spinner per CPU in all: balance and fairness");
+    s->cgroups[s->n_cgroups++] = s_cg("cg_0", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+    s->cgroups[s->n_cgroups++] = s_cg("cg_1", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+
+    s = &s_builtins[s_n_builtins++];
+    kt_scenario_init(s, "steady_llc");
+    snprintf(s->description, sizeof(s->description),
+             "a cgroup per LLC with its cpuset on that LLC, one spinner per CPU: isolation");
+    s->cgroups[s->n_cgroups++] = s_cg("llc", KT_WORK_SPIN, 1.0, KT_CPUSET_PER_LLC);
+    s->constraints.min_llcs = 2;
+
+    s = &s_builtins[s_n_builtins++];
+    kt_scenario_init(s, "oversubscribed");
+    snprintf(s->description, sizeof(s->description),
+             "two cgroups of mixed workers, two workers per CPU in all: fairness under load");
+    s->cgroups[s->n_cgroups++] = s_cg("cg_0", KT_WORK_MIXED, 1.0, KT_CPUSET_ALL);
+    s->cgroups[s->n_cgroups++] = s_cg("cg_1", KT_WORK_MIXED, 1.0, KT_CPUSET_ALL);
+
+    s = &s_builtins[s_n_builtins++];
+    kt_scenario_init(s, "pipe_pingpong");
+    snprintf(s->description, sizeof(s->description),
+             "pairs exchanging a byte over pipes, one worker per CPU: wakeup latency");
+    s->cgroups[s->n_cgroups++] = s_cg("pingpong", KT_WORK_PIPE_PINGPONG, 1.0, KT_CPUSET_ALL);
+    s->constraints.min_cpus = 2;
+
+    s = &s_builtins[s_n_builtins++];
+    kt_scenario_init(s, "futex_pingpong");
+    snprintf(s->description, sizeof(s->description),
+             "pairs alternating on a shared futex, one worker per CPU: wakeup latency");
+    s->cgroups[s->n_cgroups++] = s_cg("pingpong", KT_WORK_FUTEX_PINGPONG, 1.0, KT_CPUSET_ALL);
+    s->constraints.min_cpus = 2;
+}
+
+const kt_scenario_t *kt_scenario_builtins(unsigned *ret_count)
+{
+    s_builtins_init();
+    *ret_count = s_n_builtins;
+    return s_builtins;
+}
+
+const kt_scenario_t *kt_scenario_builtin_find(const char *name)
+{
+    s_builtins_init();
+    for (unsigned i = 0; i < s_n_builtins; i++)
+        if (strcmp(s_builtins[i].name, name) == 0)
+            return &s_builtins[i];
+    return NULL;
+}
+
+int kt_scenario_fits(const kt_scenario_t *s, const kt_topology_t *t, char *why, size_t why_len)
+{
+    const kt_constraints_t *c = &s->constraints;
+    unsigned cpus = kt_topology_cpus(t);
+    const char *what = NULL;
+    unsigned have = 0, bound = 0;
+
+#define S_BOUND(cond, text, h, b)                                                                  \
+    if (!what && (cond)) {                                                                         \
+        what = (text);                                                                             \
+        have = (h);                                                                                \
+        bound = (b);                                                                               \
+    }
+    S_BOUND(c->min_llcs && t->llcs < c->min_llcs, "at least", t->llcs, c->min_llcs);
+    S_BOUND(c->max_llcs && t->llcs > c->max_llcs, "at most", t->llcs, c->max_llcs);
+    const char *unit = what ? "LLCs" : NULL;
+    S_BOUND(c->min_cpus && cpus < c->min_cpus, "at least", cpus, c->min_cpus);
+    S_BOUND(c->max_cpus && cpus > c->max_cpus, "at most", cpus, c->max_cpus);
+    if (what && !unit)
+        unit = "CPUs";
+    S_BOUND(c->min_numa && t->numa_nodes < c->min_numa, "at least", t->numa_nodes, c->min_numa);
+    S_BOUND(c->max_numa && t->numa_nodes > c->max_numa, "at most", t->numa_nodes, c->max_numa);
+    if (what && !unit)
+        unit = "NUMA nodes";
+    S_BOUND(c->requires_smt && t->threads_per_core < 2, "at least", t->threads_per_core, 2);
+    if (what && !unit)
+        unit = "threads per core (SMT)";
+#undef S_BOUND
+    if (!what)
+        return 0;
+    snprintf(why, why_len, "scenario '%s' needs %s %u %s, topology has %u", s->name, what, bound,
+             unit, have);
+    return -EDOM;
+}
+
+static int s_cpuset_mask(const kt_cpuset_spec_t *cs, const kt_topology_t *t, kt_cpumask_t *ret,
+                         const char *cg, char *why, size_t wl)
+{
+    kt_cpumask_t all;
+    kt_topology_all_mask(t, &all);
+    switch (cs->kind) {
+    case KT_CPUSET_ALL:
+        *ret = all;
+        return 0;
+    case KT_CPUSET_LLC:
+        if (cs->index >= t->llcs) {
+            snprintf(why, wl, "cgroup '%s': cpuset names LLC %u, topology has %u", cg, cs->index,
+                     t->llcs);
+            return -EINVAL;
+        }
+        kt_topology_llc_mask(t, cs->index, ret);
+        return 0;
+    case KT_CPUSET_NODE:
+        if (cs->index >= t->numa_nodes) {
+            snprintf(why, wl, "cgroup '%s': cpuset names NUMA node %u, topology has %u", cg,
+                     cs->index, t->numa_nodes);
+            return -EINVAL;
+        }
+        kt_topology_node_mask(t, cs->index, ret);
+        return 0;
+    case KT_CPUSET_LIST:
+        if (kt_cpumask_parse(cs->list, ret) < 0 || kt_cpumask_empty(ret)) {
+            snprintf(why, wl, "cgroup '%s': bad CPU list '%s'", cg, cs->list);
+            return -EINVAL;
+        }
+        if (!kt_cpumask_subset(ret, &all)) {
+            snprintf(why, wl, "cgroup '%s': CPU list '%s' is outside the %u CPUs of the topology",
+                     cg, cs->list, kt_topology_cpus(t));
+            return -EINVAL;
+        }
+        return 0;
+    case KT_CPUSET_PER_LLC:
+        break;
+    }
+    snprintf(why, wl, "cgroup '%s': unexpected cpuset kind", cg);
+    return -EINVAL;
+}
+
+static int s_add_cgroup(kt_plan_t *p, const kt_cgroup_spec_t *spec, const char *name,
+                        const kt_cpumask_t *cpus, bool has_cpuset, char *why, size_t wl)
+{
+    if (p->n_cgroups >= KT_MAX_CGROUPS) {
+        snprintf(why, wl, "more than %d cgroups", KT_MAX_CGROUPS);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < p->n_cgroups; i++) {
+        if (strcmp(p->cgroups[i].name, name) == 0) {
+            snprintf(why, wl, "cgroup '%s' is declared twice", name);
+            return -EINVAL;
+        }
+    }
+    unsigned workers = spec->workers;
+    if (!workers) {
+        double w = spec->workers_per_cpu * kt_cpumask_weight(cpus);
+        workers = w < 1.0 ? 1 : (unsigned)lround(w);
+    }
+    unsigned group = kt_work_type_group_size(spec->work);
+    if (workers % group) {
+        if (spec->workers) {
+            snprintf(why, wl, "cgroup '%s': %s workers come in groups of %u, %u given", name,
+                     kt_work_type_name(spec->work), group, workers);
+            return -EINVAL;
+        }
+        workers += group - workers % group;
+    }
+    if (workers > KT_MAX_WORKERS_PER_CGROUP) {
+        snprintf(why, wl, "cgroup '%s': %u workers, limit %d", name, workers,
+                 KT_MAX_WORKERS_PER_CGROUP);
+        return -EINVAL;
+    }
+    kt_plan_cgroup_t *c = &p->cgroups[p->n_cgroups++];
+    memset(c, 0, sizeof(*c));
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->has_cpuset = has_cpuset;
+    c->cpus = *cpus;
+    c->workers = workers;
+    c->work = spec->work;
+    c->policy = spec->policy;
+    c->nice = spec->nice;
+    return 0;
+}
+
+int kt_scenario_resolve(const kt_scenario_t *s, const kt_topology_t *t, uint32_t duration_override_ms,
+                        kt_plan_t *ret, char *why, size_t wl)
+{
+    if (!kt_topology_valid(t)) {
+        snprintf(why, wl, "invalid topology");
+        return -EINVAL;
+    }
+    if (s->n_cgroups == 0) {
+        snprintf(why, wl, "scenario '%s' has no cgroups", s->name);
+        return -EINVAL;
+    }
+    kt_plan_t p;
+    memset(&p, 0, sizeof(p));
+    snprintf(p.scenario, sizeof(p.scenario), "%s", s->name);
+    p.topology = *t;
+    p.duration_ms = duration_override_ms ? duration_override_ms : s->duration_ms;
+    if (p.duration_ms == 0) {
+        snprintf(why, wl, "scenario '%s' has no duration", s->name);
+        return -EINVAL;
+    }
+    p.thresholds = s->thresholds;
+    int r;
+    for (unsigned i = 0; i < s->n_cgroups; i++) {
+        const kt_cgroup_spec_t *spec = &s->cgroups[i];
+        if (spec->cpuset.kind == KT_CPUSET_PER_LLC) {
+            for (unsigned l = 0; l < t->llcs; l++) {
+                char name[KT_NAME_MAX];
+                kt_cpumask_t m;
+                snprintf(name, sizeof(name), "%.*s_%u", KT_NAME_MAX - 12, spec->name, l & 0xffff);
+                kt_topology_llc_mask(t, l, &m);
+                if ((r = s_add_cgroup(&p, spec, name, &m, true, why, wl)) < 0)
+                    return r;
+            }
+            continue;
+        }
+        kt_cpumask_t m;
+        if ((r = s_cpuset_mask(&spec->cpuset, t, &m, spec->name, why, wl)) < 0)
+            return r;
+        if ((r = s_add_cgroup(&p, spec, spec->name, &m, spec->cpuset.kind != KT_CPUSET_ALL, why,
+                              wl)) < 0)
+            return r;
+    }
+    if (kt_plan_total_workers(&p) > KT_MAX_WORKERS) {
+        snprintf(why, wl, "%u workers in all, limit %d", kt_plan_total_workers(&p), KT_MAX_WORKERS);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < s->n_faults; i++) {
+        const kt_fault_t *f = &s->faults[i];
+        unsigned cg = p.n_cgroups;
+        for (unsigned j = 0; j < p.n_cgroups; j++)
+            if (strcmp(p.cgroups[j].name, f->cgroup) == 0)
+                cg = j;
+        if (cg == p.n_cgroups || f->worker >= p.cgroups[cg].workers) {
+            snprintf(why, wl, "fault names no worker: cgroup '%s' worker %u", f->cgroup, f->worker);
+            return -EINVAL;
+        }
+        p.faults[p.n_faults++] = (kt_plan_fault_t){cg, f->worker, f->at_ms};
+    }
+    *ret = p;
+    return 0;
+}
+
+unsigned kt_plan_total_workers(const kt_plan_t *p)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < p->n_cgroups; i++)
+        n += p->cgroups[i].workers;
+    return n;
+}

@@ -1,0 +1,475 @@
+/* The host <-> guest channel messages: the cell message codec and strict
+ * msgpack map accessors shared by both sides. */
+#include "kt_chanmsg.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+void kt_cell_msg_init(kt_cell_msg_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    snprintf(m->sched_name, sizeof(m->sched_name), "eevdf");
+    m->sched_enable_timeout_ms = 20000;
+    m->settle_ms = 500;
+    m->heartbeat_ms = 1000;
+}
+
+/* ---- packing helpers ---- */
+
+void kt_mp_pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s ? s : "", n);
+}
+
+void kt_mp_pack_kv_str(msgpack_packer *pk, const char *key, const char *value)
+{
+    kt_mp_pack_str(pk, key);
+    kt_mp_pack_str(pk, value);
+}
+
+void kt_mp_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t value)
+{
+    kt_mp_pack_str(pk, key);
+    msgpack_pack_uint64(pk, value);
+}
+
+void kt_mp_pack_kv_i64(msgpack_packer *pk, const char *key, int64_t value)
+{
+    kt_mp_pack_str(pk, key);
+    msgpack_pack_int64(pk, value);
+}
+
+void kt_mp_pack_kv_double(msgpack_packer *pk, const char *key, double value)
+{
+    kt_mp_pack_str(pk, key);
+    msgpack_pack_double(pk, value);
+}
+
+void kt_mp_pack_kv_bool(msgpack_packer *pk, const char *key, bool value)
+{
+    kt_mp_pack_str(pk, key);
+    if (value)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+/* ---- strict accessors ---- */
+
+const msgpack_object *kt_mp_get(const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t klen = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
+            memcmp(k->via.str.ptr, key, klen) == 0)
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+int kt_mp_get_str(const msgpack_object *map, const char *key, char *buf, size_t len)
+{
+    const msgpack_object *o = kt_mp_get(map, key);
+    if (!o)
+        return -ENOENT;
+    if (o->type != MSGPACK_OBJECT_STR)
+        return -EBADMSG;
+    if (o->via.str.size >= len)
+        return -E2BIG;
+    if (memchr(o->via.str.ptr, '\0', o->via.str.size))
+        return -EBADMSG;
+    memcpy(buf, o->via.str.ptr, o->via.str.size);
+    buf[o->via.str.size] = '\0';
+    return 0;
+}
+
+int kt_mp_get_u64(const msgpack_object *map, const char *key, uint64_t *ret)
+{
+    const msgpack_object *o = kt_mp_get(map, key);
+    if (!o)
+        return -ENOENT;
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return -EBADMSG;
+    *ret = o->via.u64;
+    return 0;
+}
+
+int kt_mp_get_i64(const msgpack_object *map, const char *key, int64_t *ret)
+{
+    const msgpack_object *o = kt_mp_get(map, key);
+    if (!o)
+        return -ENOENT;
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > INT64_MAX)
+            return -ERANGE;
+        *ret = (int64_t)o->via.u64;
+        return 0;
+    }
+    if (o->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return -EBADMSG;
+    *ret = o->via.i64;
+    return 0;
+}
+
+int kt_mp_get_bool(const msgpack_object *map, const char *key, bool *ret)
+{
+    const msgpack_object *o = kt_mp_get(map, key);
+    if (!o)
+        return -ENOENT;
+    if (o->type != MSGPACK_OBJECT_BOOLEAN)
+        return -EBADMSG;
+    *ret = o->via.boolean;
+    return 0;
+}
+
+int kt_mp_get_double(const msgpack_object *map, const char *key, double *ret)
+{
+    const msgpack_object *o = kt_mp_get(map, key);
+    if (!o)
+        return -ENOENT;
+    switch (o->type) {
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        if (!isfinite(o->via.f64))
+            return -EBADMSG;
+        *ret = o->via.f64;
+        return 0;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        *ret = (double)o->via.u64;
+        return 0;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        *ret = (double)o->via.i64;
+        return 0;
+    default:
+        return -EBADMSG;
+    }
+}
+
+int kt_chanmsg_type(const msgpack_object *obj, char *type, size_t len)
+{
+    if (!obj || obj->type != MSGPACK_OBJECT_MAP)
+        return -EBADMSG;
+    int r = kt_mp_get_str(obj, "t", type, len);
+    return r < 0 ? -EBADMSG : 0;
+}
+
+/* ---- the cell message ---- */
+
+static void s_pack_thresholds(msgpack_packer *pk, const kt_thresholds_t *t)
+{
+    msgpack_pack_map(pk, 8);
+    kt_mp_pack_kv_bool(pk, "check_starved", t->check_starved);
+    kt_mp_pack_kv_bool(pk, "check_isolation", t->check_isolation);
+    kt_mp_pack_kv_bool(pk, "check_spread", t->check_spread);
+    kt_mp_pack_kv_double(pk, "max_spread_pct", t->max_spread_pct);
+    kt_mp_pack_kv_bool(pk, "check_gap", t->check_gap);
+    kt_mp_pack_kv_u64(pk, "max_gap_ms", t->max_gap_ms);
+    kt_mp_pack_kv_u64(pk, "max_p99_wake_us", t->max_p99_wake_us);
+    kt_mp_pack_kv_double(pk, "min_work_rate", t->min_work_rate);
+}
+
+static void s_pack_plan(msgpack_packer *pk, const kt_plan_t *p)
+{
+    msgpack_pack_map(pk, 6);
+    kt_mp_pack_kv_str(pk, "scenario", p->scenario);
+    kt_mp_pack_str(pk, "topology");
+    msgpack_pack_map(pk, 4);
+    kt_mp_pack_kv_u64(pk, "nodes", p->topology.numa_nodes);
+    kt_mp_pack_kv_u64(pk, "llcs", p->topology.llcs);
+    kt_mp_pack_kv_u64(pk, "cores", p->topology.cores_per_llc);
+    kt_mp_pack_kv_u64(pk, "threads", p->topology.threads_per_core);
+    kt_mp_pack_kv_u64(pk, "duration_ms", p->duration_ms);
+    kt_mp_pack_str(pk, "cgroups");
+    msgpack_pack_array(pk, p->n_cgroups);
+    for (unsigned i = 0; i < p->n_cgroups; i++) {
+        const kt_plan_cgroup_t *c = &p->cgroups[i];
+        char list[KT_MAX_CPUS * 4];
+        kt_cpumask_format(&c->cpus, list, sizeof(list));
+        msgpack_pack_map(pk, 7);
+        kt_mp_pack_kv_str(pk, "name", c->name);
+        kt_mp_pack_kv_bool(pk, "has_cpuset", c->has_cpuset);
+        kt_mp_pack_kv_str(pk, "cpus", list);
+        kt_mp_pack_kv_u64(pk, "workers", c->workers);
+        kt_mp_pack_kv_str(pk, "work", kt_work_type_name(c->work));
+        kt_mp_pack_kv_u64(pk, "policy", c->policy);
+        kt_mp_pack_kv_i64(pk, "nice", c->nice);
+    }
+    kt_mp_pack_str(pk, "thresholds");
+    s_pack_thresholds(pk, &p->thresholds);
+    kt_mp_pack_str(pk, "faults");
+    msgpack_pack_array(pk, p->n_faults);
+    for (unsigned i = 0; i < p->n_faults; i++) {
+        msgpack_pack_map(pk, 3);
+        kt_mp_pack_kv_u64(pk, "cgroup", p->faults[i].cgroup);
+        kt_mp_pack_kv_u64(pk, "worker", p->faults[i].worker);
+        kt_mp_pack_kv_u64(pk, "at_ms", p->faults[i].at_ms);
+    }
+}
+
+int kt_cell_msg_encode(const kt_cell_msg_t *m, msgpack_sbuffer *out)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 7);
+    kt_mp_pack_kv_str(&pk, "t", "cell");
+    kt_mp_pack_kv_str(&pk, "cell_id", m->cell_id);
+    kt_mp_pack_str(&pk, "sched");
+    msgpack_pack_map(&pk, 3);
+    kt_mp_pack_kv_str(&pk, "name", m->sched_name);
+    kt_mp_pack_kv_str(&pk, "path", m->sched_path);
+    kt_mp_pack_str(&pk, "args");
+    msgpack_pack_array(&pk, m->n_sched_args);
+    for (unsigned i = 0; i < m->n_sched_args; i++)
+        kt_mp_pack_str(&pk, m->sched_args[i]);
+    kt_mp_pack_kv_u64(&pk, "sched_enable_timeout_ms", m->sched_enable_timeout_ms);
+    kt_mp_pack_kv_u64(&pk, "settle_ms", m->settle_ms);
+    kt_mp_pack_kv_u64(&pk, "heartbeat_ms", m->heartbeat_ms);
+    kt_mp_pack_str(&pk, "plan");
+    s_pack_plan(&pk, &m->plan);
+    /* msgpack_sbuffer_write only fails on allocation failure, which leaves
+     * the buffer's data NULL. */
+    return out->data ? 0 : -ENOMEM;
+}
+
+#define S_FAIL(why, len, ...)                                                                      \
+    do {                                                                                           \
+        snprintf((why), (len), __VA_ARGS__);                                                       \
+        return -EBADMSG;                                                                           \
+    } while (0)
+
+static int s_u32(const msgpack_object *map, const char *key, uint32_t max, uint32_t *ret,
+                 char *why, size_t wl)
+{
+    uint64_t v;
+    int r = kt_mp_get_u64(map, key, &v);
+    if (r < 0)
+        S_FAIL(why, wl, "field '%s': %s", key, r == -ENOENT ? "missing" : "not an unsigned integer");
+    if (v > max)
+        S_FAIL(why, wl, "field '%s': %llu is over the limit %u", key, (unsigned long long)v, max);
+    *ret = (uint32_t)v;
+    return 0;
+}
+
+static int s_str(const msgpack_object *map, const char *key, char *buf, size_t len, char *why,
+                 size_t wl)
+{
+    int r = kt_mp_get_str(map, key, buf, len);
+    if (r == -ENOENT)
+        S_FAIL(why, wl, "field '%s': missing", key);
+    if (r == -E2BIG)
+        S_FAIL(why, wl, "field '%s': longer than %zu bytes", key, len - 1);
+    if (r < 0)
+        S_FAIL(why, wl, "field '%s': not a string", key);
+    return 0;
+}
+
+static int s_bool(const msgpack_object *map, const char *key, bool *ret, char *why, size_t wl)
+{
+    if (kt_mp_get_bool(map, key, ret) < 0)
+        S_FAIL(why, wl, "field '%s': missing or not a boolean", key);
+    return 0;
+}
+
+static int s_double(const msgpack_object *map, const char *key, double lo, double hi, double *ret,
+                    char *why, size_t wl)
+{
+    if (kt_mp_get_double(map, key, ret) < 0)
+        S_FAIL(why, wl, "field '%s': missing or not a number", key);
+    if (*ret < lo || *ret > hi)
+        S_FAIL(why, wl, "field '%s': %g out of range [%g, %g]", key, *ret, lo, hi);
+    return 0;
+}
+
+static const msgpack_object *s_typed(const msgpack_object *map, const char *key,
+                                     msgpack_object_type type)
+{
+    const msgpack_object *o = kt_mp_get(map, key);
+    return o && o->type == type ? o : NULL;
+}
+
+static int s_decode_thresholds(const msgpack_object *o, kt_thresholds_t *t, char *why, size_t wl)
+{
+    uint32_t v;
+    int r;
+    if ((r = s_bool(o, "check_starved", &t->check_starved, why, wl)) < 0 ||
+        (r = s_bool(o, "check_isolation", &t->check_isolation, why, wl)) < 0 ||
+        (r = s_bool(o, "check_spread", &t->check_spread, why, wl)) < 0 ||
+        (r = s_double(o, "max_spread_pct", 0, 100, &t->max_spread_pct, why, wl)) < 0 ||
+        (r = s_bool(o, "check_gap", &t->check_gap, why, wl)) < 0 ||
+        (r = s_u32(o, "max_gap_ms", 3600000, &t->max_gap_ms, why, wl)) < 0 ||
+        (r = s_u32(o, "max_p99_wake_us", 3600000000u, &v, why, wl)) < 0 ||
+        (r = s_double(o, "min_work_rate", 0, 1e12, &t->min_work_rate, why, wl)) < 0)
+        return r;
+    t->max_p99_wake_us = v;
+    return 0;
+}
+
+static int s_decode_plan(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
+{
+    int r;
+    if ((r = s_str(o, "scenario", p->scenario, sizeof(p->scenario), why, wl)) < 0)
+        return r;
+    const msgpack_object *topo = s_typed(o, "topology", MSGPACK_OBJECT_MAP);
+    if (!topo)
+        S_FAIL(why, wl, "field 'plan.topology': missing or not a map");
+    uint32_t n, l, c, t;
+    if ((r = s_u32(topo, "nodes", KT_MAX_CPUS, &n, why, wl)) < 0 ||
+        (r = s_u32(topo, "llcs", KT_MAX_CPUS, &l, why, wl)) < 0 ||
+        (r = s_u32(topo, "cores", KT_MAX_CPUS, &c, why, wl)) < 0 ||
+        (r = s_u32(topo, "threads", 8, &t, why, wl)) < 0)
+        return r;
+    p->topology = (kt_topology_t){n, l, c, t};
+    if (!kt_topology_valid(&p->topology))
+        S_FAIL(why, wl, "field 'plan.topology': invalid shape %u,%u,%u,%u", n, l, c, t);
+    if ((r = s_u32(o, "duration_ms", 24 * 3600 * 1000, &p->duration_ms, why, wl)) < 0)
+        return r;
+
+    const msgpack_object *cgs = s_typed(o, "cgroups", MSGPACK_OBJECT_ARRAY);
+    if (!cgs)
+        S_FAIL(why, wl, "field 'plan.cgroups': missing or not an array");
+    if (cgs->via.array.size > KT_MAX_CGROUPS)
+        S_FAIL(why, wl, "field 'plan.cgroups': %u entries, limit %d", cgs->via.array.size,
+               KT_MAX_CGROUPS);
+    p->n_cgroups = cgs->via.array.size;
+    unsigned total = 0;
+    for (unsigned i = 0; i < p->n_cgroups; i++) {
+        const msgpack_object *co = &cgs->via.array.ptr[i];
+        kt_plan_cgroup_t *cg = &p->cgroups[i];
+        if (co->type != MSGPACK_OBJECT_MAP)
+            S_FAIL(why, wl, "plan.cgroups[%u]: not a map", i);
+        char list[KT_MAX_CPUS * 4], work[32];
+        uint32_t workers, policy;
+        int64_t nice;
+        if ((r = s_str(co, "name", cg->name, sizeof(cg->name), why, wl)) < 0 ||
+            (r = s_bool(co, "has_cpuset", &cg->has_cpuset, why, wl)) < 0 ||
+            (r = s_str(co, "cpus", list, sizeof(list), why, wl)) < 0 ||
+            (r = s_u32(co, "workers", KT_MAX_WORKERS_PER_CGROUP, &workers, why, wl)) < 0 ||
+            (r = s_str(co, "work", work, sizeof(work), why, wl)) < 0 ||
+            (r = s_u32(co, "policy", KT_POLICY_IDLE, &policy, why, wl)) < 0)
+            return r;
+        if (kt_mp_get_i64(co, "nice", &nice) < 0 || nice < -20 || nice > 19)
+            S_FAIL(why, wl, "plan.cgroups[%u].nice: missing or outside -20..19", i);
+        if (!cg->name[0] || strchr(cg->name, '/') || strcmp(cg->name, ".") == 0 ||
+            strcmp(cg->name, "..") == 0)
+            S_FAIL(why, wl, "plan.cgroups[%u].name: '%s' is not a valid cgroup name", i, cg->name);
+        if (kt_cpumask_parse(list, &cg->cpus) < 0)
+            S_FAIL(why, wl, "plan.cgroups[%u].cpus: bad CPU list '%s'", i, list);
+        if (kt_work_type_parse(work, &cg->work) < 0)
+            S_FAIL(why, wl, "plan.cgroups[%u].work: unknown work type '%s'", i, work);
+        cg->workers = workers;
+        cg->policy = (enum kt_sched_policy)policy;
+        cg->nice = (int)nice;
+        total += workers;
+    }
+    if (total > KT_MAX_WORKERS)
+        S_FAIL(why, wl, "plan: %u workers in all, limit %d", total, KT_MAX_WORKERS);
+
+    const msgpack_object *th = s_typed(o, "thresholds", MSGPACK_OBJECT_MAP);
+    if (!th)
+        S_FAIL(why, wl, "field 'plan.thresholds': missing or not a map");
+    if ((r = s_decode_thresholds(th, &p->thresholds, why, wl)) < 0)
+        return r;
+
+    const msgpack_object *fs = s_typed(o, "faults", MSGPACK_OBJECT_ARRAY);
+    if (!fs)
+        S_FAIL(why, wl, "field 'plan.faults': missing or not an array");
+    if (fs->via.array.size > KT_MAX_FAULTS)
+        S_FAIL(why, wl, "field 'plan.faults': %u entries, limit %d", fs->via.array.size,
+               KT_MAX_FAULTS);
+    p->n_faults = fs->via.array.size;
+    for (unsigned i = 0; i < p->n_faults; i++) {
+        const msgpack_object *fo = &fs->via.array.ptr[i];
+        kt_plan_fault_t *f = &p->faults[i];
+        if ((r = s_u32(fo, "cgroup", KT_MAX_CGROUPS - 1, &f->cgroup, why, wl)) < 0 ||
+            (r = s_u32(fo, "worker", KT_MAX_WORKERS_PER_CGROUP - 1, &f->worker, why, wl)) < 0 ||
+            (r = s_u32(fo, "at_ms", 24 * 3600 * 1000, &f->at_ms, why, wl)) < 0)
+            return r;
+        if (f->cgroup >= p->n_cgroups || f->worker >= p->cgroups[f->cgroup].workers)
+            S_FAIL(why, wl, "plan.faults[%u]: names no worker (cgroup %u worker %u)", i, f->cgroup,
+                   f->worker);
+    }
+    return 0;
+}
+
+int kt_cell_msg_decode(const void *body, size_t len, kt_cell_msg_t *ret, char *why, size_t wl)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    int r = -EBADMSG;
+    kt_cell_msg_t m;
+    kt_cell_msg_init(&m);
+    if (msgpack_unpack_next(&up, body, len, &off) != MSGPACK_UNPACK_SUCCESS) {
+        snprintf(why, wl, "not a msgpack object");
+        goto out;
+    }
+    if (off != len) {
+        snprintf(why, wl, "%zu trailing bytes after the message", len - off);
+        goto out;
+    }
+    const msgpack_object *o = &up.data;
+    char type[16];
+    if (kt_chanmsg_type(o, type, sizeof(type)) < 0 || strcmp(type, "cell") != 0) {
+        snprintf(why, wl, "not a cell message (no \"t\":\"cell\")");
+        goto out;
+    }
+    if ((r = s_str(o, "cell_id", m.cell_id, sizeof(m.cell_id), why, wl)) < 0)
+        goto out;
+    const msgpack_object *sched = s_typed(o, "sched", MSGPACK_OBJECT_MAP);
+    if (!sched) {
+        snprintf(why, wl, "field 'sched': missing or not a map");
+        r = -EBADMSG;
+        goto out;
+    }
+    if ((r = s_str(sched, "name", m.sched_name, sizeof(m.sched_name), why, wl)) < 0 ||
+        (r = s_str(sched, "path", m.sched_path, sizeof(m.sched_path), why, wl)) < 0)
+        goto out;
+    const msgpack_object *args = s_typed(sched, "args", MSGPACK_OBJECT_ARRAY);
+    if (!args || args->via.array.size > KT_SCHED_ARGS_MAX) {
+        snprintf(why, wl, "field 'sched.args': missing, not an array or over %d entries",
+                 KT_SCHED_ARGS_MAX);
+        r = -EBADMSG;
+        goto out;
+    }
+    m.n_sched_args = args->via.array.size;
+    for (unsigned i = 0; i < m.n_sched_args; i++) {
+        const msgpack_object *a = &args->via.array.ptr[i];
+        if (a->type != MSGPACK_OBJECT_STR || a->via.str.size >= KT_SCHED_ARG_LEN ||
+            memchr(a->via.str.ptr, '\0', a->via.str.size)) {
+            snprintf(why, wl, "sched.args[%u]: not a string under %d bytes", i, KT_SCHED_ARG_LEN);
+            r = -EBADMSG;
+            goto out;
+        }
+        memcpy(m.sched_args[i], a->via.str.ptr, a->via.str.size);
+        m.sched_args[i][a->via.str.size] = '\0';
+    }
+    if ((r = s_u32(o, "sched_enable_timeout_ms", 600000, &m.sched_enable_timeout_ms, why, wl)) < 0 ||
+        (r = s_u32(o, "settle_ms", 600000, &m.settle_ms, why, wl)) < 0 ||
+        (r = s_u32(o, "heartbeat_ms", 60000, &m.heartbeat_ms, why, wl)) < 0)
+        goto out;
+    if (m.heartbeat_ms == 0) {
+        snprintf(why, wl, "field 'heartbeat_ms': must be > 0");
+        r = -EBADMSG;
+        goto out;
+    }
+    const msgpack_object *plan = s_typed(o, "plan", MSGPACK_OBJECT_MAP);
+    if (!plan) {
+        snprintf(why, wl, "field 'plan': missing or not a map");
+        r = -EBADMSG;
+        goto out;
+    }
+    if ((r = s_decode_plan(plan, &m.plan, why, wl)) < 0)
+        goto out;
+    *ret = m;
+    r = 0;
+out:
+    msgpack_unpacked_destroy(&up);
+    return r;
+}
