@@ -1,0 +1,24 @@
+/* YAML scenario files (libfyaml). Every error reads
+ * "FILE:LINE:COL: what is wrong" and points at the offending node. */
+#pragma once
+
+#include <stddef.h>
+
+#include "kt_scenario.h"
+
+struct fy_node;
+
+/* Load one scenario from a YAML file. -errno; err gets file:line:col text. */
+int kt_scenario_yaml_load(const char *path, kt_scenario_t *ret, char *err, size_t err_len);
+
+/* Parse from memory; `origin` names the text in errors (a file name). */
+int kt_scenario_yaml_parse(const char *text, size_t len, const char *origin, kt_scenario_t *ret,
+                           char *err, size_t err_len);
+
+/* Parse one scenario mapping node (for scenarios inlined in other YAML
+ * files, such as gauntlets). */
+int kt_scenario_yaml_from_node(struct fy_node *node, const char *origin, kt_scenario_t *ret,
+                               char *err, size_t err_len);
+
+/* Parse durations "3s", "250ms", "2m", "1.5s" or a bare number of ms. */
+int kt_duration_parse_ms(const char *text, uint32_t *ret_ms);

@@ -1,0 +1,154 @@
+/* ktstr-worker run-cell: one cell in a VM on this host. Exit status 0 pass,
+ * 1 fail, 2 error, 77 skip. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "builtins.h"
+#include "kt_log.h"
+#include "kt_runcell.h"
+#include "kt_scenario_yaml.h"
+#include "kt_sidecar.h"
+
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ktstr-worker run-cell --kernel PATH --topology PRESET|N,L,C,T\n"
+            "           --scenario NAME|FILE.yaml [--scheduler PATH] [--sched-args \"ARGS\"]\n"
+            "           [--duration SECS] [--out DIR] [--accel auto|kvm|tcg] [--machine q35|microvm]\n"
+            "           [--json] [-v]\n"
+            "Runs one cell and writes its *.ktstr.json sidecar into --out (default '.').\n"
+            "Built-in scenarios:");
+    unsigned n;
+    const kt_scenario_t *b = kt_scenario_builtins(&n);
+    for (unsigned i = 0; i < n; i++)
+        fprintf(f, " %s", b[i].name);
+    fprintf(f, "\nExit status: 0 pass, 1 fail, 2 error, 77 skip.\n");
+}
+
+int builtin_run_cell(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"kernel", required_argument, NULL, 'k'},   {"topology", required_argument, NULL, 't'},
+        {"scenario", required_argument, NULL, 's'}, {"scheduler", required_argument, NULL, 'S'},
+        {"sched-args", required_argument, NULL, 'a'}, {"duration", required_argument, NULL, 'd'},
+        {"out", required_argument, NULL, 'o'},      {"accel", required_argument, NULL, 'A'},
+        {"machine", required_argument, NULL, 'm'},  {"json", no_argument, NULL, 'j'},
+        {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    kt_cell_request_t req;
+    kt_cell_request_init(&req);
+    const char *topology = NULL, *scenario = NULL, *duration = NULL, *accel = "auto";
+    bool json_out = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'k': req.kernel = optarg; break;
+        case 't': topology = optarg; break;
+        case 's': scenario = optarg; break;
+        case 'S': req.scheduler = optarg; break;
+        case 'a': req.sched_args = optarg; break;
+        case 'd': duration = optarg; break;
+        case 'o': req.out_dir = optarg; break;
+        case 'A': accel = optarg; break;
+        case 'm':
+            if (strcmp(optarg, "q35") == 0)
+                req.machine = KT_MACHINE_Q35;
+            else if (strcmp(optarg, "microvm") == 0)
+                req.machine = KT_MACHINE_MICROVM;
+            else {
+                fprintf(stderr, "run-cell: --machine: '%s' is not q35 or microvm\n", optarg);
+                return 2;
+            }
+            break;
+        case 'j': json_out = true; break;
+        case 'v': kt_log_set_level(KT_LOG_DEBUG); break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "run-cell: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!req.kernel || !topology || !scenario) {
+        fprintf(stderr, "run-cell: --kernel, --topology and --scenario are required\n");
+        s_usage(stderr);
+        return 2;
+    }
+    if (kt_topology_parse(topology, &req.topology) < 0) {
+        fprintf(stderr,
+                "run-cell: --topology '%s': not a preset name, N,L,C,T or a label like 1n2l2c1t "
+                "(at most %d CPUs, LLCs a multiple of nodes)\n",
+                topology, KT_MAX_CPUS);
+        return 2;
+    }
+    if (kt_accel_parse(accel, &req.accel) < 0) {
+        fprintf(stderr, "run-cell: --accel '%s': expected auto, kvm or tcg\n", accel);
+        return 2;
+    }
+    if (duration) {
+        uint32_t ms;
+        /* A bare number is seconds here (the CLI says SECS). */
+        char *end;
+        double secs = strtod(duration, &end);
+        if (*end == '\0' && end != duration) {
+            if (!(secs > 0 && secs <= 86400)) {
+                fprintf(stderr, "run-cell: --duration '%s': out of range\n", duration);
+                return 2;
+            }
+            req.duration_ms = (uint32_t)(secs * 1000);
+        } else if (kt_duration_parse_ms(duration, &ms) == 0 && ms > 0) {
+            req.duration_ms = ms;
+        } else {
+            fprintf(stderr, "run-cell: --duration '%s': not a duration (e.g. 3, 3s, 500ms)\n",
+                    duration);
+            return 2;
+        }
+    }
+    kt_scenario_t loaded;
+    const kt_scenario_t *sc = kt_scenario_builtin_find(scenario);
+    if (!sc) {
+        char err[512];
+        struct stat st;
+        if (stat(scenario, &st) != 0 && !strchr(scenario, '/') && !strstr(scenario, ".yaml") &&
+            !strstr(scenario, ".yml")) {
+            fprintf(stderr, "run-cell: --scenario '%s': no built-in scenario and no such file\n",
+                    scenario);
+            return 2;
+        }
+        if (kt_scenario_yaml_load(scenario, &loaded, err, sizeof(err)) < 0) {
+            fprintf(stderr, "%s\n", err);
+            return 2;
+        }
+        sc = &loaded;
+    }
+    req.scenario = sc;
+    if (mkdir(req.out_dir, 0755) < 0 && errno != EEXIST) {
+        fprintf(stderr, "run-cell: --out '%s': %m\n", req.out_dir);
+        return 2;
+    }
+    kt_cell_outcome_t out;
+    int r = kt_runcell(&req, &out);
+    if (json_out) {
+        json_t *j = json_pack("{s:s,s:s,s:s,s:s}", "verdict", out.verdict, "phase", out.phase,
+                              "reason", out.reason, "sidecar", out.sidecar_path);
+        json_dumpf(j, stdout, JSON_COMPACT);
+        putchar('\n');
+        json_decref(j);
+    } else
+        printf("%s %s/%s%s%s [%s] %s\n", out.verdict, sc->name, topology,
+               req.scheduler ? " " : "", req.scheduler ? req.scheduler : "", out.phase,
+               out.reason[0] ? out.reason : "all checks passed");
+    if (r < 0) {
+        fprintf(stderr, "run-cell: %s\n", out.reason);
+        return 2;
+    }
+    return kt_verdict_exit_code(out.verdict);
+}

@@ -1,0 +1,53 @@
+/* Running one cell on this host: resolve the scenario against the topology,
+ * build (or find) the shared base image, boot the VM, drive ktstr-init, and
+ * turn what came back into a verdict and a sidecar. The embedded worker of
+ * ktstr-coord and `ktstr-worker run-cell` both go through here. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kt_scenario.h"
+#include "kt_vm.h"
+
+typedef struct kt_cell_request {
+    const char *kernel;            /* bzImage */
+    const char *kernel_label;      /* NULL: the image's release */
+    const char *kernel_commit;     /* NULL: unknown */
+    kt_topology_t topology;
+    const kt_scenario_t *scenario;
+    const char *scheduler;         /* sched_ext binary, NULL for EEVDF */
+    const char *sched_args;        /* split on blanks, NULL for none */
+    const char *profile;           /* flag profile name, NULL: "default" */
+    uint32_t duration_ms;          /* 0: the scenario's */
+    enum kt_accel accel;           /* AUTO runs the KVM check first */
+    enum kt_machine machine;
+    const char *out_dir;           /* sidecar and console log go here */
+    const char *cell_name;         /* NULL: cell/{scenario}/{topo}/{sched}/{kernel} */
+    const char *image_dir;         /* NULL: /dev/shm */
+    const char *init_path;         /* NULL: kt_runcell_find_init() */
+    const char *busybox_path;      /* NULL: /bin/busybox */
+    const char *run_id;            /* NULL for a standalone cell */
+    unsigned attempt;              /* 0 is taken as 1 */
+    double timeout_scale;          /* 0: 1.0 for KVM, 4.0 for TCG */
+} kt_cell_request_t;
+
+typedef struct kt_cell_outcome {
+    char verdict[8];
+    char reason[1024];
+    char phase[16];
+    char cell_id[65];
+    char sidecar_path[4096];
+    enum kt_accel accel;
+} kt_cell_outcome_t;
+
+void kt_cell_request_init(kt_cell_request_t *req);
+
+/* Path of the ktstr-init binary to put into images: $KTSTR_INIT, else the
+ * build tree's, else the installed one. NULL when none exists. */
+const char *kt_runcell_find_init(void);
+
+/* Runs the cell. Returns 0 when a verdict was reached and a sidecar written
+ * (whatever the verdict), negative errno when not even that was possible
+ * (outcome->reason says why). */
+int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *ret);
