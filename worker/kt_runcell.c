@@ -366,8 +366,9 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     };
     size_t n_entries = req->scheduler ? 3 : 2;
     uint64_t ta = s_now_ms();
-    r = kt_image_acquire(req->image_dir ? req->image_dir : KT_IMAGE_DEFAULT_DIR, entries, n_entries,
-                         &img);
+    const char *image_dir = req->image_dir ? req->image_dir : getenv("KTSTR_IMAGE_DIR");
+    r = kt_image_acquire(image_dir && *image_dir ? image_dir : KT_IMAGE_DEFAULT_DIR, entries,
+                         n_entries, &img);
     if (r < 0) {
         phase = "artifact";
         snprintf(reason, sizeof(reason), "base image: %s", strerror(-r));

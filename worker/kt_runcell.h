@@ -24,7 +24,7 @@ typedef struct kt_cell_request {
     enum kt_machine machine;
     const char *out_dir;           /* sidecar and console log go here */
     const char *cell_name;         /* NULL: cell/{scenario}/{topo}/{sched}/{kernel} */
-    const char *image_dir;         /* NULL: /dev/shm */
+    const char *image_dir;         /* NULL: $KTSTR_IMAGE_DIR, else /dev/shm */
     const char *init_path;         /* NULL: kt_runcell_find_init() */
     const char *busybox_path;      /* NULL: /bin/busybox */
     const char *run_id;            /* NULL for a standalone cell */

@@ -1,0 +1,11 @@
+# scx_qmap -t 3 stalls every third user task: the kernel's watchdog disables
+# it and the cell must fail, naming the stall. Never a pass.
+source "$(dirname "$0")/lib.sh"
+need_fixture
+run_cell qmap --kernel "$KERNEL" --topology tiny-2llc --scenario steady \
+    --scheduler "$BIN/scx_qmap" --sched-args "-t 3" --duration 10
+expect "exit status 1 (fail)" eq "$RC" 1
+expect "verdict fail" eq "$(field .verdict)" fail
+expect "reason names the stall" contains "$(field .reason)" "runnable task stall"
+expect "kernel log kept" contains "$(field '.kernel_log | join(" ")')" "qmap"
+finish
