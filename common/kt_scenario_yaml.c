@@ -1,0 +1,1083 @@
+/* YAML scenario files, read with libfyaml onto kt_scenario_t.
+ *
+ *   name: my_scenario              required, [A-Za-z0-9_.-]{1,63}
+ *   description: "..."             optional, < KT_DESC_MAX bytes
+ *   duration: 3s                   optional, 5s by default
+ *   memory_mib: 512                optional
+ *   constraints: {min_llcs, max_llcs, min_cpus, max_cpus, min_numa, max_numa, requires_smt}
+ *   checks: {not_starved, cpuset_isolation, fairness_spread, max_gap, wake_p99, work_rate}
+ *   cgroups:                       required, 1..KT_MAX_CGROUPS entries
+ *     - name: cg_0                 required
+ *       cpuset: all                all | llc:N | node:N | per-llc | kernel CPU list
+ *       workers: 4                 exactly one of workers / workers_per_cpu
+ *       work: spin                 optional, spin by default
+ *       policy: normal             optional: normal | batch | idle
+ *       nice: 0                    optional: -20..19
+ *   faults:                        optional, 0..KT_MAX_FAULTS entries
+ *     - {cgroup: cg_0, worker: 0, at: 0ms}
+ *
+ * Unknown keys, wrong types and out-of-range values are errors; every error
+ * reads "FILE:LINE:COL: path: what is wrong" (1-based line and column). Numbers
+ * and booleans must be plain scalars ("4" in quotes is a string). Aliases are
+ * followed; every collection the walk enters is bounded, so aliases cannot
+ * blow the walk up. */
+#include "kt_scenario_yaml.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libfyaml.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kt_cleanup.h"
+
+/* A scenario file is a few hundred bytes; anything this big is a mistake. */
+#define S_MAX_FILE_SIZE (1u << 20)
+#define S_PATH_MAX 96
+/* Bounds of the values; the wire decoder (proto/kt_chanmsg.c) uses the same. */
+#define S_MAX_DURATION_MS (24u * 3600u * 1000u)
+#define S_MAX_GAP_MS 3600000u
+#define S_MAX_WAKE_US 3600000000u
+#define S_MAX_WORK_RATE 1e12
+#define S_MAX_MEMORY_MIB (1u << 20)
+
+typedef struct s_ctx {
+    const char *origin;
+    char *err;
+    size_t err_len;
+} s_ctx_t;
+
+static void s_diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
+{
+    (void)diag;
+    (void)user;
+    (void)buf;
+    (void)len;
+}
+
+/* A diag that keeps errors (with their position) instead of printing them. */
+static struct fy_diag *s_diag_new(void)
+{
+    struct fy_diag_cfg cfg;
+    fy_diag_cfg_default(&cfg);
+    cfg.fp = NULL;
+    cfg.output_fn = s_diag_discard;
+    cfg.colorize = false;
+    struct fy_diag *d = fy_diag_create(&cfg);
+    if (d)
+        fy_diag_set_collect_errors(d, true);
+    return d;
+}
+
+static void s_diag_freep(struct fy_diag **d)
+{
+    if (*d)
+        fy_diag_destroy(*d);
+}
+
+/* 1-based position of a node. Scalars carry their token; for collections
+ * libfyaml knows the start but exports it only through its reports, so ask
+ * it for one, and fall back on the first child (a collection whose last
+ * value is empty has no end token and libfyaml then reports nothing). */
+static bool s_node_pos(struct fy_node *n, int *ret_line, int *ret_col)
+{
+    if (!n)
+        return false;
+    if (fy_node_is_scalar(n) || fy_node_is_alias(n)) {
+        struct fy_token *t = fy_node_get_scalar_token(n);
+        const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
+        if (!m)
+            return false;
+        *ret_line = m->line + 1;
+        *ret_col = m->column + 1;
+        return true;
+    }
+    _cleanup_(s_diag_freep) struct fy_diag *d = s_diag_new();
+    if (d) {
+        fy_diag_node_report(d, n, FYET_ERROR, "position");
+        void *it = NULL;
+        struct fy_diag_error *e = fy_diag_errors_iterate(d, &it);
+        if (e && e->line > 0 && e->column > 0) {
+            *ret_line = e->line;
+            *ret_col = e->column;
+            return true;
+        }
+    }
+    void *it = NULL;
+    if (fy_node_is_mapping(n)) {
+        struct fy_node_pair *p = fy_node_mapping_iterate(n, &it);
+        return p && s_node_pos(fy_node_pair_key(p), ret_line, ret_col);
+    }
+    if (fy_node_is_sequence(n))
+        return s_node_pos(fy_node_sequence_iterate(n, &it), ret_line, ret_col);
+    return false;
+}
+
+/* Formats "origin:line:col: message" at node (or at fallback when node has
+ * no position, as an empty value has none) and returns -EINVAL. */
+__attribute__((format(printf, 4, 5))) static int s_fail(s_ctx_t *c, struct fy_node *node,
+                                                        struct fy_node *fallback, const char *fmt,
+                                                        ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int line, col;
+    if (s_node_pos(node, &line, &col) || s_node_pos(fallback, &line, &col))
+        snprintf(c->err, c->err_len, "%s:%d:%d: %s", c->origin, line, col, msg);
+    else
+        snprintf(c->err, c->err_len, "%s: %s", c->origin, msg);
+    return -EINVAL;
+}
+
+static const char *s_kind(struct fy_node *n)
+{
+    if (!n)
+        return "nothing";
+    if (fy_node_is_mapping(n))
+        return "a mapping";
+    if (fy_node_is_sequence(n))
+        return "a sequence";
+    return "a scalar";
+}
+
+static bool s_is_null(struct fy_node *n)
+{
+    if (!n || fy_node_is_null(n))
+        return true;
+    if (!fy_node_is_scalar(n) || fy_node_get_style(n) != FYNS_PLAIN)
+        return false;
+    size_t len;
+    const char *s = fy_node_get_scalar(n, &len);
+    if (!s || len == 0)
+        return true;
+    static const char *const nulls[] = {"~", "null", "Null", "NULL"};
+    for (size_t i = 0; i < KT_ARRAY_SIZE(nulls); i++)
+        if (len == strlen(nulls[i]) && memcmp(s, nulls[i], len) == 0)
+            return true;
+    return false;
+}
+
+/* The node an alias names; NULL (with the error set) for an unknown anchor. */
+static struct fy_node *s_target(s_ctx_t *c, struct fy_node *n, struct fy_node *key,
+                                const char *path)
+{
+    if (!n || !fy_node_is_alias(n))
+        return n;
+    struct fy_node *target = fy_node_resolve_alias(n);
+    if (!target) {
+        size_t len;
+        const char *a = fy_node_get_scalar(n, &len);
+        s_fail(c, n, key, "%s: alias '*%.*s' names no anchor", path,
+               a ? (int)(len > 64 ? 64 : len) : 0, a ? a : "");
+    }
+    return target;
+}
+
+/* Follows an alias to its anchored node, in place. */
+static int s_deref(s_ctx_t *c, struct fy_node **n, struct fy_node *key, const char *path)
+{
+    struct fy_node *t = s_target(c, *n, key, path);
+    if (*n && !t)
+        return -EINVAL;
+    *n = t;
+    return 0;
+}
+
+/* The text of a non-null scalar value, NUL-terminated in buf and cut to
+ * fit (*ret_fits says whether it did). plain tells whether it was written
+ * without quotes: only plain scalars are numbers and booleans. Errors name
+ * what was expected. */
+static int s_value(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                   const char *what, char *buf, size_t buf_len, bool *ret_fits, bool *ret_plain)
+{
+    struct fy_node *t = n;
+    int r = s_deref(c, &t, key, path);
+    if (r < 0)
+        return r;
+    if (s_is_null(t))
+        return s_fail(c, n, key, "%s: expected %s, got nothing", path, what);
+    if (!fy_node_is_scalar(t))
+        return s_fail(c, n, key, "%s: expected %s, got %s", path, what, s_kind(t));
+    size_t len;
+    const char *s = fy_node_get_scalar(t, &len);
+    if (!s)
+        return s_fail(c, n, key, "%s: expected %s", path, what);
+    if (memchr(s, '\0', len))
+        return s_fail(c, n, key, "%s: contains a NUL byte", path);
+    *ret_fits = len < buf_len;
+    if (len >= buf_len)
+        len = buf_len - 1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    if (ret_plain)
+        *ret_plain = fy_node_get_style(t) == FYNS_PLAIN;
+    return 0;
+}
+
+/* A string value that must fit buf. */
+static int s_string(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                    const char *what, char *buf, size_t buf_len)
+{
+    bool fits;
+    int r = s_value(c, n, key, path, what, buf, buf_len, &fits, NULL);
+    if (r < 0)
+        return r;
+    if (!fits)
+        return s_fail(c, n, key, "%s: longer than %zu bytes", path, buf_len - 1);
+    return 0;
+}
+
+/* True for a plain scalar spelling a boolean; *ret gets its value. */
+static bool s_is_bool(struct fy_node *n, bool *ret)
+{
+    if (n && fy_node_is_alias(n))
+        n = fy_node_resolve_alias(n);
+    if (!n || !fy_node_is_scalar(n) || fy_node_get_style(n) != FYNS_PLAIN)
+        return false;
+    size_t len;
+    const char *s = fy_node_get_scalar(n, &len);
+    if (!s)
+        return false;
+    static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False", "FALSE"};
+    for (size_t i = 0; i < KT_ARRAY_SIZE(t); i++) {
+        if (len == strlen(t[i]) && memcmp(s, t[i], len) == 0) {
+            *ret = true;
+            return true;
+        }
+        if (len == strlen(f[i]) && memcmp(s, f[i], len) == 0) {
+            *ret = false;
+            return true;
+        }
+    }
+    return false;
+}
+
+static int s_bool(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  bool *ret)
+{
+    char buf[40];
+    bool fits;
+    int r = s_value(c, n, key, path, "true or false", buf, sizeof(buf), &fits, NULL);
+    if (r < 0)
+        return r;
+    if (!s_is_bool(n, ret))
+        return s_fail(c, n, key, "%s: expected true or false, got '%s%s'", path, buf,
+                      fits ? "" : "...");
+    return 0;
+}
+
+static int s_int(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, long long lo,
+                 long long hi, long long *ret)
+{
+    char buf[40];
+    bool fits, plain;
+    int r = s_value(c, n, key, path, "an integer", buf, sizeof(buf), &fits, &plain);
+    if (r < 0)
+        return r;
+    const char *p = buf;
+    if (*p == '-' || *p == '+')
+        p++;
+    bool ok = fits && plain && *p && strspn(p, "0123456789") == strlen(p);
+    if (!ok)
+        return s_fail(c, n, key, "%s: expected an integer, got %s'%s%s'", path,
+                      plain ? "" : "the string ", buf, fits ? "" : "...");
+    errno = 0;
+    long long v = strtoll(buf, NULL, 10);
+    if (errno == ERANGE || v < lo || v > hi)
+        return s_fail(c, n, key, "%s: %s is out of range %lld..%lld", path, buf, lo, hi);
+    *ret = v;
+    return 0;
+}
+
+static int s_uint(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  unsigned lo, unsigned hi, unsigned *ret)
+{
+    long long v;
+    int r = s_int(c, n, key, path, lo, hi, &v);
+    if (r < 0)
+        return r;
+    *ret = (unsigned)v;
+    return 0;
+}
+
+static int s_number(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                    double lo, double hi, double *ret)
+{
+    char buf[40];
+    bool fits, plain;
+    int r = s_value(c, n, key, path, "a number", buf, sizeof(buf), &fits, &plain);
+    if (r < 0)
+        return r;
+    /* Decimal notation only: no hex, inf or nan. */
+    bool ok = fits && plain && strspn(buf, "0123456789.eE+-") == strlen(buf) &&
+              strpbrk(buf, "0123456789");
+    double v = 0;
+    if (ok) {
+        char *end;
+        errno = 0;
+        v = strtod(buf, &end);
+        ok = *end == '\0' && errno != ERANGE && isfinite(v);
+    }
+    if (!ok)
+        return s_fail(c, n, key, "%s: expected a number, got %s'%s%s'", path,
+                      plain ? "" : "the string ", buf, fits ? "" : "...");
+    if (v < lo || v > hi)
+        return s_fail(c, n, key, "%s: %s is out of range %g..%g", path, buf, lo, hi);
+    *ret = v;
+    return 0;
+}
+
+/* "12", "1.5" with a unit worth unit_us microseconds, exactly, or -EINVAL. */
+static int s_decimal_us(const char *num, size_t len, uint64_t unit_us, uint64_t *ret)
+{
+    uint64_t ip = 0, fp = 0, scale = 1;
+    size_t i = 0, nint = 0, nfrac = 0;
+    for (; i < len && isdigit((unsigned char)num[i]); i++, nint++) {
+        if (nint >= 12)
+            return -ERANGE;
+        ip = ip * 10 + (uint64_t)(num[i] - '0');
+    }
+    if (i < len && num[i] == '.') {
+        for (i++; i < len && isdigit((unsigned char)num[i]); i++, nfrac++) {
+            if (nfrac >= 9)
+                return -EINVAL;
+            fp = fp * 10 + (uint64_t)(num[i] - '0');
+            scale *= 10;
+        }
+        if (nfrac == 0)
+            return -EINVAL;
+    }
+    if (i != len || nint == 0)
+        return -EINVAL;
+    /* ip < 1e12 and unit_us <= 3.6e9: check before multiplying. */
+    if (ip > UINT64_MAX / unit_us)
+        return -ERANGE;
+    uint64_t frac = fp * unit_us;
+    if (fp && frac / fp != unit_us)
+        return -ERANGE;
+    if (frac % scale)
+        return -EINVAL;
+    *ret = ip * unit_us + frac / scale;
+    return 0;
+}
+
+/* A duration in microseconds. Units: us (when allow_us), ms, s, m, h; a bare
+ * number counts bare_unit_us each (0: a unit is required). */
+static int s_duration_us(const char *text, bool allow_us, uint64_t bare_unit_us, uint64_t *ret)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t us;
+    } units[] = {{"us", 1}, {"ms", 1000}, {"s", 1000000}, {"m", 60000000}, {"h", 3600000000ull}};
+    size_t len = strlen(text);
+    size_t num_len = strspn(text, "0123456789.");
+    const char *suffix = text + num_len;
+    uint64_t unit = 0;
+    if (*suffix == '\0') {
+        unit = bare_unit_us;
+    } else {
+        for (size_t i = 0; i < KT_ARRAY_SIZE(units); i++) {
+            if (strcmp(suffix, units[i].suffix) == 0 && (allow_us || units[i].us != 1)) {
+                unit = units[i].us;
+                break;
+            }
+        }
+    }
+    if (unit == 0 || num_len == 0 || num_len > len)
+        return -EINVAL;
+    return s_decimal_us(text, num_len, unit, ret);
+}
+
+int kt_duration_parse_ms(const char *text, uint32_t *ret_ms)
+{
+    uint64_t us;
+    if (!text)
+        return -EINVAL;
+    int r = s_duration_us(text, false, 1000, &us);
+    if (r < 0)
+        return r;
+    if (us % 1000)
+        return -EINVAL;
+    if (us / 1000 > UINT32_MAX)
+        return -ERANGE;
+    *ret_ms = (uint32_t)(us / 1000);
+    return 0;
+}
+
+static int s_duration_ms(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                         uint32_t lo, uint32_t hi, uint32_t *ret)
+{
+    char buf[40];
+    bool fits;
+    int r = s_value(c, n, key, path, "a duration", buf, sizeof(buf), &fits, NULL);
+    if (r < 0)
+        return r;
+    uint32_t ms;
+    r = fits ? kt_duration_parse_ms(buf, &ms) : -EINVAL;
+    if (r == -ERANGE || (r == 0 && (ms < lo || ms > hi)))
+        return s_fail(c, n, key, "%s: '%s' is out of range %ums..%ums", path, buf, lo, hi);
+    if (r < 0)
+        return s_fail(c, n, key,
+                      "%s: '%s' is not a duration (a whole number of ms, or with a unit: "
+                      "250ms, 3s, 1.5s, 2m, 1h)",
+                      path, buf);
+    *ret = ms;
+    return 0;
+}
+
+static bool s_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= KT_NAME_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
+        return false;
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
+static int s_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  char *buf, size_t len)
+{
+    char tmp[KT_NAME_MAX + 16];
+    bool fits;
+    int r = s_value(c, n, key, path, "a name", tmp, sizeof(tmp), &fits, NULL);
+    if (r < 0)
+        return r;
+    if (!fits || !s_name_valid(tmp))
+        return s_fail(c, n, key,
+                      "%s: '%s%s' is not a valid name (1 to %d of A-Z a-z 0-9 _ . -, not . or ..)",
+                      path, tmp, fits ? "" : "...", KT_NAME_MAX - 1);
+    snprintf(buf, len, "%s", tmp);
+    return 0;
+}
+
+/* Keys of one mapping, matched against the known ones: an unknown key is an
+ * error at the key, with the closest known key as a hint. */
+typedef struct s_field {
+    const char *name;
+    struct fy_node *key;
+    struct fy_node *value;
+} s_field_t;
+
+static unsigned s_edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 31 || lb > 31)
+        return 99;
+    unsigned d[32][32];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (unsigned)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (unsigned)j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            unsigned best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+static int s_fields(s_ctx_t *c, struct fy_node *map, struct fy_node *key, const char *path,
+                    const char *what, s_field_t *fields, size_t n_fields)
+{
+    int r = s_deref(c, &map, key, path);
+    if (r < 0)
+        return r;
+    if (!map || !fy_node_is_mapping(map))
+        return s_fail(c, map, key, "%s%sexpected a mapping for %s, got %s", path,
+                      *path ? ": " : "", what, s_is_null(map) ? "nothing" : s_kind(map));
+    void *it = NULL;
+    struct fy_node_pair *p;
+    while ((p = fy_node_mapping_iterate(map, &it))) {
+        struct fy_node *k = fy_node_pair_key(p);
+        if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || s_is_null(k))
+            return s_fail(c, k, map, "%s%sa key in %s is %s, expected a plain name", path,
+                          *path ? ": " : "", what,
+                          !k || s_is_null(k) ? "empty" : fy_node_is_alias(k) ? "an alias" : s_kind(k));
+        char name[64];
+        bool fits;
+        if ((r = s_value(c, k, map, path, "a key", name, sizeof(name), &fits, NULL)) < 0)
+            return r;
+        size_t i = 0;
+        for (; fits && i < n_fields; i++)
+            if (strcmp(name, fields[i].name) == 0)
+                break;
+        if (fits && i < n_fields) {
+            fields[i].key = k;
+            fields[i].value = fy_node_pair_value(p);
+            continue;
+        }
+        const char *hint = NULL;
+        unsigned best = 3;
+        for (size_t j = 0; fits && j < n_fields; j++) {
+            unsigned d = s_edit_distance(name, fields[j].name);
+            if (d < best) {
+                best = d;
+                hint = fields[j].name;
+            }
+        }
+        char known[256] = "";
+        size_t off = 0;
+        for (size_t j = 0; j < n_fields && off < sizeof(known); j++)
+            off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", j ? ", " : "",
+                                    fields[j].name);
+        if (hint)
+            return s_fail(c, k, map, "%s%sunknown key '%s' in %s (did you mean '%s'?)", path,
+                          *path ? ": " : "", name, what, hint);
+        return s_fail(c, k, map, "%s%sunknown key '%s%s' in %s (known: %s)", path,
+                      *path ? ": " : "", name, fits ? "" : "...", what, known);
+    }
+    return 0;
+}
+
+static s_field_t *s_field(s_field_t *fields, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(fields[i].name, name) == 0)
+            return fields[i].value || fields[i].key ? &fields[i] : NULL;
+    return NULL;
+}
+
+#define S_F(fields, name) s_field((fields), KT_ARRAY_SIZE(fields), (name))
+
+static int s_cpuset(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                    kt_cpuset_spec_t *ret)
+{
+    char buf[sizeof(ret->list)];
+    int r = s_string(c, n, key, path, "a cpuset", buf, sizeof(buf));
+    if (r < 0)
+        return r;
+    kt_cpuset_spec_t cs = {0};
+    if (strcmp(buf, "all") == 0) {
+        cs.kind = KT_CPUSET_ALL;
+    } else if (strcmp(buf, "per-llc") == 0 || strcmp(buf, "per_llc") == 0) {
+        cs.kind = KT_CPUSET_PER_LLC;
+    } else if (strncmp(buf, "llc:", 4) == 0 || strncmp(buf, "node:", 5) == 0) {
+        bool llc = buf[0] == 'l';
+        const char *num = buf + (llc ? 4 : 5);
+        size_t nd = strspn(num, "0123456789");
+        unsigned long v = nd && nd <= 4 && !num[nd] ? strtoul(num, NULL, 10) : KT_MAX_CPUS;
+        if (v >= KT_MAX_CPUS)
+            return s_fail(c, n, key, "%s: '%s': expected %s:N with N in 0..%d", path, buf,
+                          llc ? "llc" : "node", KT_MAX_CPUS - 1);
+        cs.kind = llc ? KT_CPUSET_LLC : KT_CPUSET_NODE;
+        cs.index = (unsigned)v;
+    } else {
+        kt_cpumask_t m;
+        r = kt_cpumask_parse(buf, &m);
+        if (r == -ERANGE)
+            return s_fail(c, n, key, "%s: CPU list '%s' names a CPU over %d", path, buf,
+                          KT_MAX_CPUS - 1);
+        if (r < 0 || kt_cpumask_empty(&m))
+            return s_fail(c, n, key,
+                          "%s: '%s' is not a cpuset (all, llc:N, node:N, per-llc, or a CPU list "
+                          "such as 0-3,6)",
+                          path, buf);
+        cs.kind = KT_CPUSET_LIST;
+        snprintf(cs.list, sizeof(cs.list), "%s", buf);
+    }
+    *ret = cs;
+    return 0;
+}
+
+static int s_work(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  enum kt_work_type *ret)
+{
+    char buf[40];
+    bool fits;
+    int r = s_value(c, n, key, path, "a work type", buf, sizeof(buf), &fits, NULL);
+    if (r < 0)
+        return r;
+    if (fits && kt_work_type_parse(buf, ret) == 0)
+        return 0;
+    char known[256] = "";
+    size_t off = 0;
+    for (unsigned i = 0; i < KT_WORK__COUNT && off < sizeof(known); i++)
+        off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", i ? ", " : "",
+                                kt_work_type_name((enum kt_work_type)i));
+    return s_fail(c, n, key, "%s: unknown work type '%s%s' (known: %s)", path, buf,
+                  fits ? "" : "...", known);
+}
+
+static int s_policy(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                    enum kt_sched_policy *ret)
+{
+    static const char *const names[] = {
+        [KT_POLICY_NORMAL] = "normal", [KT_POLICY_BATCH] = "batch", [KT_POLICY_IDLE] = "idle"};
+    char buf[40];
+    bool fits;
+    int r = s_value(c, n, key, path, "a policy", buf, sizeof(buf), &fits, NULL);
+    if (r < 0)
+        return r;
+    for (unsigned i = 0; i < KT_ARRAY_SIZE(names); i++) {
+        if (fits && strcmp(buf, names[i]) == 0) {
+            *ret = (enum kt_sched_policy)i;
+            return 0;
+        }
+    }
+    return s_fail(c, n, key, "%s: unknown policy '%s%s' (known: normal, batch, idle)", path, buf,
+                  fits ? "" : "...");
+}
+
+static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned idx,
+                    kt_cgroup_spec_t *ret)
+{
+    char path[32], sub[S_PATH_MAX];
+    snprintf(path, sizeof(path), "cgroups[%u]", idx);
+    s_field_t f[] = {{"name"}, {"cpuset"},   {"workers"}, {"workers_per_cpu"},
+                     {"work"}, {"policy"},   {"nice"}};
+    int r = s_fields(c, n, seq, path, "cgroup", f, KT_ARRAY_SIZE(f));
+    if (r < 0)
+        return r;
+    kt_cgroup_spec_t cg = {0};
+    s_field_t *x;
+#define S_SUB(key) (snprintf(sub, sizeof(sub), "%s.%s", path, (key)), sub)
+    if (!(x = S_F(f, "name")))
+        return s_fail(c, n, seq, "%s: missing key 'name'", path);
+    if ((r = s_name(c, x->value, x->key, S_SUB("name"), cg.name, sizeof(cg.name))) < 0)
+        return r;
+    if ((x = S_F(f, "cpuset")) && (r = s_cpuset(c, x->value, x->key, S_SUB("cpuset"), &cg.cpuset)) < 0)
+        return r;
+    if ((x = S_F(f, "work")) && (r = s_work(c, x->value, x->key, S_SUB("work"), &cg.work)) < 0)
+        return r;
+    if ((x = S_F(f, "policy")) &&
+        (r = s_policy(c, x->value, x->key, S_SUB("policy"), &cg.policy)) < 0)
+        return r;
+    long long nice;
+    if ((x = S_F(f, "nice"))) {
+        if ((r = s_int(c, x->value, x->key, S_SUB("nice"), -20, 19, &nice)) < 0)
+            return r;
+        cg.nice = (int)nice;
+    }
+    s_field_t *w = S_F(f, "workers"), *wpc = S_F(f, "workers_per_cpu");
+    if (w && wpc)
+        return s_fail(c, wpc->key, n, "%s: give workers or workers_per_cpu, not both", path);
+    if (!w && !wpc)
+        return s_fail(c, n, seq, "%s: missing key 'workers' (or 'workers_per_cpu')", path);
+    if (w) {
+        if ((r = s_uint(c, w->value, w->key, S_SUB("workers"), 1, KT_MAX_WORKERS_PER_CGROUP,
+                        &cg.workers)) < 0)
+            return r;
+        unsigned group = kt_work_type_group_size(cg.work);
+        if (cg.workers % group)
+            return s_fail(c, w->value, w->key, "%s: %s workers come in groups of %u, %u given",
+                          S_SUB("workers"), kt_work_type_name(cg.work), group, cg.workers);
+    } else if ((r = s_number(c, wpc->value, wpc->key, S_SUB("workers_per_cpu"), 0,
+                             KT_MAX_WORKERS_PER_CGROUP, &cg.workers_per_cpu)) < 0) {
+        return r;
+    } else if (cg.workers_per_cpu <= 0) {
+        return s_fail(c, wpc->value, wpc->key, "%s: must be more than 0",
+                      S_SUB("workers_per_cpu"));
+    }
+#undef S_SUB
+    *ret = cg;
+    return 0;
+}
+
+static int s_cgroups(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenario_t *s)
+{
+    int r = s_deref(c, &n, key, "cgroups");
+    if (r < 0)
+        return r;
+    if (!n || !fy_node_is_sequence(n))
+        return s_fail(c, n, key, "cgroups: expected a sequence of cgroups, got %s",
+                      s_is_null(n) ? "nothing" : s_kind(n));
+    int count = fy_node_sequence_item_count(n);
+    if (count < 1 || count > KT_MAX_CGROUPS)
+        return s_fail(c, n, key, "cgroups: %d entries, expected 1..%d", count, KT_MAX_CGROUPS);
+    void *it = NULL;
+    struct fy_node *item;
+    for (unsigned i = 0; (item = fy_node_sequence_iterate(n, &it)); i++) {
+        kt_cgroup_spec_t *cg = &s->cgroups[i];
+        if ((r = s_cgroup(c, item, n, i, cg)) < 0)
+            return r;
+        for (unsigned j = 0; j < i; j++) {
+            if (strcmp(s->cgroups[j].name, cg->name) == 0) {
+                struct fy_node *m = item;
+                s_deref(c, &m, n, "");
+                struct fy_node *name = fy_node_mapping_lookup_value_by_string(m, "name", FY_NT);
+                return s_fail(c, name, item, "cgroups[%u].name: '%s' is already the name of "
+                              "cgroups[%u]", i, cg->name, j);
+            }
+        }
+        s->n_cgroups = i + 1;
+    }
+    return 0;
+}
+
+/* A fault names a declared cgroup, or one of the "<name>_<llc>" cgroups a
+ * per-llc cgroup expands to (checked against the topology at resolve). */
+static bool s_fault_cgroup_known(const kt_scenario_t *s, const char *name)
+{
+    for (unsigned i = 0; i < s->n_cgroups; i++) {
+        const kt_cgroup_spec_t *cg = &s->cgroups[i];
+        if (strcmp(cg->name, name) == 0)
+            return true;
+        size_t n = strlen(cg->name);
+        if (cg->cpuset.kind == KT_CPUSET_PER_LLC && strncmp(name, cg->name, n) == 0 &&
+            name[n] == '_' && name[n + 1] && strspn(name + n + 1, "0123456789") == strlen(name + n + 1))
+            return true;
+    }
+    return false;
+}
+
+static int s_faults(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenario_t *s)
+{
+    int r = s_deref(c, &n, key, "faults");
+    if (r < 0)
+        return r;
+    if (s_is_null(n))
+        return 0;
+    if (!fy_node_is_sequence(n))
+        return s_fail(c, n, key, "faults: expected a sequence of faults, got %s", s_kind(n));
+    int count = fy_node_sequence_item_count(n);
+    if (count > KT_MAX_FAULTS)
+        return s_fail(c, n, key, "faults: %d entries, limit %d", count, KT_MAX_FAULTS);
+    void *it = NULL;
+    struct fy_node *item;
+    for (unsigned i = 0; (item = fy_node_sequence_iterate(n, &it)); i++) {
+        char path[32], sub[S_PATH_MAX];
+        snprintf(path, sizeof(path), "faults[%u]", i);
+        s_field_t f[] = {{"cgroup"}, {"worker"}, {"at"}};
+        if ((r = s_fields(c, item, n, path, "fault", f, KT_ARRAY_SIZE(f))) < 0)
+            return r;
+        kt_fault_t *fault = &s->faults[i];
+        memset(fault, 0, sizeof(*fault));
+        s_field_t *x;
+        if (!(x = S_F(f, "cgroup")))
+            return s_fail(c, item, n, "%s: missing key 'cgroup'", path);
+        snprintf(sub, sizeof(sub), "%s.cgroup", path);
+        if ((r = s_name(c, x->value, x->key, sub, fault->cgroup, sizeof(fault->cgroup))) < 0)
+            return r;
+        if (!s_fault_cgroup_known(s, fault->cgroup))
+            return s_fail(c, x->value, x->key, "%s: no cgroup named '%s'", sub, fault->cgroup);
+        if ((x = S_F(f, "worker"))) {
+            snprintf(sub, sizeof(sub), "%s.worker", path);
+            if ((r = s_uint(c, x->value, x->key, sub, 0, KT_MAX_WORKERS_PER_CGROUP - 1,
+                            &fault->worker)) < 0)
+                return r;
+        }
+        if ((x = S_F(f, "at"))) {
+            snprintf(sub, sizeof(sub), "%s.at", path);
+            if ((r = s_duration_ms(c, x->value, x->key, sub, 0, S_MAX_DURATION_MS,
+                                   &fault->at_ms)) < 0)
+                return r;
+            if (fault->at_ms >= s->duration_ms)
+                return s_fail(c, x->value, x->key,
+                              "%s: %u ms is not before the end of the run (%u ms)", sub,
+                              fault->at_ms, s->duration_ms);
+        }
+        s->n_faults = i + 1;
+    }
+    return 0;
+}
+
+static int s_constraints(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_constraints_t *ret)
+{
+    s_field_t f[] = {{"min_llcs"}, {"max_llcs"}, {"min_cpus"},    {"max_cpus"},
+                     {"min_numa"}, {"max_numa"}, {"requires_smt"}};
+    int r = s_fields(c, n, key, "constraints", "constraints", f, KT_ARRAY_SIZE(f));
+    if (r < 0)
+        return r;
+    kt_constraints_t k = {0};
+    unsigned *slots[] = {&k.min_llcs, &k.max_llcs, &k.min_cpus,
+                         &k.max_cpus, &k.min_numa, &k.max_numa};
+    char sub[S_PATH_MAX];
+    for (size_t i = 0; i < KT_ARRAY_SIZE(slots); i++) {
+        if (!f[i].key)
+            continue;
+        snprintf(sub, sizeof(sub), "constraints.%s", f[i].name);
+        if ((r = s_uint(c, f[i].value, f[i].key, sub, 0, KT_MAX_CPUS, slots[i])) < 0)
+            return r;
+    }
+    if (f[6].key && (r = s_bool(c, f[6].value, f[6].key, "constraints.requires_smt",
+                                &k.requires_smt)) < 0)
+        return r;
+    for (size_t i = 0; i < KT_ARRAY_SIZE(slots); i += 2) {
+        unsigned lo = *slots[i], hi = *slots[i + 1];
+        if (lo && hi && lo > hi)
+            return s_fail(c, f[i + 1].value, f[i + 1].key,
+                          "constraints.%s: %u is below %s %u", f[i + 1].name, hi, f[i].name, lo);
+    }
+    *ret = k;
+    return 0;
+}
+
+static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thresholds_t *t)
+{
+    s_field_t f[] = {{"not_starved"}, {"cpuset_isolation"}, {"fairness_spread"},
+                     {"max_gap"},     {"wake_p99"},         {"work_rate"}};
+    int r = s_fields(c, n, key, "checks", "checks", f, KT_ARRAY_SIZE(f));
+    if (r < 0)
+        return r;
+    s_field_t *x;
+    bool b;
+    if ((x = S_F(f, "not_starved")) &&
+        (r = s_bool(c, x->value, x->key, "checks.not_starved", &t->check_starved)) < 0)
+        return r;
+    if ((x = S_F(f, "cpuset_isolation")) &&
+        (r = s_bool(c, x->value, x->key, "checks.cpuset_isolation", &t->check_isolation)) < 0)
+        return r;
+    /* A threshold enables its check; false disables it; true keeps the
+     * default threshold. */
+    if ((x = S_F(f, "fairness_spread"))) {
+        if (s_is_bool(x->value, &b))
+            t->check_spread = b;
+        else if ((r = s_number(c, x->value, x->key, "checks.fairness_spread", 0, 100,
+                               &t->max_spread_pct)) < 0)
+            return r;
+        else
+            t->check_spread = true;
+    }
+    if ((x = S_F(f, "max_gap"))) {
+        if (s_is_bool(x->value, &b))
+            t->check_gap = b;
+        else if ((r = s_duration_ms(c, x->value, x->key, "checks.max_gap", 1, S_MAX_GAP_MS,
+                                    &t->max_gap_ms)) < 0)
+            return r;
+        else
+            t->check_gap = true;
+    }
+    if ((x = S_F(f, "wake_p99"))) {
+        if (s_is_bool(x->value, &b)) {
+            if (b)
+                return s_fail(c, x->value, x->key,
+                              "checks.wake_p99: has no default: give a latency such as 500us");
+            t->max_p99_wake_us = 0;
+        } else {
+            char buf[40];
+            bool fits;
+            struct fy_node *v = x->value;
+            if ((r = s_value(c, v, x->key, "checks.wake_p99", "a latency", buf, sizeof(buf),
+                             &fits, NULL)) < 0)
+                return r;
+            uint64_t us;
+            r = fits ? s_duration_us(buf, true, 0, &us) : -EINVAL;
+            if (r == 0 && (us < 1 || us > S_MAX_WAKE_US))
+                r = -ERANGE;
+            if (r == -ERANGE)
+                return s_fail(c, v, x->key, "checks.wake_p99: '%s' is out of range 1us..%us", buf,
+                              S_MAX_WAKE_US / 1000000);
+            if (r < 0)
+                return s_fail(c, v, x->key,
+                              "checks.wake_p99: '%s' is not a latency with a unit (500us, 2ms)",
+                              buf);
+            t->max_p99_wake_us = (uint32_t)us;
+        }
+    }
+    if ((x = S_F(f, "work_rate"))) {
+        if (s_is_bool(x->value, &b)) {
+            if (b)
+                return s_fail(c, x->value, x->key,
+                              "checks.work_rate: has no default: give work units per second");
+            t->min_work_rate = 0;
+        } else if ((r = s_number(c, x->value, x->key, "checks.work_rate", 0, S_MAX_WORK_RATE,
+                                 &t->min_work_rate)) < 0) {
+            return r;
+        } else if (t->min_work_rate <= 0) {
+            return s_fail(c, x->value, x->key,
+                          "checks.work_rate: must be more than 0 (false disables it)");
+        }
+    }
+    return 0;
+}
+
+static int s_scenario(s_ctx_t *c, struct fy_node *root, kt_scenario_t *ret)
+{
+    s_field_t f[] = {{"name"},        {"description"}, {"duration"}, {"memory_mib"},
+                     {"constraints"}, {"checks"},      {"cgroups"},  {"faults"}};
+    int r = s_fields(c, root, NULL, "", "scenario", f, KT_ARRAY_SIZE(f));
+    if (r < 0)
+        return r;
+    /* kt_scenario_t is large: build it on the heap, hand it out on success. */
+    _cleanup_free_ kt_scenario_t *s = malloc(sizeof(*s));
+    if (!s) {
+        snprintf(c->err, c->err_len, "%s: out of memory", c->origin);
+        return -ENOMEM;
+    }
+    s_field_t *x;
+    if (!(x = S_F(f, "name")))
+        return s_fail(c, root, NULL, "missing key 'name' in scenario");
+    char name[KT_NAME_MAX];
+    if ((r = s_name(c, x->value, x->key, "name", name, sizeof(name))) < 0)
+        return r;
+    kt_scenario_init(s, name);
+    if ((x = S_F(f, "description")) &&
+        (r = s_string(c, x->value, x->key, "description", "a string", s->description,
+                      sizeof(s->description))) < 0)
+        return r;
+    if ((x = S_F(f, "duration")) && (r = s_duration_ms(c, x->value, x->key, "duration", 1,
+                                                       S_MAX_DURATION_MS, &s->duration_ms)) < 0)
+        return r;
+    if ((x = S_F(f, "memory_mib"))) {
+        unsigned mib;
+        if ((r = s_uint(c, x->value, x->key, "memory_mib", 1, S_MAX_MEMORY_MIB, &mib)) < 0)
+            return r;
+        s->memory_mib = mib;
+    }
+    if ((x = S_F(f, "constraints")) && (r = s_constraints(c, x->value, x->key, &s->constraints)) < 0)
+        return r;
+    if ((x = S_F(f, "checks")) && (r = s_checks(c, x->value, x->key, &s->thresholds)) < 0)
+        return r;
+    if (!(x = S_F(f, "cgroups")))
+        return s_fail(c, root, NULL, "missing key 'cgroups' in scenario");
+    if ((r = s_cgroups(c, x->value, x->key, s)) < 0)
+        return r;
+    if ((x = S_F(f, "faults")) && (r = s_faults(c, x->value, x->key, s)) < 0)
+        return r;
+    *ret = *s;
+    return 0;
+}
+
+int kt_scenario_yaml_from_node(struct fy_node *node, const char *origin, kt_scenario_t *ret,
+                               char *err, size_t err_len)
+{
+    char dummy[1];
+    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy)};
+    if (!node)
+        return s_fail(&c, NULL, NULL, "expected a scenario mapping, got nothing");
+    return s_scenario(&c, node, ret);
+}
+
+static void s_parser_freep(struct fy_parser **p)
+{
+    if (*p)
+        fy_parser_destroy(*p);
+}
+
+int kt_scenario_yaml_parse(const char *text, size_t len, const char *origin, kt_scenario_t *ret,
+                           char *err, size_t err_len)
+{
+    char dummy[1];
+    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy)};
+    if (!text)
+        return -EINVAL;
+    if (len > S_MAX_FILE_SIZE) {
+        snprintf(c.err, c.err_len, "%s: %zu bytes, larger than the limit of %u", c.origin, len,
+                 S_MAX_FILE_SIZE);
+        return -EFBIG;
+    }
+    _cleanup_(s_diag_freep) struct fy_diag *diag = s_diag_new();
+    if (!diag) {
+        snprintf(c.err, c.err_len, "%s: out of memory", c.origin);
+        return -ENOMEM;
+    }
+    /* Duplicate keys stay errors (libfyaml's default). */
+    struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET, .diag = diag};
+    _cleanup_(s_parser_freep) struct fy_parser *fyp = fy_parser_create(&cfg);
+    if (!fyp || fy_parser_set_string(fyp, text, len) < 0) {
+        snprintf(c.err, c.err_len, "%s: cannot set up the YAML parser", c.origin);
+        return -ENOMEM;
+    }
+    struct fy_document *doc = fy_parse_load_document(fyp);
+    if (!doc || fy_parser_get_stream_error(fyp)) {
+        void *it = NULL;
+        struct fy_diag_error *e = fy_diag_errors_iterate(diag, &it);
+        if (doc)
+            fy_parse_document_destroy(fyp, doc);
+        if (e && e->line > 0)
+            snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, e->line, e->column,
+                     e->msg ? e->msg : "invalid YAML");
+        else if (e || fy_parser_get_stream_error(fyp))
+            snprintf(c.err, c.err_len, "%s: invalid YAML%s%s", c.origin, e && e->msg ? ": " : "",
+                     e && e->msg ? e->msg : "");
+        else
+            snprintf(c.err, c.err_len, "%s: empty document: expected a scenario mapping",
+                     c.origin);
+        return -EINVAL;
+    }
+    int r;
+    struct fy_document *extra = fy_parse_load_document(fyp);
+    if (extra || fy_parser_get_stream_error(fyp)) {
+        void *it = NULL;
+        struct fy_diag_error *e = fy_diag_errors_iterate(diag, &it);
+        if (e && e->line > 0) {
+            snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, e->line, e->column,
+                     e->msg ? e->msg : "invalid YAML");
+            r = -EINVAL;
+        } else if (extra && fy_document_root(extra))
+            r = s_fail(&c, fy_document_root(extra), NULL,
+                       "a second YAML document: a scenario file holds one");
+        else
+            r = s_fail(&c, NULL, NULL, "a second YAML document: a scenario file holds one");
+        if (extra)
+            fy_parse_document_destroy(fyp, extra);
+    } else {
+        struct fy_node *root = fy_document_root(doc);
+        if (!root)
+            r = s_fail(&c, NULL, NULL, "empty document: expected a scenario mapping");
+        else
+            r = s_scenario(&c, root, ret);
+    }
+    fy_parse_document_destroy(fyp, doc);
+    return r;
+}
+
+int kt_scenario_yaml_load(const char *path, kt_scenario_t *ret, char *err, size_t err_len)
+{
+    char dummy[1];
+    if (!err) {
+        err = dummy;
+        err_len = sizeof(dummy);
+    }
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, err_len, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        snprintf(err, err_len, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, err_len, "%s: not a regular file", path);
+        return -EINVAL;
+    }
+    if (st.st_size > S_MAX_FILE_SIZE) {
+        snprintf(err, err_len, "%s: %lld bytes, larger than the limit of %u", path,
+                 (long long)st.st_size, S_MAX_FILE_SIZE);
+        return -EFBIG;
+    }
+    /* Read up to one byte past the limit: the file may grow after fstat. */
+    _cleanup_free_ char *buf = malloc(S_MAX_FILE_SIZE + 2);
+    if (!buf) {
+        snprintf(err, err_len, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, S_MAX_FILE_SIZE + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            snprintf(err, err_len, "%s: %s", path, strerror(e));
+            return -e;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > S_MAX_FILE_SIZE) {
+            snprintf(err, err_len, "%s: larger than the limit of %u bytes", path,
+                     S_MAX_FILE_SIZE);
+            return -EFBIG;
+        }
+    }
+    buf[len] = '\0';
+    return kt_scenario_yaml_parse(buf, len, path, ret, err, err_len);
+}
