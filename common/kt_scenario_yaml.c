@@ -130,6 +130,11 @@ __attribute__((format(printf, 4, 5))) static int s_fail(s_ctx_t *c, struct fy_no
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Values are quoted in messages: keep control characters out of them,
+     * an error is one line. */
+    for (char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     int line, col;
     if (s_node_pos(node, &line, &col) || s_node_pos(fallback, &line, &col))
         snprintf(c->err, c->err_len, "%s:%d:%d: %s", c->origin, line, col, msg);
@@ -576,7 +581,9 @@ static int s_cpuset(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const ch
         cs.index = (unsigned)v;
     } else {
         kt_cpumask_t m;
-        r = kt_cpumask_parse(buf, &m);
+        /* Digits, commas and dashes only: kt_cpumask_parse also takes the
+         * blanks and newline of sysfs text, which have no place here. */
+        r = strspn(buf, "0123456789,-") == strlen(buf) ? kt_cpumask_parse(buf, &m) : -EINVAL;
         if (r == -ERANGE)
             return s_fail(c, n, key, "%s: CPU list '%s' names a CPU over %d", path, buf,
                           KT_MAX_CPUS - 1);

@@ -358,6 +358,9 @@ static void test_types_and_ranges(void **state)
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 1\n    cpuset: some\n",
              "5:13: cgroups[0].cpuset: 'some' is not a cpuset (all, llc:N, node:N, per-llc, or "
              "a CPU list such as 0-3,6)");
+    s_expect("name: x\ncgroups:\n  - name: a\n    workers: 1\n    cpuset: \"0-1\\n7\"\n",
+             "5:14: cgroups[0].cpuset: '0-1?7' is not a cpuset (all, llc:N, node:N, per-llc, "
+             "or a CPU list such as 0-3,6)");
     s_expect("name: x\ncgroups:\n  - {name: a, workers: 1}\n  - {name: a, workers: 2}\n",
              "4:12: cgroups[1].name: 'a' is already the name of cgroups[0]");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 2\n    work: pipe-pingpong\n"
