@@ -1,0 +1,311 @@
+/* Packing of ktstr-init's messages to the host (see kt_guest_result.h). */
+#include "kt_guest_result.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kt_chanmsg.h"
+
+const char *kt_verdict_name(enum kt_verdict v)
+{
+    switch (v) {
+    case KT_VERDICT_PASS:
+        return "pass";
+    case KT_VERDICT_FAIL:
+        return "fail";
+    case KT_VERDICT_ERROR:
+        return "error";
+    case KT_VERDICT_SKIP:
+        return "skip";
+    }
+    return "error";
+}
+
+void kt_guest_result_init(kt_guest_result_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->verdict = KT_VERDICT_ERROR;
+    r->phase = "channel";
+    snprintf(r->sched.state, sizeof(r->sched.state), "none");
+}
+
+void kt_guest_result_event(kt_guest_result_t *r, uint64_t ms, const char *fmt, ...)
+{
+    if (r->n_timeline >= KT_GUEST_TIMELINE_MAX)
+        return;
+    kt_guest_event_t *e = &r->timeline[r->n_timeline++];
+    e->ms = ms;
+    if (r->n_timeline == KT_GUEST_TIMELINE_MAX) {
+        snprintf(e->text, sizeof(e->text), "timeline full, later events dropped");
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->text, sizeof(e->text), fmt, ap);
+    va_end(ap);
+}
+
+void kt_guest_result_klog(kt_guest_result_t *r, const char *line)
+{
+    if (r->n_klog >= KT_GUEST_KLOG_MAX)
+        return;
+    snprintf(r->klog[r->n_klog++], KT_GUEST_KLOG_LEN, "%s", line);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), 0 when invalid. */
+static size_t s_utf8_seq(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n > left)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+static void s_str(msgpack_packer *pk, const char *s)
+{
+    const unsigned char *u = (const unsigned char *)(s ? s : "");
+    size_t len = strlen((const char *)u);
+    bool valid = true;
+    for (size_t i = 0; i < len && valid;) {
+        size_t n = s_utf8_seq(u + i, len - i);
+        valid = n > 0;
+        i += n;
+    }
+    if (valid) {
+        msgpack_pack_str(pk, len);
+        msgpack_pack_str_body(pk, u, len);
+        return;
+    }
+    /* The output length equals the input's: each invalid byte becomes '?'. */
+    msgpack_pack_str(pk, len);
+    for (size_t i = 0; i < len;) {
+        size_t n = s_utf8_seq(u + i, len - i);
+        if (n == 0) {
+            msgpack_pack_str_body(pk, "?", 1);
+            i++;
+        } else {
+            msgpack_pack_str_body(pk, u + i, n);
+            i += n;
+        }
+    }
+}
+
+static void s_kv_str(msgpack_packer *pk, const char *key, const char *value)
+{
+    kt_mp_pack_str(pk, key);
+    s_str(pk, value);
+}
+
+static void s_kv_mask(msgpack_packer *pk, const char *key, const kt_cpumask_t *m)
+{
+    char list[KT_MAX_CPUS * 4];
+    kt_cpumask_format(m, list, sizeof(list));
+    kt_mp_pack_kv_str(pk, key, list);
+}
+
+static void s_pack_topo(msgpack_packer *pk, const kt_guest_topo_t *t)
+{
+    msgpack_pack_map(pk, 6);
+    kt_mp_pack_kv_u64(pk, "nodes", t->nodes);
+    kt_mp_pack_kv_u64(pk, "llcs", t->llcs);
+    kt_mp_pack_kv_u64(pk, "cores", t->cores);
+    kt_mp_pack_kv_u64(pk, "threads", t->threads);
+    kt_mp_pack_kv_u64(pk, "cpus", t->cpus);
+    kt_mp_pack_kv_str(pk, "label", t->label);
+}
+
+static void s_pack_worker(msgpack_packer *pk, const kt_worker_stats_t *w)
+{
+    double on = kt_worker_on_cpu_pct(w);
+    msgpack_pack_map(pk, 18);
+    kt_mp_pack_kv_u64(pk, "index", w->index);
+    kt_mp_pack_kv_i64(pk, "pid", w->pid);
+    kt_mp_pack_kv_u64(pk, "work_units", w->work_units);
+    kt_mp_pack_kv_double(pk, "cpu_time_ms", (double)w->cpu_time_ns / 1e6);
+    kt_mp_pack_kv_double(pk, "wall_time_ms", (double)w->wall_time_ns / 1e6);
+    kt_mp_pack_kv_double(pk, "on_cpu_pct", on);
+    kt_mp_pack_kv_double(pk, "off_cpu_pct", 100.0 - on);
+    kt_mp_pack_kv_double(pk, "max_gap_ms", (double)w->max_gap_ns / 1e6);
+    s_kv_mask(pk, "cpus_used", &w->cpus_used);
+    kt_mp_pack_kv_u64(pk, "migrations", w->migrations);
+    kt_mp_pack_kv_u64(pk, "wake_count", w->wake_count);
+    kt_mp_pack_kv_double(pk, "wake_p50_us", (double)w->wake_lat_p50_ns / 1e3);
+    kt_mp_pack_kv_double(pk, "wake_p99_us", (double)w->wake_lat_p99_ns / 1e3);
+    kt_mp_pack_kv_double(pk, "wake_max_us", (double)w->wake_lat_max_ns / 1e3);
+    kt_mp_pack_kv_double(pk, "run_delay_ms", (double)w->run_delay_ns / 1e6);
+    kt_mp_pack_kv_u64(pk, "timeslices", w->timeslices);
+    kt_mp_pack_kv_u64(pk, "voluntary_ctxsw", w->voluntary_ctxsw);
+    kt_mp_pack_kv_u64(pk, "involuntary_ctxsw", w->involuntary_ctxsw);
+}
+
+static void s_pack_cgroups(msgpack_packer *pk, const kt_guest_result_t *r)
+{
+    if (!r->plan || !r->stats) {
+        msgpack_pack_array(pk, 0);
+        return;
+    }
+    const kt_plan_t *plan = r->plan;
+    msgpack_pack_array(pk, plan->n_cgroups);
+    for (unsigned cg = 0; cg < plan->n_cgroups; cg++) {
+        const kt_plan_cgroup_t *c = &plan->cgroups[cg];
+        kt_cgroup_summary_t sum;
+        kt_cgroup_summarize(plan, cg, r->stats, r->n_stats, &sum);
+        msgpack_pack_map(pk, 11);
+        kt_mp_pack_kv_str(pk, "name", c->name);
+        if (c->has_cpuset)
+            s_kv_mask(pk, "cpuset", &c->cpus);
+        else
+            kt_mp_pack_kv_str(pk, "cpuset", "");
+        kt_mp_pack_kv_str(pk, "work_type", kt_work_type_name(c->work));
+        kt_mp_pack_kv_u64(pk, "workers", sum.workers);
+        kt_mp_pack_kv_u64(pk, "work_units", sum.work_units);
+        kt_mp_pack_kv_double(pk, "spread_pct", sum.spread_pct);
+        kt_mp_pack_kv_double(pk, "min_on_cpu_pct", sum.min_on_cpu_pct);
+        kt_mp_pack_kv_double(pk, "max_on_cpu_pct", sum.max_on_cpu_pct);
+        kt_mp_pack_kv_double(pk, "max_gap_ms", (double)sum.max_gap_ns / 1e6);
+        s_kv_mask(pk, "cpus_used", &sum.cpus_used);
+        kt_mp_pack_str(pk, "worker_stats");
+        msgpack_pack_array(pk, sum.workers);
+        for (size_t i = 0; i < r->n_stats; i++)
+            if (r->stats[i].cgroup == cg)
+                s_pack_worker(pk, &r->stats[i]);
+    }
+}
+
+static void s_pack_checks(msgpack_packer *pk, const kt_guest_result_t *r)
+{
+    const kt_check_report_t *rep = r->report;
+    unsigned n = rep ? rep->n_results : 0;
+    msgpack_pack_array(pk, n);
+    for (unsigned i = 0; i < n; i++) {
+        const kt_check_result_t *c = &rep->results[i];
+        const char *cg = "";
+        if (r->plan && c->cgroup >= 0 && (unsigned)c->cgroup < r->plan->n_cgroups)
+            cg = r->plan->cgroups[c->cgroup].name;
+        msgpack_pack_map(pk, 8);
+        kt_mp_pack_kv_str(pk, "name", kt_check_name(c->id));
+        kt_mp_pack_kv_str(pk, "cgroup", cg);
+        kt_mp_pack_kv_i64(pk, "worker", c->worker);
+        kt_mp_pack_kv_bool(pk, "passed", c->passed);
+        kt_mp_pack_kv_double(pk, "measured", c->measured);
+        kt_mp_pack_kv_double(pk, "threshold", c->threshold);
+        s_kv_str(pk, "unit", c->unit);
+        s_kv_str(pk, "detail", c->detail);
+    }
+}
+
+int kt_guest_result_pack(const kt_guest_result_t *r, msgpack_sbuffer *out)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 14);
+    kt_mp_pack_kv_str(&pk, "t", "result");
+    kt_mp_pack_kv_str(&pk, "verdict", kt_verdict_name(r->verdict));
+    s_kv_str(&pk, "reason", r->verdict == KT_VERDICT_PASS ? "" : r->reason);
+    kt_mp_pack_kv_str(&pk, "phase", r->phase ? r->phase : "channel");
+    s_kv_str(&pk, "kernel", r->kernel);
+    kt_mp_pack_kv_bool(&pk, "debug_kernel", r->debug_kernel);
+
+    kt_mp_pack_str(&pk, "observed_topology");
+    s_pack_topo(&pk, &r->topo);
+
+    kt_mp_pack_str(&pk, "scheduler");
+    msgpack_pack_map(&pk, 7);
+    s_kv_str(&pk, "name", r->sched.name);
+    s_kv_str(&pk, "ops", r->sched.ops);
+    s_kv_str(&pk, "state", r->sched.state[0] ? r->sched.state : "none");
+    kt_mp_pack_kv_double(&pk, "enable_ms", r->sched.enable_ms);
+    kt_mp_pack_kv_bool(&pk, "exited", r->sched.exited);
+    kt_mp_pack_kv_i64(&pk, "exit_status", r->sched.exit_status);
+    s_kv_str(&pk, "output", r->sched.output);
+
+    kt_mp_pack_str(&pk, "kernel_log");
+    msgpack_pack_array(&pk, r->n_klog);
+    for (unsigned i = 0; i < r->n_klog; i++)
+        s_str(&pk, r->klog[i]);
+
+    kt_mp_pack_str(&pk, "cgroups");
+    s_pack_cgroups(&pk, r);
+    kt_mp_pack_str(&pk, "checks");
+    s_pack_checks(&pk, r);
+    kt_mp_pack_kv_u64(&pk, "failed_checks", r->report ? r->report->n_failed : 0);
+
+    kt_mp_pack_str(&pk, "timeline");
+    msgpack_pack_array(&pk, r->n_timeline);
+    for (unsigned i = 0; i < r->n_timeline; i++) {
+        msgpack_pack_map(&pk, 2);
+        kt_mp_pack_kv_u64(&pk, "ms", r->timeline[i].ms);
+        s_kv_str(&pk, "event", r->timeline[i].text);
+    }
+
+    kt_mp_pack_str(&pk, "durations");
+    msgpack_pack_map(&pk, 4);
+    kt_mp_pack_kv_double(&pk, "sched_enable_ms", r->durations.sched_enable_ms);
+    kt_mp_pack_kv_double(&pk, "settle_ms", r->durations.settle_ms);
+    kt_mp_pack_kv_double(&pk, "workload_ms", r->durations.workload_ms);
+    kt_mp_pack_kv_double(&pk, "collect_ms", r->durations.collect_ms);
+    return out->data ? 0 : -ENOMEM;
+}
+
+int kt_guest_hello_pack(const kt_guest_topo_t *t, const char *kernel, bool debug_kernel,
+                        msgpack_sbuffer *out)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 5);
+    kt_mp_pack_kv_str(&pk, "t", "hello");
+    kt_mp_pack_str(&pk, "topology");
+    s_pack_topo(&pk, t);
+    kt_mp_pack_kv_u64(&pk, "cpus_online", t->cpus);
+    s_kv_str(&pk, "kernel", kernel);
+    kt_mp_pack_kv_bool(&pk, "debug_kernel", debug_kernel);
+    return out->data ? 0 : -ENOMEM;
+}
+
+int kt_guest_hb_pack(uint64_t uptime_ms, msgpack_sbuffer *out)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    kt_mp_pack_kv_str(&pk, "t", "hb");
+    kt_mp_pack_kv_u64(&pk, "ms", uptime_ms);
+    return out->data ? 0 : -ENOMEM;
+}
+
+int kt_guest_event_pack(uint64_t uptime_ms, const char *phase, const char *msg,
+                        msgpack_sbuffer *out)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    kt_mp_pack_kv_str(&pk, "t", "event");
+    kt_mp_pack_kv_u64(&pk, "ms", uptime_ms);
+    kt_mp_pack_kv_str(&pk, "phase", phase);
+    s_kv_str(&pk, "msg", msg);
+    return out->data ? 0 : -ENOMEM;
+}
