@@ -1,0 +1,425 @@
+/* The checks: for each one, telemetry that passes and telemetry that breaks
+ * its threshold; disabled checks stay silent; the reason names the check,
+ * the value and the cgroup. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kt_checks.h"
+
+#define MS (1000ull * 1000ull)
+#define SEC (1000ull * MS)
+
+/* A plan with two cgroups on tiny-2llc: cg_0 on all CPUs (no cpuset), cg_1
+ * pinned to LLC 1 (CPUs 2-3), two spinners each; all checks off. */
+static void s_plan(kt_plan_t *p, enum kt_work_type work)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->scenario, sizeof(p->scenario), "t");
+    p->topology = (kt_topology_t){1, 2, 2, 1};
+    p->duration_ms = 1000;
+    p->n_cgroups = 2;
+    for (unsigned i = 0; i < 2; i++) {
+        kt_plan_cgroup_t *c = &p->cgroups[i];
+        snprintf(c->name, sizeof(c->name), "cg_%u", i);
+        c->workers = 2;
+        c->work = work;
+    }
+    kt_topology_all_mask(&p->topology, &p->cgroups[0].cpus);
+    p->cgroups[1].has_cpuset = true;
+    kt_topology_llc_mask(&p->topology, 1, &p->cgroups[1].cpus);
+}
+
+/* Healthy telemetry: 1 s of wall time, 90% on CPU, 1000 units, 10 ms gaps,
+ * on the cgroup's own CPUs, 50 us p99 wakeups. */
+static void s_healthy(const kt_plan_t *p, kt_worker_stats_t *ws, size_t *ret_n)
+{
+    size_t n = 0;
+    for (unsigned c = 0; c < p->n_cgroups; c++) {
+        for (unsigned i = 0; i < p->cgroups[c].workers; i++) {
+            kt_worker_stats_t *w = &ws[n++];
+            memset(w, 0, sizeof(*w));
+            w->cgroup = c;
+            w->index = i;
+            w->pid = (int32_t)(100 + n);
+            w->work_units = 1000;
+            w->wall_time_ns = SEC;
+            w->cpu_time_ns = 900 * MS;
+            w->max_gap_ns = 10 * MS;
+            kt_cpumask_set(&w->cpus_used, 2 + i % 2);
+            w->wake_count = 5000;
+            w->wake_lat_p50_ns = 10000;
+            w->wake_lat_p99_ns = 50000;
+            w->wake_lat_max_ns = 90000;
+        }
+    }
+    *ret_n = n;
+}
+
+static const kt_check_result_t *s_find(const kt_check_report_t *r, enum kt_check_id id, int cg)
+{
+    for (unsigned i = 0; i < r->n_results; i++)
+        if (r->results[i].id == id && r->results[i].cgroup == cg)
+            return &r->results[i];
+    return NULL;
+}
+
+static unsigned s_count(const kt_check_report_t *r, enum kt_check_id id)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->n_results; i++)
+        n += r->results[i].id == id;
+    return n;
+}
+
+static void s_reason(const kt_check_report_t *r, const kt_plan_t *p, const char *want)
+{
+    char buf[512];
+    kt_check_report_reason(r, p, buf, sizeof(buf));
+    assert_string_equal(buf, want);
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_string_equal(kt_check_name(KT_CHECK_STARVED), "not_starved");
+    assert_string_equal(kt_check_name(KT_CHECK_SPREAD), "fairness_spread");
+    assert_string_equal(kt_check_name(KT_CHECK_GAP), "max_gap");
+    assert_string_equal(kt_check_name(KT_CHECK_ISOLATION), "cpuset_isolation");
+    assert_string_equal(kt_check_name(KT_CHECK_WAKE_P99), "wake_p99");
+    assert_string_equal(kt_check_name(KT_CHECK_WORK_RATE), "work_rate");
+    assert_string_equal(kt_check_name(KT_CHECK__COUNT), "unknown");
+
+    kt_worker_stats_t w = {.cpu_time_ns = 250 * MS, .wall_time_ns = SEC};
+    assert_true(kt_worker_on_cpu_pct(&w) == 25.0);
+    w.cpu_time_ns = 2 * SEC;   /* clock skew: clamped */
+    assert_true(kt_worker_on_cpu_pct(&w) == 100.0);
+    w.wall_time_ns = 0;
+    assert_true(kt_worker_on_cpu_pct(&w) == 0.0);
+}
+
+static void test_starved(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_SPIN);
+    p.thresholds.check_starved = true;
+    s_healthy(&p, ws, &n);
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_int_equal(r.n_failed, 0);
+    assert_int_equal(s_count(&r, KT_CHECK_STARVED), 2);
+    assert_true(s_find(&r, KT_CHECK_STARVED, 0)->passed);
+    s_reason(&r, &p, "");
+
+    ws[3].work_units = 0;   /* cg_1 worker 1 never ran */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    const kt_check_result_t *c = s_find(&r, KT_CHECK_STARVED, 1);
+    assert_non_null(c);
+    assert_false(c->passed);
+    assert_int_equal(c->worker, 1);
+    assert_true(c->measured == 0.0);
+    assert_true(c->threshold == 1.0);
+    assert_string_equal(c->unit, "units");
+    assert_non_null(strstr(c->detail, "worker 1"));
+    assert_non_null(strstr(c->detail, "pid 104"));
+    assert_true(s_find(&r, KT_CHECK_STARVED, 0)->passed);
+    s_reason(&r, &p, "not_starved 0.0 units < 1.0 in cgroup 'cg_1'");
+}
+
+static void test_spread(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_SPIN);
+    p.thresholds.check_spread = true;
+    p.thresholds.max_spread_pct = 15.0;
+    s_healthy(&p, ws, &n);
+    ws[1].cpu_time_ns = 800 * MS;   /* 90% vs 80%: spread 10 */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    const kt_check_result_t *c = s_find(&r, KT_CHECK_SPREAD, 0);
+    assert_non_null(c);
+    assert_true(c->passed);
+    assert_float_equal(c->measured, 10.0, 1e-9);
+
+    ws[0].cpu_time_ns = SEC;          /* 100% */
+    ws[1].cpu_time_ns = 500 * MS;     /* 50% */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    c = s_find(&r, KT_CHECK_SPREAD, 0);
+    assert_false(c->passed);
+    assert_int_equal(c->worker, -1);
+    assert_float_equal(c->measured, 50.0, 1e-9);
+    assert_true(c->threshold == 15.0);
+    assert_string_equal(c->unit, "pct");
+    assert_string_equal(c->detail, "on-CPU share 50.0%..100.0% across 2 workers");
+    assert_true(s_find(&r, KT_CHECK_SPREAD, 1)->passed);
+    s_reason(&r, &p, "fairness_spread 50.0 pct > 15.0 in cgroup 'cg_0'");
+
+    /* A looser threshold (debug kernels) lets the same telemetry pass. */
+    p.thresholds.max_spread_pct = 50.0;
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+
+    /* A single worker has no spread. */
+    kt_cgroup_summary_t sum;
+    kt_cgroup_summarize(&p, 0, ws, 1, &sum);
+    assert_int_equal(sum.workers, 1);
+    assert_true(sum.spread_pct == 0.0);
+    p.thresholds.max_spread_pct = 15.0;
+    assert_int_equal(kt_checks_evaluate(&p, ws, 1, &r), 0);
+    assert_null(s_find(&r, KT_CHECK_SPREAD, 0));
+}
+
+static void test_gap(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_SPIN);
+    p.thresholds.check_gap = true;
+    p.thresholds.max_gap_ms = 2000;
+    s_healthy(&p, ws, &n);
+    ws[2].max_gap_ns = 2000 * MS;   /* exactly the bound passes */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_float_equal(s_find(&r, KT_CHECK_GAP, 1)->measured, 2000.0, 1e-9);
+
+    ws[2].max_gap_ns = 2500 * MS;
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    const kt_check_result_t *c = s_find(&r, KT_CHECK_GAP, 1);
+    assert_false(c->passed);
+    assert_int_equal(c->worker, 0);
+    assert_float_equal(c->measured, 2500.0, 1e-9);
+    assert_true(c->threshold == 2000.0);
+    assert_string_equal(c->unit, "ms");
+    s_reason(&r, &p, "max_gap 2500.0 ms > 2000.0 in cgroup 'cg_1'");
+}
+
+static void test_isolation(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_SPIN);
+    p.thresholds.check_isolation = true;
+    s_healthy(&p, ws, &n);
+    /* cg_0 has no cpuset: running anywhere is fine and is not checked. */
+    kt_cpumask_set(&ws[0].cpus_used, 0);
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_null(s_find(&r, KT_CHECK_ISOLATION, 0));
+    assert_true(s_find(&r, KT_CHECK_ISOLATION, 1)->passed);
+
+    kt_cpumask_set(&ws[3].cpus_used, 0);   /* cg_1 is pinned to 2-3 */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    const kt_check_result_t *c = s_find(&r, KT_CHECK_ISOLATION, 1);
+    assert_false(c->passed);
+    assert_int_equal(c->worker, 1);
+    assert_true(c->measured == 1.0);
+    assert_string_equal(c->unit, "cpus");
+    assert_string_equal(c->detail, "worker 1 ran on 0,3, cpuset 2-3");
+    s_reason(&r, &p, "cpuset_isolation 1.0 cpus > 0.0 in cgroup 'cg_1'");
+}
+
+static void test_wake_p99(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_PIPE_PINGPONG);
+    p.thresholds.max_p99_wake_us = 500;
+    s_healthy(&p, ws, &n);
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_true(s_find(&r, KT_CHECK_WAKE_P99, 0)->passed);
+    assert_float_equal(s_find(&r, KT_CHECK_WAKE_P99, 0)->measured, 50.0, 1e-9);
+
+    ws[1].wake_lat_p99_ns = 800000;   /* 800 us */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    const kt_check_result_t *c = s_find(&r, KT_CHECK_WAKE_P99, 0);
+    assert_false(c->passed);
+    assert_int_equal(c->worker, 1);
+    assert_float_equal(c->measured, 800.0, 1e-9);
+    assert_true(c->threshold == 500.0);
+    assert_string_equal(c->unit, "us");
+    assert_string_equal(c->detail, "p99 wake latency: worker 1 over 5000 wakeups");
+    s_reason(&r, &p, "wake_p99 800.0 us > 500.0 in cgroup 'cg_0'");
+
+    /* Spinners do not block: their wake latency is not judged. */
+    p.cgroups[0].work = KT_WORK_SPIN;
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_null(s_find(&r, KT_CHECK_WAKE_P99, 0));
+}
+
+static void test_work_rate(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_SPIN);
+    p.thresholds.min_work_rate = 100.0;
+    s_healthy(&p, ws, &n);   /* 1000 units in 1 s */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_float_equal(s_find(&r, KT_CHECK_WORK_RATE, 1)->measured, 1000.0, 1e-9);
+
+    ws[2].work_units = 100;
+    ws[2].wall_time_ns = 2 * SEC;   /* 50 units/s */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    const kt_check_result_t *c = s_find(&r, KT_CHECK_WORK_RATE, 1);
+    assert_false(c->passed);
+    assert_int_equal(c->worker, 0);
+    assert_float_equal(c->measured, 50.0, 1e-9);
+    assert_string_equal(c->unit, "units/s");
+    s_reason(&r, &p, "work_rate 50.0 units/s < 100.0 in cgroup 'cg_1'");
+}
+
+/* With every check off, even telemetry that breaks all of them passes with
+ * no results; each check alone reports only itself. */
+static void test_disabled(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_PIPE_PINGPONG);
+    s_healthy(&p, ws, &n);
+    ws[0].work_units = 0;
+    ws[0].cpu_time_ns = 0;
+    ws[0].max_gap_ns = 9 * SEC;
+    ws[0].wake_lat_p99_ns = 9 * SEC;
+    kt_cpumask_set(&ws[2].cpus_used, 0);
+    memset(&p.thresholds, 0, sizeof(p.thresholds));
+    p.thresholds.max_spread_pct = 1;   /* a threshold alone enables nothing */
+    p.thresholds.max_gap_ms = 1;
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_int_equal(r.n_results, 0);
+
+    for (int id = 0; id < KT_CHECK__COUNT; id++) {
+        memset(&p.thresholds, 0, sizeof(p.thresholds));
+        p.thresholds.max_spread_pct = 15;
+        p.thresholds.max_gap_ms = 2000;
+        switch (id) {
+        case KT_CHECK_STARVED: p.thresholds.check_starved = true; break;
+        case KT_CHECK_SPREAD: p.thresholds.check_spread = true; break;
+        case KT_CHECK_GAP: p.thresholds.check_gap = true; break;
+        case KT_CHECK_ISOLATION: p.thresholds.check_isolation = true; break;
+        case KT_CHECK_WAKE_P99: p.thresholds.max_p99_wake_us = 500; break;
+        case KT_CHECK_WORK_RATE: p.thresholds.min_work_rate = 10; break;
+        }
+        assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+        for (unsigned i = 0; i < r.n_results; i++)
+            assert_int_equal(r.results[i].id, id);
+        assert_true(r.n_results >= 1);
+    }
+}
+
+static void test_reason_many(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_SPIN);
+    kt_thresholds_default(&p.thresholds);
+    s_healthy(&p, ws, &n);
+    ws[0].work_units = 0;
+    ws[2].work_units = 0;
+    ws[0].max_gap_ns = 3 * SEC;
+    ws[2].max_gap_ns = 4 * SEC;
+    kt_cpumask_set(&ws[2].cpus_used, 1);
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 5);
+    assert_int_equal(r.n_failed, 5);
+    assert_false(r.truncated);
+    s_reason(&r, &p,
+             "not_starved 0.0 units < 1.0 in cgroup 'cg_0'; max_gap 3000.0 ms > 2000.0 in "
+             "cgroup 'cg_0'; not_starved 0.0 units < 1.0 in cgroup 'cg_1'; and 2 more");
+    /* A short buffer is cut, never overrun. */
+    char small[16];
+    kt_check_report_reason(&r, &p, small, sizeof(small));
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+    assert_true(strncmp(small, "not_starved 0.0", 15) == 0);
+
+    /* Per-cgroup summary. */
+    kt_cgroup_summary_t sum;
+    kt_cgroup_summarize(&p, 1, ws, n, &sum);
+    assert_int_equal(sum.workers, 2);
+    assert_int_equal(sum.work_units, 1000);
+    assert_int_equal(sum.max_gap_ns, 4 * SEC);
+    char used[64];
+    kt_cpumask_format(&sum.cpus_used, used, sizeof(used));
+    assert_string_equal(used, "1-3");
+}
+
+/* Every check failing in every one of the 32 cgroups: all 192 failures are
+ * counted and fit the report (32 x 6 < KT_MAX_CHECK_RESULTS). */
+static void test_all_fail(void **state)
+{
+    (void)state;
+    kt_plan_t *p = calloc(1, sizeof(*p));
+    kt_worker_stats_t *ws = calloc(KT_MAX_CGROUPS * 2, sizeof(*ws));
+    kt_check_report_t *r = calloc(1, sizeof(*r));
+    assert_non_null(p);
+    assert_non_null(ws);
+    assert_non_null(r);
+    p->topology = (kt_topology_t){1, 1, 4, 1};
+    p->n_cgroups = KT_MAX_CGROUPS;
+    kt_thresholds_default(&p->thresholds);
+    p->thresholds.max_p99_wake_us = 1;
+    p->thresholds.min_work_rate = 1e9;
+    size_t n = 0;
+    for (unsigned c = 0; c < KT_MAX_CGROUPS; c++) {
+        snprintf(p->cgroups[c].name, sizeof(p->cgroups[c].name), "c%u", c);
+        p->cgroups[c].workers = 2;
+        p->cgroups[c].work = KT_WORK_FUTEX_PINGPONG;
+        p->cgroups[c].has_cpuset = true;
+        kt_cpumask_set(&p->cgroups[c].cpus, 0);
+        for (unsigned i = 0; i < 2; i++) {
+            kt_worker_stats_t *w = &ws[n++];
+            w->cgroup = c;
+            w->index = i;
+            w->wall_time_ns = SEC;
+            w->cpu_time_ns = i ? SEC : 0;
+            w->max_gap_ns = 10 * SEC;
+            kt_cpumask_set(&w->cpus_used, 3);
+            w->wake_lat_p99_ns = SEC;
+        }
+    }
+    assert_int_equal(kt_checks_evaluate(p, ws, n, r), 6 * KT_MAX_CGROUPS);
+    assert_int_equal(r->n_results, 6 * KT_MAX_CGROUPS);
+    assert_false(r->truncated);
+    for (unsigned i = 0; i < r->n_results; i++)
+        assert_false(r->results[i].passed);
+    free(p);
+    free(ws);
+    free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names),     cmocka_unit_test(test_starved),
+        cmocka_unit_test(test_spread),    cmocka_unit_test(test_gap),
+        cmocka_unit_test(test_isolation), cmocka_unit_test(test_wake_p99),
+        cmocka_unit_test(test_work_rate), cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_reason_many), cmocka_unit_test(test_all_fail),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
