@@ -6,7 +6,7 @@
  *
  *   kt-chan-peer --sock /tmp/x/ch.sock --scenario steady --topo 1n2l2c1t \
  *       [--duration 3000] [--sched /sched/scx_qmap --arg -t --arg 3]
- *       [--fault CGROUP_INDEX:WORKER:AT_MS] [--shutdown] [--timeout 120]
+ *       [--fault CGROUP_INDEX:WORKER:AT_MS] [--shutdown | --bad-cell] [--timeout 120]
  *
  * Exit status: 0 when a result arrived (its verdict is printed as
  * "VERDICT=..." on a line of its own), 2 on usage errors, 1 otherwise. */
@@ -84,7 +84,7 @@ static void s_usage(void)
     fprintf(stderr, "usage: kt-chan-peer --sock PATH [--scenario NAME] [--topo LABEL] "
                     "[--duration MS] [--sched PATH [--name NAME] --arg A...] "
                     "[--fault CG:WORKER:AT_MS] [--settle MS] [--enable-timeout MS] "
-                    "[--shutdown] [--no-ack] [--timeout S]\n");
+                    "[--shutdown] [--bad-cell] [--no-ack] [--timeout S]\n");
 }
 
 int main(int argc, char **argv)
@@ -93,7 +93,7 @@ int main(int argc, char **argv)
     const char *sched = "", *name = NULL;
     unsigned duration = 3000, timeout_s = 120;
     long settle = -1, enable_timeout = -1;
-    bool shutdown_only = false, ack = true;
+    bool shutdown_only = false, ack = true, bad_cell = false;
     kt_cell_msg_t *m = calloc(1, sizeof(*m));
     kt_cell_msg_init(m);
     kt_plan_fault_t faults[KT_MAX_FAULTS];
@@ -105,7 +105,8 @@ int main(int argc, char **argv)
         {"arg", required_argument, NULL, 'a'},      {"fault", required_argument, NULL, 'f'},
         {"shutdown", no_argument, NULL, 'S'},       {"no-ack", no_argument, NULL, 'N'},
         {"timeout", required_argument, NULL, 'T'},  {"settle", required_argument, NULL, 'e'},
-        {"enable-timeout", required_argument, NULL, 'E'}, {NULL, 0, NULL, 0},
+        {"enable-timeout", required_argument, NULL, 'E'}, {"bad-cell", no_argument, NULL, 'B'},
+        {NULL, 0, NULL, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -133,6 +134,7 @@ int main(int argc, char **argv)
             n_faults++;
             break;
         case 'S': shutdown_only = true; break;
+        case 'B': bad_cell = true; break;
         case 'N': ack = false; break;
         case 'T': timeout_s = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'e': settle = strtol(optarg, NULL, 10); break;
@@ -190,7 +192,13 @@ int main(int argc, char **argv)
 
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    if (shutdown_only) {
+    if (bad_cell) {
+        /* A cell message without its fields: the guest must answer error. */
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 1);
+        kt_mp_pack_kv_str(&pk, "t", "cell");
+    } else if (shutdown_only) {
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
         msgpack_pack_map(&pk, 1);

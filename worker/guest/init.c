@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -403,7 +404,7 @@ static void s_monitor_sched(s_cell_t *c)
             c->sched_status = st;
             char how[96], last[256];
             kt_guest_sched_describe_status(st, how, sizeof(how));
-            kt_guest_outbuf_last_line(&c->sched_out, last, sizeof(last));
+            kt_guest_outbuf_error_line(&c->sched_out, last, sizeof(last));
             snprintf(c->sched_exit_reason, sizeof(c->sched_exit_reason),
                      "scheduler '%.63s' %.95s%s%s%.180s", c->msg.sched_name, how,
                      c->sched_active ? "" : " before sched_ext was enabled", last[0] ? ": " : "",
@@ -703,8 +704,12 @@ static void s_keep_pids(s_cell_t *c, const s_workers_t *w)
 
 /* The child side of a worker: policy, nice, then the workload. */
 __attribute__((noreturn)) static void s_worker_child(const kt_plan_cgroup_t *cg, kt_wl_slot_t *slots,
-                                                     unsigned i)
+                                                     unsigned i, unsigned index)
 {
+    /* "kt:<cgroup>:<n>" so kernel messages (stalls) name the worker. */
+    char comm[16];
+    snprintf(comm, sizeof(comm), "kt:%.8s:%u", cg->name, index);
+    prctl(PR_SET_NAME, comm, 0, 0, 0);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -789,7 +794,7 @@ static int s_workers_start(s_cell_t *c, s_workers_t *w)
             return -errno;
         }
         if (pid == 0)
-            s_worker_child(pc, w->slots, i);
+            s_worker_child(pc, w->slots, i, w->index_of[i]);
         pthread_mutex_lock(&c->lock);
         w->pids[i] = pid;
         pthread_mutex_unlock(&c->lock);

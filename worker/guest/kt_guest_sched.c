@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,6 +99,50 @@ void kt_guest_outbuf_last_line(const kt_guest_outbuf_t *o, char *buf, size_t len
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)buf[i] < 0x20)
             buf[i] = ' ';
+}
+
+static bool s_line_is_error(const char *line, size_t n)
+{
+    static const char *const words[] = {"error", "invalid", "failed", "unknown",
+                                        "denied", "cannot", "unable"};
+    /* "  -e COUNT   Trigger scx_bpf_error() ...": help text, not an error. */
+    size_t lead = 0;
+    while (lead < n && (line[lead] == ' ' || line[lead] == '\t'))
+        lead++;
+    if (lead > 0 && lead < n && line[lead] == '-')
+        return false;
+    if (memmem(line, n, "EXIT:", 5))
+        return true;
+    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+        size_t wl = strlen(words[w]);
+        for (size_t i = 0; i + wl <= n; i++)
+            if (strncasecmp(line + i, words[w], wl) == 0)
+                return true;
+    }
+    return false;
+}
+
+void kt_guest_outbuf_error_line(const kt_guest_outbuf_t *o, char *buf, size_t len)
+{
+    if (!len)
+        return;
+    size_t end = o->tail_len;
+    while (end > 0) {
+        size_t start = end;
+        while (start > 0 && o->tail[start - 1] != '\n')
+            start--;
+        if (s_line_is_error(o->tail + start, end - start)) {
+            size_t n = end - start < len - 1 ? end - start : len - 1;
+            memcpy(buf, o->tail + start, n);
+            buf[n] = '\0';
+            for (size_t i = 0; i < n; i++)
+                if ((unsigned char)buf[i] < 0x20)
+                    buf[i] = ' ';
+            return;
+        }
+        end = start ? start - 1 : 0;
+    }
+    kt_guest_outbuf_last_line(o, buf, len);
 }
 
 int kt_guest_sched_spawn(const char *path, const char *const *args, unsigned n_args,

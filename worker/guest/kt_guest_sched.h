@@ -33,6 +33,11 @@ void kt_guest_outbuf_flush(kt_guest_outbuf_t *o, kt_guest_line_fn fn, void *user
 void kt_guest_outbuf_tail(const kt_guest_outbuf_t *o, char *buf, size_t len);
 /* The last non-empty line of the kept tail (for reasons). */
 void kt_guest_outbuf_last_line(const kt_guest_outbuf_t *o, char *buf, size_t len);
+/* The last line of the kept tail that reads like an error ("error",
+ * "invalid", "failed", "unknown", "denied", "cannot", "unable", any case, or
+ * "EXIT:"), else the last non-empty line: a usage error followed by the help
+ * text gives the usage error. */
+void kt_guest_outbuf_error_line(const kt_guest_outbuf_t *o, char *buf, size_t len);
 
 /* Forks and execs path with args (argv[0] = path), stdin from /dev/null,
  * stdout and stderr into a pipe whose non-blocking read end is returned

@@ -388,6 +388,22 @@ static void test_outbuf(void **state)
     char last[128];
     kt_guest_outbuf_last_line(o, last, sizeof(last));
     assert_string_equal(last, "EXIT: runnable task stall");
+    /* A usage error followed by help text: the error line is the reason. */
+    kt_guest_outbuf_t *u = malloc(sizeof(*u));
+    kt_guest_outbuf_init(u);
+    static const char usage[] = "/sched/scx_qmap: invalid option -- '-'\nUsage: ...\n"
+                                "  -e COUNT      Trigger scx_bpf_error() after COUNT enqueues\n"
+                                "  -h            Display this help and exit\n";
+    kt_guest_outbuf_feed(u, usage, sizeof(usage) - 1, NULL, NULL);
+    kt_guest_outbuf_error_line(u, last, sizeof(last));
+    assert_string_equal(last, "/sched/scx_qmap: invalid option -- '-'");
+    kt_guest_outbuf_last_line(u, last, sizeof(last));
+    assert_string_equal(last, "  -h            Display this help and exit");
+    kt_guest_outbuf_init(u);
+    kt_guest_outbuf_feed(u, "all good\nbye\n", 13, NULL, NULL);
+    kt_guest_outbuf_error_line(u, last, sizeof(last));
+    assert_string_equal(last, "bye");
+    free(u);
     kt_guest_outbuf_feed(o, "tail", 4, s_collect_line, &l);
     kt_guest_outbuf_flush(o, s_collect_line, &l);
     assert_int_equal(l.n, 3);
