@@ -86,7 +86,7 @@ static int s_out_reserve(s_out_t *out, size_t more)
     }
     if (out->len + more <= out->cap)
         return 0;
-    size_t cap = out->cap ? out->cap : 64 * 1024;
+    size_t cap = out->cap ? out->cap : (size_t)64 * 1024;
     while (cap < out->len + more)
         cap *= 2;
     if (cap > KT_IMAGE_MAX_BYTES)
@@ -422,7 +422,7 @@ int kt_cpio_walk(const void *buf, size_t len, kt_cpio_visit_fn fn, void *userdat
     if (!buf && len)
         return -EINVAL;
     for (;;) {
-        uint32_t f[13];
+        uint32_t f[13] = {0};
         if (len - off < S_HDR_LEN) {
             kt_image_set_error("cpio: truncated header at offset %zu (no trailer)", off);
             return -EBADMSG;
@@ -432,7 +432,7 @@ int kt_cpio_walk(const void *buf, size_t len, kt_cpio_visit_fn fn, void *userdat
             return -EBADMSG;
         }
         for (int i = 0; i < 13; i++) {
-            if (s_parse_hex8(p + off + 6 + 8 * i, &f[i]) < 0) {
+            if (s_parse_hex8(p + off + 6 + (size_t)8 * (size_t)i, &f[i]) < 0) {
                 kt_image_set_error("cpio: bad hex field %d at offset %zu", i, off);
                 return -EBADMSG;
             }

@@ -75,7 +75,7 @@ void kt_image_set_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s_last_error, sizeof(s_last_error), fmt, ap);
+    (void)vsnprintf(s_last_error, sizeof(s_last_error), fmt, ap);
     va_end(ap);
 }
 
