@@ -7,6 +7,7 @@
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -84,6 +85,15 @@ static void *read_file(const char *path, size_t *ret_len)
     close(fd);
     *ret_len = (size_t)st.st_size;
     return buf;
+}
+
+/* The cross-checks need the system tools; without them they are skipped,
+ * which cmocka reports, rather than failed. */
+static bool have_tool(const char *name)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", name);
+    return system(cmd) == 0;
 }
 
 /* Files in g_dir whose names start with prefix. */
@@ -248,7 +258,17 @@ static void test_cpio_roundtrip(void **state)
     assert_int_equal(len, len2);
     assert_memory_equal(cpio, again, len);
 
+    /* A device as host file is refused, naming the entry. */
+    void *bad = NULL;
+    size_t bad_len = 0;
+    assert_int_equal(kt_cpio_build(entries, 6, &bad, &bad_len), -EINVAL);
+    assert_null(bad);
+    assert_non_null(strstr(kt_image_last_error(), "entry 5 'empty'"));
+    assert_non_null(strstr(kt_image_last_error(), "not a regular file"));
+
     /* GNU cpio agrees on the listing and extracts the same files. */
+    if (!have_tool("cpio"))
+        skip();
     write_file(pathf("%s/a.cpio", g_dir), cpio, len, 0644);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "cpio -t --quiet < '%s/a.cpio' > '%s/list'", g_dir, g_dir);
@@ -278,13 +298,6 @@ static void test_cpio_roundtrip(void **state)
     assert_int_equal(readlink(pathf("%s/x/bin/sh", g_dir), target, sizeof(target) - 1), 7);
     assert_string_equal(target, "busybox");
 
-    /* A device as host file is refused, naming the entry. */
-    void *bad = NULL;
-    size_t bad_len = 0;
-    assert_int_equal(kt_cpio_build(entries, 6, &bad, &bad_len), -EINVAL);
-    assert_null(bad);
-    assert_non_null(strstr(kt_image_last_error(), "entry 5 'empty'"));
-    assert_non_null(strstr(kt_image_last_error(), "not a regular file"));
 }
 
 static void expect_bad(const kt_image_entry_t *e, size_t n, int err, const char *what)
@@ -390,6 +403,8 @@ static void test_lz4_legacy(void **state)
     assert_null(none);
 
     /* lz4(1) reads our frames ... */
+    if (!have_tool("lz4"))
+        skip();
     write_file(pathf("%s/d.lz4", g_dir), z, zlen, 0644);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "lz4 -d -q -f '%s/d.lz4' '%s/d.out'", g_dir, g_dir);
