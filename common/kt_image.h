@@ -42,7 +42,7 @@ typedef struct kt_image_entry {
     const char *guest_path;     /* "init", "bin/busybox", "sched/scx_simple" (no leading /) */
     const char *host_path;      /* file to copy; NULL for a directory or symlink */
     const char *link_target;    /* symlink target when non-NULL */
-    mode_t mode;                /* permission bits (0755 ...) */
+    mode_t mode;                /* permission bits (0755 ...); symlinks are always 0777 */
 } kt_image_entry_t;
 
 typedef struct kt_image kt_image_t;
@@ -90,8 +90,10 @@ int kt_lz4_legacy_compress_level(const void *in, size_t len, int level, void **r
 int kt_lz4_legacy_decompress(const void *in, size_t len, size_t max_out, void **ret_buf,
                              size_t *ret_len);
 
-/* Find or build the image for these entries in dir and hold it shared
- * (LOCK_SH) until kt_image_release. Caller owns *ret. */
+/* Find or build the image for these entries in dir (NULL: /dev/shm) and
+ * hold it shared (LOCK_SH) until kt_image_release: keep it for as long as a
+ * VM may read kt_image_path(). Waits (blocking flock) while another process
+ * builds the same image. Caller owns *ret. */
 int kt_image_acquire(const char *dir, const kt_image_entry_t *entries, size_t n, kt_image_t **ret);
 const char *kt_image_path(const kt_image_t *img);
 const char *kt_image_hash_hex(const kt_image_t *img);
