@@ -134,6 +134,26 @@ __attribute__((format(printf, 2, 3))) static void s_event(s_cell_t *c, const cha
     s_send_event(c, phase, text);
 }
 
+/* Test hook for the watchdog: `ktstr.hang=<phase>` on the kernel command
+ * line makes the main thread hang on entering that phase. */
+static char s_hang_phase[32];
+
+static void s_read_hang_hook(void)
+{
+    char cmdline[1024];
+    if (kt_guest_sys_read_file("/proc/cmdline", cmdline, sizeof(cmdline)) < 0)
+        return;
+    const char *p = strstr(cmdline, "ktstr.hang=");
+    if (!p)
+        return;
+    p += strlen("ktstr.hang=");
+    size_t n = strcspn(p, " \t\n");
+    if (n >= sizeof(s_hang_phase))
+        n = sizeof(s_hang_phase) - 1;
+    memcpy(s_hang_phase, p, n);
+    s_hang_phase[n] = '\0';
+}
+
 static void s_set_phase(s_cell_t *c, const char *phase, uint64_t bound_ms)
 {
     pthread_mutex_lock(&c->lock);
@@ -141,6 +161,11 @@ static void s_set_phase(s_cell_t *c, const char *phase, uint64_t bound_ms)
     c->bound_ms = (uint32_t)(bound_ms > UINT32_MAX ? UINT32_MAX : bound_ms);
     c->deadline_ms = kt_guest_sys_now_ms() + bound_ms;
     pthread_mutex_unlock(&c->lock);
+    if (s_hang_phase[0] && strcmp(s_hang_phase, phase) == 0) {
+        kt_log_warn("test hook ktstr.hang=%s: the main thread hangs here", phase);
+        for (;;)
+            pause();
+    }
 }
 
 /* Call with the lock held. */
@@ -284,6 +309,12 @@ __attribute__((noreturn)) static void s_finish(s_cell_t *c, const char *watchdog
                 ts.tv_nsec -= 1000000000L;
             }
             pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+        }
+        /* The watchdog may have finished while the lock was released. */
+        if (c->result_sent) {
+            pthread_mutex_unlock(&c->lock);
+            for (;;)
+                pause();
         }
     }
     c->result_sent = true;
@@ -1072,6 +1103,7 @@ int main(void)
     kt_guest_sys_busybox_install();
     /* schedstats feed run_delay and timeslices; best effort. */
     kt_guest_sys_write_file("/proc/sys/kernel/sched_schedstats", "1");
+    s_read_hang_hook();
 
     static s_cell_t cell;
     s_cell_t *c = &cell;
