@@ -23,15 +23,37 @@ typedef struct kt_host_info {
     uint64_t memory_mib;
 } kt_host_info_t;
 
+/* CPUs online, last-level cache groups (distinct shared_cpu_list of each
+ * online CPU's highest-level cache; L3 on usual hosts) and MemTotal. */
 int kt_host_info_read(kt_host_info_t *ret);
 
 /* Device-level checks only (no boot). */
 void kt_kvm_probe_device(kt_kvm_status_t *ret);
 
 /* Full check including the canary boot of `kernel` with `initrd` (an image
- * holding ktstr-init), under KVM. tcg_canary_ms receives a TCG canary boot
- * time when the KVM one fails and want_tcg_canary is set. */
+ * holding ktstr-init), under KVM, bounded by KT_KVM_CANARY_BOUND_MS. The
+ * canary's console.log and qemu.log go to workdir (NULL: a temporary
+ * directory, removed afterwards). Fills *ret in every case; returns 0 when
+ * the check ran (look at ret->usable and ret->reason), -EINVAL for missing
+ * arguments. A TCG canary is kt_canary_boot(KT_ACCEL_TCG, ...). */
 int kt_kvm_check(const char *kernel, const char *initrd, const char *workdir, kt_kvm_status_t *ret);
+
+/* Added: one canary boot under accel: the guest (ktstr-init) must say
+ * hello on the channel (or at least print KTSTR_INIT_READY on the console)
+ * within bound_ms; it is then told to shut down. */
+#define KT_KVM_CANARY_BOUND_MS 20000u
+#define KT_TCG_CANARY_BOUND_MS 120000u
+
+typedef struct kt_canary {
+    bool ok;                       /* the guest reached ktstr-init */
+    bool hello;                    /* ... and said hello on the channel */
+    uint64_t boot_ms;              /* QEMU spawned -> hello (0 when none) */
+    uint64_t total_ms;             /* the whole canary, power-off included */
+    char reason[256];              /* "ok" or what happened, quoting QEMU */
+} kt_canary_t;
+
+int kt_canary_boot(enum kt_accel accel, const char *kernel, const char *initrd,
+                   const char *workdir, uint32_t bound_ms, kt_canary_t *ret);
 
 /* Resolve AUTO to KVM or TCG given the status; -ENODEV for KVM requested
  * but unusable. */

@@ -61,6 +61,13 @@ typedef struct kt_vm_config {
     uint32_t heartbeat_timeout_ms; /* 0: off; else silence in RUN this long is a hang */
     kt_vm_msg_fn on_message;
     void *userdata;
+    /* Added. Under TCG the guest's TSC runs at the host's TSC rate, but the
+     * guest often fails to calibrate it on a busy host ("tsc: Unable to
+     * calibrate against PIT"; on microvm, with no HPET or PM timer, it then
+     * hangs). So under TCG the runner passes tsc_early_khz=<rate>
+     * tsc=reliable. 0: measure the host's rate (once per process); set it
+     * to make the command line reproducible (tests). Ignored under KVM. */
+    uint32_t tcg_tsc_khz;
 } kt_vm_config_t;
 
 typedef struct kt_vm_outcome {
@@ -77,6 +84,13 @@ typedef struct kt_vm_outcome {
     uint64_t collect_ms;           /* result -> QEMU exit */
     char console_path[512];
     char console_tail[4096];       /* last lines of the console */
+    /* Added: QEMU's own first error line (from workdir/qemu.log) when it
+     * exited abnormally or stopped the guest, e.g. "KVM internal error.
+     * Suberror: 1"; empty otherwise. Also quoted in error_text. */
+    char qemu_message[256];
+    char qemu_log_path[512];
+    bool qemu_exited_early;        /* QEMU exited before the phase's goal */
+    char vm_state[32];             /* QMP run state when the guest stopped ("internal-error") */
 } kt_vm_outcome_t;
 
 void kt_vm_config_init(kt_vm_config_t *cfg);
@@ -88,5 +102,34 @@ int kt_vm_build_argv(const kt_vm_config_t *cfg, const char *chan_sock, const cha
 void kt_vm_argv_free(char ***argv_p);
 
 /* Runs the VM to completion. Returns 0 when the VM ran (look at outcome for
- * the result / timeouts), negative errno when it could not be started. */
+ * the result / timeouts), negative errno when it could not be started.
+ *
+ * Outcome, in short: got_result with reached == DONE is a clean run.
+ * Otherwise error_text says what happened: a phase timeout (timed_out), a
+ * silent guest in RUN (timed_out, "hang"), QEMU exiting before its time
+ * (qemu_exited_early, qemu_status, e.g. a kernel panic: panic=-1 and
+ * -no-reboot make QEMU exit), the guest stopped by QEMU (vm_state, e.g. a
+ * KVM internal error), or a host-side failure (error < 0). console_tail
+ * holds the end of the console in every case.
+ *
+ * Synchronous. QEMU is started with PR_SET_PDEATHSIG(SIGKILL), which fires
+ * when the *thread* that forked it exits: call this from a thread that lives
+ * until it returns (it always does, being synchronous; do not hand the VM
+ * to another thread). Blocks no signals; the caller's SIGCHLD disposition
+ * must not be SIG_IGN (QEMU is reaped with waitpid). */
 int kt_vm_run(const kt_vm_config_t *cfg, kt_vm_outcome_t *ret);
+
+/* The kernel command line the runner uses (before the TCG clock options and
+ * cmdline_extra), for logs and tests. */
+const char *kt_vm_base_cmdline(enum kt_machine m);
+const char *kt_machine_name(enum kt_machine m);
+int kt_machine_parse(const char *s, enum kt_machine *ret);
+
+/* The last at most len - 1 bytes of a text file, starting at a line
+ * boundary, with control characters other than newline and tab replaced.
+ * 0 or negative errno; buf is always NUL-terminated. */
+int kt_vm_file_tail(const char *path, char *buf, size_t len);
+
+/* The host's TSC rate in kHz, measured once per process (about 20 ms), or
+ * 0 when the host has no constant, non-stop TSC to lend the guest. */
+uint32_t kt_vm_host_tsc_khz(void);
