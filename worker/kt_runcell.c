@@ -281,6 +281,7 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     char accel_reason[300] = "";
     const char *verdict = "error", *phase = "setup";
     char reason[1024] = "";
+    char verdict_buf[8], phase_buf[16];
 
     if (!msg) {
         r = -ENOMEM;
@@ -450,10 +451,14 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
             snprintf(reason, sizeof(reason), "malformed result from the guest: %s", why);
             goto verdict;
         }
-        verdict = json_string_value(json_object_get(doc, "verdict"));
+        /* Copies: the doc's strings are replaced below. */
+        snprintf(verdict_buf, sizeof(verdict_buf), "%s",
+                 json_string_value(json_object_get(doc, "verdict")));
+        verdict = verdict_buf;
         snprintf(reason, sizeof(reason), "%s", json_string_value(json_object_get(doc, "reason")));
         const char *gphase = json_string_value(json_object_get(doc, "phase"));
-        phase = gphase ? gphase : "done";
+        snprintf(phase_buf, sizeof(phase_buf), "%s", gphase ? gphase : "done");
+        phase = phase_buf;
         goto verdict_set;
     }
     /* No result: the VM died or hung. A kernel that panicked misbehaved
