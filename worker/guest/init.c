@@ -264,7 +264,8 @@ static void s_compose_locked(s_cell_t *c, const char *watchdog)
             s_append(r->reason, sizeof(r->reason), "; also: ", c->harness_reason);
     } else if (c->harness_error || watchdog) {
         r->verdict = KT_VERDICT_ERROR;
-        s_append(r->reason, sizeof(r->reason), "; ", c->harness_error ? c->harness_reason : watchdog);
+        s_append(r->reason, sizeof(r->reason), "; ",
+                 c->harness_error ? c->harness_reason : watchdog);
         if (c->harness_error && watchdog)
             s_append(r->reason, sizeof(r->reason), "; ", watchdog);
     } else if (checks_failed) {
@@ -734,8 +735,9 @@ static void s_keep_pids(s_cell_t *c, const s_workers_t *w)
 }
 
 /* The child side of a worker: policy, nice, then the workload. */
-__attribute__((noreturn)) static void s_worker_child(const kt_plan_cgroup_t *cg, kt_wl_slot_t *slots,
-                                                     unsigned i, unsigned index)
+__attribute__((noreturn)) static void s_worker_child(const kt_plan_cgroup_t *cg,
+                                                     kt_wl_slot_t *slots, unsigned i,
+                                                     unsigned index)
 {
     /* "kt:<cgroup>:<n>" so kernel messages (stalls) name the worker. */
     char comm[16];

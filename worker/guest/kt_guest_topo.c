@@ -45,7 +45,8 @@ static int s_llc_index(const char *root, unsigned cpu, unsigned *ret_level)
     unsigned best_level = 0;
     for (unsigned i = 0; i < S_MAX_CACHE_INDEX; i++) {
         char path[256], buf[16];
-        snprintf(path, sizeof(path), "%s/devices/system/cpu/cpu%u/cache/index%u/level", root, cpu, i);
+        snprintf(path, sizeof(path), "%s/devices/system/cpu/cpu%u/cache/index%u/level", root, cpu,
+                 i);
         if (kt_guest_sys_read_file(path, buf, sizeof(buf)) < 0)
             continue;
         unsigned level = (unsigned)strtoul(buf, NULL, 10);
@@ -133,8 +134,8 @@ int kt_guest_topo_read(const char *root, kt_guest_topo_t *ret, char *why, size_t
         unsigned level = 0;
         int idx = s_llc_index(root, cpu, &level);
         if (idx >= 0) {
-            snprintf(path, sizeof(path), "%s/devices/system/cpu/cpu%u/cache/index%d/shared_cpu_list",
-                     root, cpu, idx);
+            snprintf(path, sizeof(path),
+                     "%s/devices/system/cpu/cpu%u/cache/index%d/shared_cpu_list", root, cpu, idx);
             have_level = true;
             if (level > t.cache_level)
                 t.cache_level = level;

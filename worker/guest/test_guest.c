@@ -258,24 +258,28 @@ static void test_kmsg_parse(void **state)
 static void test_kmsg_classify(void **state)
 {
     (void)state;
-    assert_int_equal(kt_kmsg_classify("sched_ext: BPF scheduler \"qmap\" disabled (runnable task stall)"),
-                     KT_KMSG_SCHED_DISABLED);
-    assert_int_equal(kt_kmsg_classify("sched_ext: BPF scheduler \"simple\" disabled (unregistered from user space)"),
-                     KT_KMSG_SCHED_DISABLED);
-    assert_int_equal(kt_kmsg_classify("sched_ext: BPF scheduler \"simple\" enabled"),
-                     KT_KMSG_SCHED_EXT);
-    assert_int_equal(kt_kmsg_classify("sched_ext: qmap: kworker/u8:1[42] failed to run for 5.120s"),
-                     KT_KMSG_SCHED_EXT);
-    assert_int_equal(kt_kmsg_classify("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [spin:77]"),
-                     KT_KMSG_KERNEL_PROBLEM);
-    assert_int_equal(kt_kmsg_classify("WARNING: CPU: 1 PID: 42 at kernel/sched/core.c:123 foo+0x1/0x2"),
-                     KT_KMSG_KERNEL_PROBLEM);
-    assert_int_equal(kt_kmsg_classify("INFO: task kworker:12 blocked for more than 120 seconds."),
-                     KT_KMSG_KERNEL_PROBLEM);
-    assert_int_equal(kt_kmsg_classify("rcu: INFO: rcu_sched self-detected stall on CPU"),
-                     KT_KMSG_KERNEL_PROBLEM);
-    assert_int_equal(kt_kmsg_classify("virtio_console virtio0: port added"), KT_KMSG_OTHER);
-    assert_int_equal(kt_kmsg_classify("random: crng init done"), KT_KMSG_OTHER);
+    static const struct {
+        const char *text;
+        enum kt_kmsg_kind kind;
+    } cases[] = {
+        {"sched_ext: BPF scheduler \"qmap\" disabled (runnable task stall)",
+         KT_KMSG_SCHED_DISABLED},
+        {"sched_ext: BPF scheduler \"simple\" disabled (unregistered from user space)",
+         KT_KMSG_SCHED_DISABLED},
+        {"sched_ext: BPF scheduler \"simple\" enabled", KT_KMSG_SCHED_EXT},
+        {"sched_ext: qmap: kworker/u8:1[42] failed to run for 5.120s", KT_KMSG_SCHED_EXT},
+        {"watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [spin:77]", KT_KMSG_KERNEL_PROBLEM},
+        {"WARNING: CPU: 1 PID: 42 at kernel/sched/core.c:123 foo+0x1/0x2", KT_KMSG_KERNEL_PROBLEM},
+        {"INFO: task kworker:12 blocked for more than 120 seconds.", KT_KMSG_KERNEL_PROBLEM},
+        {"rcu: INFO: rcu_sched self-detected stall on CPU", KT_KMSG_KERNEL_PROBLEM},
+        {"virtio_console virtio0: port added", KT_KMSG_OTHER},
+        {"random: crng init done", KT_KMSG_OTHER},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (kt_kmsg_classify(cases[i].text) != cases[i].kind)
+            fail_msg("'%s': kind %d, expected %d", cases[i].text, kt_kmsg_classify(cases[i].text),
+                     cases[i].kind);
+    }
 }
 
 /* ---- channel ---- */
@@ -668,9 +672,8 @@ static void test_result_pack(void **state)
     }
     assert_int_equal(total, n);
     double on;
-    assert_int_equal(kt_mp_get_double(&s_get(&cgs->via.array.ptr[0], "worker_stats")->via.array.ptr[1],
-                                      "on_cpu_pct", &on),
-                     0);
+    const msgpack_object *w01 = &s_get(&cgs->via.array.ptr[0], "worker_stats")->via.array.ptr[1];
+    assert_int_equal(kt_mp_get_double(w01, "on_cpu_pct", &on), 0);
     assert_true(on > 89.9 && on < 90.1);
 
     const msgpack_object *checks = s_get(o, "checks");
