@@ -285,9 +285,12 @@ int kt_canary_boot(enum kt_accel accel, const char *kernel, const char *initrd,
         ret->ok = ret->hello = true;
         ret->boot_ms = out.boot_ms;
         snprintf(ret->reason, sizeof(ret->reason), "ok");
-    } else if (strstr(out.console_tail, "KTSTR_INIT_READY")) {
-        /* The guest ran up to ktstr-init: the accelerator works, the
-         * channel did not (a different problem, reported as such). */
+    } else if (out.timed_out && !out.vm_state[0] &&
+               strstr(out.console_tail, "KTSTR_INIT_READY")) {
+        /* The guest ran up to ktstr-init and is still alive: the
+         * accelerator works, the channel did not (a different problem,
+         * reported as such). A guest that got there and then died or was
+         * stopped by QEMU does not count. */
         ret->ok = true;
         s_say(ret->reason, sizeof(ret->reason),
                  "ktstr-init started under %s but never said hello on the channel: %s",

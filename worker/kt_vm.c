@@ -57,7 +57,7 @@
  * exiting, so a panic ends the VM instead of hanging it. reboot=t (triple
  * fault) works on both machines; microvm has no keyboard controller or
  * ACPI reset to reboot through. */
-#define S_CMDLINE_COMMON "console=ttyS0 panic=-1 loglevel=5 reboot=t"
+#define S_CMDLINE_COMMON "console=ttyS0 panic=-1 loglevel=5 reboot=t schedstats=enable"
 
 const char *kt_vm_base_cmdline(enum kt_machine m)
 {
@@ -218,6 +218,14 @@ static void s_argv_freep(char ***argv_p)
     kt_vm_argv_free(argv_p);
 }
 
+static const char *s_qemu_program(const kt_vm_config_t *cfg)
+{
+    if (cfg->qemu && *cfg->qemu)
+        return cfg->qemu;
+    const char *env = getenv("KTSTR_QEMU");
+    return env && *env ? env : "qemu-system-x86_64";
+}
+
 int kt_vm_build_argv(const kt_vm_config_t *cfg, const char *chan_sock, const char *qmp_sock,
                      char ***ret_argv)
 {
@@ -251,7 +259,7 @@ int kt_vm_build_argv(const kt_vm_config_t *cfg, const char *chan_sock, const cha
         return -ENOMEM;
     s_argv_t a = {.v = v};
 
-    s_add(&a, "%s", cfg->qemu ? cfg->qemu : "qemu-system-x86_64");
+    s_add(&a, "%s", s_qemu_program(cfg));
     s_add(&a, "-nodefaults");
     s_add(&a, "-no-user-config");
     s_add(&a, "-display");
@@ -1068,6 +1076,15 @@ int kt_vm_run(const kt_vm_config_t *cfg, kt_vm_outcome_t *ret)
                 if (q != -ENOENT && q != -ECONNREFUSED)
                     qmp_failures++;
             }
+            now = s_now_ms();
+        }
+        /* Before sleeping: a command's reply may have brought events along
+         * that now sit in the QMP client's buffer, where poll() cannot see
+         * them (a STOP right after qmp_capabilities). */
+        if (vm.qmp) {
+            s_qmp_events(&vm);
+            if (vm.stop)
+                break;
             now = s_now_ms();
         }
         if (now >= vm.deadline) {

@@ -42,7 +42,7 @@ const char *kt_vm_phase_name(enum kt_vm_phase p);
 typedef int (*kt_vm_msg_fn)(void *userdata, const char *type, const void *body, size_t len);
 
 typedef struct kt_vm_config {
-    const char *qemu;              /* NULL: "qemu-system-x86_64" */
+    const char *qemu;              /* NULL: $KTSTR_QEMU, else "qemu-system-x86_64" (PATH) */
     const char *kernel;            /* bzImage */
     const char *initrd;            /* lz4 cpio image */
     const char *cmdline_extra;     /* appended to the kernel command line */
