@@ -9,6 +9,7 @@
  * (process, sched_ext state, kernel log, output) and reaps orphans. All three
  * run SCHED_FIFO, which sched_ext does not schedule, so a broken scheduler can
  * starve the workers but not the verdict. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -611,8 +612,45 @@ static bool s_wait_or_fail(s_cell_t *c, uint64_t until_ms)
     return failed;
 }
 
+/* sched_ext (6.12) runs ops.init() on a helper kthread created at the first
+ * enable, on whatever CPU that kthread starts on; a scheduler whose init must
+ * run on CPU 0 (scx_central's central CPU) then fails at random. New
+ * kthreads start where kthreadd may run, so kthreadd is held on CPU 0 while
+ * the scheduler enables, and released afterwards (kthread() widens each new
+ * kthread's own mask again). */
+static void s_kthreadd_affinity(bool cpu0_only)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (cpu0_only) {
+        CPU_SET(0, &set);
+    } else {
+        long n = sysconf(_SC_NPROCESSORS_CONF);
+        for (long i = 0; i < n && i < CPU_SETSIZE; i++)
+            CPU_SET((int)i, &set);
+    }
+    if (sched_setaffinity(2, sizeof(set), &set) < 0)
+        kt_log_debug("kthreadd affinity: %m, ignoring");
+}
+
+static int s_sched_start_enable(s_cell_t *c);
+
 /* Starts the scheduler and waits for sched_ext to enable it. 0 to go on. */
 static int s_sched_start(s_cell_t *c)
+{
+    bool scx = c->msg.sched_path[0] != '\0';
+    if (scx) {
+        s_kthreadd_affinity(true);
+        s_event(c, "kthreadd held on CPU 0 while the scheduler enables (ops.init runs on a new "
+                   "sched_ext helper kthread)");
+    }
+    int r = s_sched_start_enable(c);
+    if (scx)
+        s_kthreadd_affinity(false);
+    return r;
+}
+
+static int s_sched_start_enable(s_cell_t *c)
 {
     const kt_cell_msg_t *m = &c->msg;
     s_set_phase(c, "sched_start", (uint64_t)m->sched_enable_timeout_ms + m->settle_ms + 10000);
