@@ -958,6 +958,56 @@ int kt_scenario_yaml_from_node(struct fy_node *node, const char *origin, kt_scen
     return s_scenario(&c, node, ret);
 }
 
+/* YAML text is printable Unicode (YAML 1.2, 5.1): UTF-8, no C0 control
+ * character but tab, LF and CR, no DEL, C1 (but NEL), surrogate or
+ * non-character U+FFFE/U+FFFF. Checked before libfyaml sees the text:
+ * libfyaml 0.7.12 loops forever on a directive followed by invalid UTF-8
+ * ("%\x9f"), and takes control characters in plain scalars. Returns 0, or
+ * -EILSEQ with the 1-based position and a description of the first bad
+ * character. */
+static int s_check_text(const char *text, size_t len, int *ret_line, int *ret_col, char *what,
+                        size_t what_len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    int line = 1, col = 1;
+    for (size_t i = 0; i < len; col++) {
+        unsigned c = p[i];
+        size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+                                : (c & 0xf8) == 0xf0 ? 4 : 0;
+        uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
+        bool ok = n != 0 && i + n <= len;
+        for (size_t k = 1; ok && k < n; k++) {
+            ok = (p[i + k] & 0xc0) == 0x80;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        /* Shortest form only, within Unicode, no surrogates. */
+        static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+        ok = ok && cp >= min_cp[n] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
+        if (!ok) {
+            snprintf(what, what_len, "invalid UTF-8 byte 0x%02x", c);
+            goto bad;
+        }
+        bool printable = cp == '\t' || cp == '\n' || cp == '\r' || (cp >= 0x20 && cp <= 0x7e) ||
+                         cp == 0x85 || (cp >= 0xa0 && cp != 0xfffe && cp != 0xffff);
+        if (!printable) {
+            snprintf(what, what_len, "character U+%04X is not allowed in YAML",
+                     (unsigned)cp);
+            goto bad;
+        }
+        if (cp == '\n') {
+            line++;
+            col = 0;
+        }
+        i += n;
+        continue;
+    bad:
+        *ret_line = line;
+        *ret_col = col;
+        return -EILSEQ;
+    }
+    return 0;
+}
+
 static void s_parser_freep(struct fy_parser **p)
 {
     if (*p)
@@ -975,6 +1025,12 @@ int kt_scenario_yaml_parse(const char *text, size_t len, const char *origin, kt_
         snprintf(c.err, c.err_len, "%s: %zu bytes, larger than the limit of %u", c.origin, len,
                  S_MAX_FILE_SIZE);
         return -EFBIG;
+    }
+    int line, col;
+    char what[64];
+    if (s_check_text(text, len, &line, &col, what, sizeof(what)) < 0) {
+        snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, line, col, what);
+        return -EINVAL;
     }
     _cleanup_(s_diag_freep) struct fy_diag *diag = s_diag_new();
     if (!diag) {

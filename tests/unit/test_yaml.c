@@ -487,6 +487,35 @@ static void test_parse_errors_of_yaml(void **state)
     assert_int_equal(kt_scenario_yaml_parse(text, strlen(text), "m.yaml", &s, err, sizeof(err)),
                      -EINVAL);
     assert_string_equal(err, "m.yaml:1:8: name: contains a NUL byte");
+    /* Text that is not printable UTF-8 is refused before libfyaml sees it
+     * (libfyaml 0.7.12 loops forever on "%\x9f"). */
+    static const struct {
+        const char *text;
+        const char *err;
+    } bytes[] = {
+        {"%\x9f", "m.yaml:1:2: invalid UTF-8 byte 0x9f"},
+        {"name: x\nd: \x01\n", "m.yaml:2:4: character U+0001 is not allowed in YAML"},
+        {"name: x\n  \xc3\xa9: \xed\xa0\x80\n", "m.yaml:2:6: invalid UTF-8 byte 0xed"},
+        {"name: \xc0\xaf\n", "m.yaml:1:7: invalid UTF-8 byte 0xc0"},
+        {"name: \xf4\x90\x80\x80\n", "m.yaml:1:7: invalid UTF-8 byte 0xf4"},
+        {"name: \xe2\x82", "m.yaml:1:7: invalid UTF-8 byte 0xe2"},
+        {"x\xef\xbf\xbe", "m.yaml:1:2: character U+FFFE is not allowed in YAML"},
+        {"a: b\x7f", "m.yaml:1:5: character U+007F is not allowed in YAML"},
+    };
+    for (size_t i = 0; i < sizeof(bytes) / sizeof(bytes[0]); i++) {
+        text = bytes[i].text;
+        assert_int_equal(
+            kt_scenario_yaml_parse(text, strlen(text), "m.yaml", &s, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, bytes[i].err);
+    }
+    /* A NUL byte inside the text is a control character too. */
+    assert_int_equal(kt_scenario_yaml_parse("name: x\0", 8, "m.yaml", &s, err, sizeof(err)),
+                     -EINVAL);
+    assert_string_equal(err, "m.yaml:1:8: character U+0000 is not allowed in YAML");
+    /* A byte order mark and non-ASCII text are fine. */
+    text = "\xef\xbb\xbfname: x\ndescription: \"d\xc3\xa9j\xc3\xa0 vu \xe2\x82\xac\"\n" CG;
+    assert_int_equal(kt_scenario_yaml_parse(text, strlen(text), "m.yaml", &s, err, sizeof(err)), 0);
+    assert_string_equal(s.description, "d\xc3\xa9j\xc3\xa0 vu \xe2\x82\xac");
     /* Oversized input is refused before parsing. */
     size_t big = (1u << 20) + 1;
     char *buf = malloc(big);
