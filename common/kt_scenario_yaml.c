@@ -121,9 +121,8 @@ static bool s_node_pos(struct fy_node *n, int *ret_line, int *ret_col)
 
 /* Formats "origin:line:col: message" at node (or at fallback when node has
  * no position, as an empty value has none) and returns -EINVAL. */
-__attribute__((format(printf, 4, 5))) static int s_fail(s_ctx_t *c, struct fy_node *node,
-                                                        struct fy_node *fallback, const char *fmt,
-                                                        ...)
+__attribute__((format(printf, 4, 5))) static int
+s_fail(s_ctx_t *c, struct fy_node *node, struct fy_node *fallback, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -252,7 +251,8 @@ static bool s_is_bool(struct fy_node *n, bool *ret)
     const char *s = fy_node_get_scalar(n, &len);
     if (!s)
         return false;
-    static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False", "FALSE"};
+    static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False",
+                                                                           "FALSE"};
     for (size_t i = 0; i < KT_ARRAY_SIZE(t); i++) {
         if (len == strlen(t[i]) && memcmp(s, t[i], len) == 0) {
             *ret = true;
@@ -266,8 +266,7 @@ static bool s_is_bool(struct fy_node *n, bool *ret)
     return false;
 }
 
-static int s_bool(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
-                  bool *ret)
+static int s_bool(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, bool *ret)
 {
     char buf[40];
     bool fits;
@@ -303,8 +302,8 @@ static int s_int(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char 
     return 0;
 }
 
-static int s_uint(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
-                  unsigned lo, unsigned hi, unsigned *ret)
+static int s_uint(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, unsigned lo,
+                  unsigned hi, unsigned *ret)
 {
     long long v;
     int r = s_int(c, n, key, path, lo, hi, &v);
@@ -314,8 +313,8 @@ static int s_uint(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char
     return 0;
 }
 
-static int s_number(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
-                    double lo, double hi, double *ret)
+static int s_number(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, double lo,
+                    double hi, double *ret)
 {
     char buf[40];
     bool fits, plain;
@@ -447,8 +446,8 @@ static bool s_name_valid(const char *s)
     return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
 }
 
-static int s_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
-                  char *buf, size_t len)
+static int s_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, char *buf,
+                  size_t len)
 {
     char tmp[KT_NAME_MAX + 16];
     bool fits;
@@ -501,8 +500,8 @@ static int s_fields(s_ctx_t *c, struct fy_node *map, struct fy_node *key, const 
     if (r < 0)
         return r;
     if (!map || !fy_node_is_mapping(map))
-        return s_fail(c, map, key, "%s%sexpected a mapping for %s, got %s", path,
-                      *path ? ": " : "", what, s_is_null(map) ? "nothing" : s_kind(map));
+        return s_fail(c, map, key, "%s%sexpected a mapping for %s, got %s", path, *path ? ": " : "",
+                      what, s_is_null(map) ? "nothing" : s_kind(map));
     void *it = NULL;
     struct fy_node_pair *p;
     while ((p = fy_node_mapping_iterate(map, &it))) {
@@ -510,7 +509,9 @@ static int s_fields(s_ctx_t *c, struct fy_node *map, struct fy_node *key, const 
         if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || s_is_null(k))
             return s_fail(c, k, map, "%s%sa key in %s is %s, expected a plain name", path,
                           *path ? ": " : "", what,
-                          !k || s_is_null(k) ? "empty" : fy_node_is_alias(k) ? "an alias" : s_kind(k));
+                          !k || s_is_null(k)    ? "empty"
+                          : fy_node_is_alias(k) ? "an alias"
+                                                : s_kind(k));
         char name[64];
         bool fits;
         if ((r = s_value(c, k, map, path, "a key", name, sizeof(name), &fits, NULL)) < 0)
@@ -643,8 +644,8 @@ static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned
 {
     char path[32], sub[S_PATH_MAX];
     snprintf(path, sizeof(path), "cgroups[%u]", idx);
-    s_field_t f[] = {{"name"}, {"cpuset"},   {"workers"}, {"workers_per_cpu"},
-                     {"work"}, {"policy"},   {"nice"}};
+    s_field_t f[] = {{"name"}, {"cpuset"}, {"workers"}, {"workers_per_cpu"},
+                     {"work"}, {"policy"}, {"nice"}};
     int r = s_fields(c, n, seq, path, "cgroup", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
@@ -655,7 +656,8 @@ static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned
         return s_fail(c, n, seq, "%s: missing key 'name'", path);
     if ((r = s_name(c, x->value, x->key, S_SUB("name"), cg.name, sizeof(cg.name))) < 0)
         return r;
-    if ((x = S_F(f, "cpuset")) && (r = s_cpuset(c, x->value, x->key, S_SUB("cpuset"), &cg.cpuset)) < 0)
+    if ((x = S_F(f, "cpuset")) &&
+        (r = s_cpuset(c, x->value, x->key, S_SUB("cpuset"), &cg.cpuset)) < 0)
         return r;
     if ((x = S_F(f, "work")) && (r = s_work(c, x->value, x->key, S_SUB("work"), &cg.work)) < 0)
         return r;
@@ -685,8 +687,7 @@ static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned
                              KT_MAX_WORKERS_PER_CGROUP, &cg.workers_per_cpu)) < 0) {
         return r;
     } else if (cg.workers_per_cpu <= 0) {
-        return s_fail(c, wpc->value, wpc->key, "%s: must be more than 0",
-                      S_SUB("workers_per_cpu"));
+        return s_fail(c, wpc->value, wpc->key, "%s: must be more than 0", S_SUB("workers_per_cpu"));
     }
 #undef S_SUB
     *ret = cg;
@@ -715,8 +716,10 @@ static int s_cgroups(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scen
                 struct fy_node *m = item;
                 s_deref(c, &m, n, "");
                 struct fy_node *name = fy_node_mapping_lookup_value_by_string(m, "name", FY_NT);
-                return s_fail(c, name, item, "cgroups[%u].name: '%s' is already the name of "
-                              "cgroups[%u]", i, cg->name, j);
+                return s_fail(c, name, item,
+                              "cgroups[%u].name: '%s' is already the name of "
+                              "cgroups[%u]",
+                              i, cg->name, j);
             }
         }
         s->n_cgroups = i + 1;
@@ -734,7 +737,8 @@ static bool s_fault_cgroup_known(const kt_scenario_t *s, const char *name)
             return true;
         size_t n = strlen(cg->name);
         if (cg->cpuset.kind == KT_CPUSET_PER_LLC && strncmp(name, cg->name, n) == 0 &&
-            name[n] == '_' && name[n + 1] && strspn(name + n + 1, "0123456789") == strlen(name + n + 1))
+            name[n] == '_' && name[n + 1] &&
+            strspn(name + n + 1, "0123456789") == strlen(name + n + 1))
             return true;
     }
     return false;
@@ -778,8 +782,8 @@ static int s_faults(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scena
         }
         if ((x = S_F(f, "at"))) {
             snprintf(sub, sizeof(sub), "%s.at", path);
-            if ((r = s_duration_ms(c, x->value, x->key, sub, 0, S_MAX_DURATION_MS,
-                                   &fault->at_ms)) < 0)
+            if ((r = s_duration_ms(c, x->value, x->key, sub, 0, S_MAX_DURATION_MS, &fault->at_ms)) <
+                0)
                 return r;
             if (fault->at_ms >= s->duration_ms)
                 return s_fail(c, x->value, x->key,
@@ -809,14 +813,14 @@ static int s_constraints(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_
         if ((r = s_uint(c, f[i].value, f[i].key, sub, 0, KT_MAX_CPUS, slots[i])) < 0)
             return r;
     }
-    if (f[6].key && (r = s_bool(c, f[6].value, f[6].key, "constraints.requires_smt",
-                                &k.requires_smt)) < 0)
+    if (f[6].key &&
+        (r = s_bool(c, f[6].value, f[6].key, "constraints.requires_smt", &k.requires_smt)) < 0)
         return r;
     for (size_t i = 0; i < KT_ARRAY_SIZE(slots); i += 2) {
         unsigned lo = *slots[i], hi = *slots[i + 1];
         if (lo && hi && lo > hi)
-            return s_fail(c, f[i + 1].value, f[i + 1].key,
-                          "constraints.%s: %u is below %s %u", f[i + 1].name, hi, f[i].name, lo);
+            return s_fail(c, f[i + 1].value, f[i + 1].key, "constraints.%s: %u is below %s %u",
+                          f[i + 1].name, hi, f[i].name, lo);
     }
     *ret = k;
     return 0;
@@ -867,8 +871,8 @@ static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thres
             char buf[40];
             bool fits;
             struct fy_node *v = x->value;
-            if ((r = s_value(c, v, x->key, "checks.wake_p99", "a latency", buf, sizeof(buf),
-                             &fits, NULL)) < 0)
+            if ((r = s_value(c, v, x->key, "checks.wake_p99", "a latency", buf, sizeof(buf), &fits,
+                             NULL)) < 0)
                 return r;
             uint64_t us;
             r = fits ? s_duration_us(buf, true, 0, &us) : -EINVAL;
@@ -921,9 +925,8 @@ static int s_scenario(s_ctx_t *c, struct fy_node *root, kt_scenario_t *ret)
     if ((r = s_name(c, x->value, x->key, "name", name, sizeof(name))) < 0)
         return r;
     kt_scenario_init(s, name);
-    if ((x = S_F(f, "description")) &&
-        (r = s_string(c, x->value, x->key, "description", "a string", s->description,
-                      sizeof(s->description))) < 0)
+    if ((x = S_F(f, "description")) && (r = s_string(c, x->value, x->key, "description", "a string",
+                                                     s->description, sizeof(s->description))) < 0)
         return r;
     if ((x = S_F(f, "duration")) && (r = s_duration_ms(c, x->value, x->key, "duration", 1,
                                                        S_MAX_DURATION_MS, &s->duration_ms)) < 0)
@@ -934,7 +937,8 @@ static int s_scenario(s_ctx_t *c, struct fy_node *root, kt_scenario_t *ret)
             return r;
         s->memory_mib = mib;
     }
-    if ((x = S_F(f, "constraints")) && (r = s_constraints(c, x->value, x->key, &s->constraints)) < 0)
+    if ((x = S_F(f, "constraints")) &&
+        (r = s_constraints(c, x->value, x->key, &s->constraints)) < 0)
         return r;
     if ((x = S_F(f, "checks")) && (r = s_checks(c, x->value, x->key, &s->thresholds)) < 0)
         return r;
@@ -972,8 +976,11 @@ static int s_check_text(const char *text, size_t len, int *ret_line, int *ret_co
     int line = 1, col = 1;
     for (size_t i = 0; i < len; col++) {
         unsigned c = p[i];
-        size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-                                : (c & 0xf8) == 0xf0 ? 4 : 0;
+        size_t n = c < 0x80             ? 1
+                   : (c & 0xe0) == 0xc0 ? 2
+                   : (c & 0xf0) == 0xe0 ? 3
+                   : (c & 0xf8) == 0xf0 ? 4
+                                        : 0;
         uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
         bool ok = n != 0 && i + n <= len;
         for (size_t k = 1; ok && k < n; k++) {
@@ -990,8 +997,7 @@ static int s_check_text(const char *text, size_t len, int *ret_line, int *ret_co
         bool printable = cp == '\t' || cp == '\n' || cp == '\r' || (cp >= 0x20 && cp <= 0x7e) ||
                          cp == 0x85 || (cp >= 0xa0 && cp != 0xfffe && cp != 0xffff);
         if (!printable) {
-            snprintf(what, what_len, "character U+%04X is not allowed in YAML",
-                     (unsigned)cp);
+            snprintf(what, what_len, "character U+%04X is not allowed in YAML", (unsigned)cp);
             goto bad;
         }
         if (cp == '\n') {
@@ -1057,8 +1063,7 @@ int kt_scenario_yaml_parse(const char *text, size_t len, const char *origin, kt_
             snprintf(c.err, c.err_len, "%s: invalid YAML%s%s", c.origin, e && e->msg ? ": " : "",
                      e && e->msg ? e->msg : "");
         else
-            snprintf(c.err, c.err_len, "%s: empty document: expected a scenario mapping",
-                     c.origin);
+            snprintf(c.err, c.err_len, "%s: empty document: expected a scenario mapping", c.origin);
         return -EINVAL;
     }
     int r;
@@ -1136,8 +1141,7 @@ int kt_scenario_yaml_load(const char *path, kt_scenario_t *ret, char *err, size_
             break;
         len += (size_t)n;
         if (len > S_MAX_FILE_SIZE) {
-            snprintf(err, err_len, "%s: larger than the limit of %u bytes", path,
-                     S_MAX_FILE_SIZE);
+            snprintf(err, err_len, "%s: larger than the limit of %u bytes", path, S_MAX_FILE_SIZE);
             return -EFBIG;
         }
     }

@@ -1,3 +1,4 @@
+/* clang-format off */
 /* libFuzzer target for what the host <-> guest channel reads from its peer:
  * the incremental frame reader and the cell message decoder.
  *
@@ -21,6 +22,7 @@
  * checks announced counts first. To look past that finding, run with
  *   ASAN_OPTIONS=allocator_may_return_null=1 ... -rss_limit_mb=0 -malloc_limit_mb=0
  */
+/* clang-format on */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -78,9 +80,11 @@ static void s_write_seed(const char *dir)
     snprintf(m.sched_args[0], sizeof(m.sched_args[0]), "-v");
     kt_scenario_t s;
     kt_scenario_init(&s, "seed");
-    s.cgroups[s.n_cgroups++] = (kt_cgroup_spec_t){
-        .name = "per", .cpuset = {.kind = KT_CPUSET_PER_LLC}, .workers = 2,
-        .work = KT_WORK_PIPE_PINGPONG, .nice = -3};
+    s.cgroups[s.n_cgroups++] = (kt_cgroup_spec_t){.name = "per",
+                                                  .cpuset = {.kind = KT_CPUSET_PER_LLC},
+                                                  .workers = 2,
+                                                  .work = KT_WORK_PIPE_PINGPONG,
+                                                  .nice = -3};
     s.faults[s.n_faults++] = (kt_fault_t){"per_1", 1, 100};
     kt_topology_t t = {1, 2, 2, 1};
     char why[256];
@@ -96,8 +100,12 @@ static void s_write_seed(const char *dir)
     if (!f)
         abort();
     /* Chunk byte 0 (feed in 1-byte pieces), max byte 16 (16 << 16 = 1 MiB). */
-    uint8_t hdr[6] = {0, 16, (uint8_t)(sb.size >> 24), (uint8_t)(sb.size >> 16),
-                      (uint8_t)(sb.size >> 8), (uint8_t)sb.size};
+    uint8_t hdr[6] = {0,
+                      16,
+                      (uint8_t)(sb.size >> 24),
+                      (uint8_t)(sb.size >> 16),
+                      (uint8_t)(sb.size >> 8),
+                      (uint8_t)sb.size};
     fwrite(hdr, 1, sizeof(hdr), f);
     fwrite(sb.data, 1, sb.size, f);
     fclose(f);

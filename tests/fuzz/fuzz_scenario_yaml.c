@@ -1,3 +1,4 @@
+/* clang-format off */
 /* libFuzzer target for the YAML scenario reader (user input), and for the
  * resolution of whatever it accepts against a few topologies.
  *
@@ -6,6 +7,7 @@
  *   mkdir -p /tmp/yaml-corpus && /tmp/fuzz_scenario_yaml -max_total_time=60 /tmp/yaml-corpus tests/fixtures/scenarios
  *
  * libfyaml itself is not instrumented: coverage guides through our code. */
+/* clang-format on */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

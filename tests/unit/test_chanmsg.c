@@ -38,10 +38,17 @@ static void s_sample(kt_cell_msg_t *m)
 
     kt_scenario_t s;
     kt_scenario_init(&s, "sample");
-    kt_cgroup_spec_t per = {.name = "per", .cpuset = {.kind = KT_CPUSET_PER_LLC}, .workers = 2,
-                            .work = KT_WORK_PIPE_PINGPONG, .policy = KT_POLICY_BATCH, .nice = -7};
-    kt_cgroup_spec_t list = {.name = "list", .cpuset = {.kind = KT_CPUSET_LIST, .list = "1,3,9-11"},
-                             .workers_per_cpu = 1.0, .work = KT_WORK_MIXED, .policy = KT_POLICY_IDLE,
+    kt_cgroup_spec_t per = {.name = "per",
+                            .cpuset = {.kind = KT_CPUSET_PER_LLC},
+                            .workers = 2,
+                            .work = KT_WORK_PIPE_PINGPONG,
+                            .policy = KT_POLICY_BATCH,
+                            .nice = -7};
+    kt_cgroup_spec_t list = {.name = "list",
+                             .cpuset = {.kind = KT_CPUSET_LIST, .list = "1,3,9-11"},
+                             .workers_per_cpu = 1.0,
+                             .work = KT_WORK_MIXED,
+                             .policy = KT_POLICY_IDLE,
                              .nice = 19};
     kt_cgroup_spec_t all = {.name = "all", .workers = 3, .work = KT_WORK_IO_SYNC};
     s.cgroups[s.n_cgroups++] = per;
@@ -144,7 +151,7 @@ static void test_round_trip(void **state)
     char type[8];
     assert_int_equal(kt_chanmsg_type(&up.data, type, sizeof(type)), 0);
     assert_string_equal(type, "cell");
-    assert_int_equal(kt_chanmsg_type(&up.data, type, 4), -EBADMSG);   /* does not fit */
+    assert_int_equal(kt_chanmsg_type(&up.data, type, 4), -EBADMSG); /* does not fit */
     msgpack_unpacked_destroy(&up);
     msgpack_sbuffer_destroy(&sb);
 
@@ -444,7 +451,7 @@ static void test_truncated_every_length(void **state)
     char *longer = malloc(x.sb.size + 1);
     assert_non_null(longer);
     memcpy(longer, x.sb.data, x.sb.size);
-    longer[x.sb.size] = (char)0xc0;   /* a msgpack nil */
+    longer[x.sb.size] = (char)0xc0; /* a msgpack nil */
     assert_int_equal(s_decode(longer, x.sb.size + 1, m, why, sizeof(why)), -EBADMSG);
     assert_string_equal(why, "1 trailing bytes after the message");
     free(longer);
@@ -539,8 +546,8 @@ static void test_wrong_types(void **state)
         for (size_t w = 0; w < nw; w++) {
             int r = s_mutate(&x, paths[i], wrong[w], why, sizeof(why));
             if (r != -EBADMSG)
-                fail_msg("'%s' as msgpack type %d: got %d, want -EBADMSG", paths[i],
-                         wrong[w]->type, r);
+                fail_msg("'%s' as msgpack type %d: got %d, want -EBADMSG", paths[i], wrong[w]->type,
+                         r);
             assert_true(why[0] != '\0');
             tried++;
         }
@@ -807,17 +814,17 @@ static void test_accessors(void **state)
     assert_int_equal(kt_mp_get_double(o, "s", &d), -EBADMSG);
     assert_null(kt_mp_get(o, "missing"));
     assert_null(kt_mp_get(NULL, "s"));
-    assert_null(kt_mp_get(kt_mp_get(o, "s"), "s"));   /* not a map */
+    assert_null(kt_mp_get(kt_mp_get(o, "s"), "s")); /* not a map */
     s_val_destroy(&v);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_truncated_every_length),
-        cmocka_unit_test(test_missing_fields),  cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_truncated_every_length),
+        cmocka_unit_test(test_missing_fields),   cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_sizes_and_ranges), cmocka_unit_test(test_faults_and_type),
-        cmocka_unit_test(test_accessors),       cmocka_unit_test(test_hostile_counts),
+        cmocka_unit_test(test_accessors),        cmocka_unit_test(test_hostile_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,7 +99,7 @@ static void test_names(void **state)
 
     kt_worker_stats_t w = {.cpu_time_ns = 250 * MS, .wall_time_ns = SEC};
     assert_true(kt_worker_on_cpu_pct(&w) == 25.0);
-    w.cpu_time_ns = 2 * SEC;   /* clock skew: clamped */
+    w.cpu_time_ns = 2 * SEC; /* clock skew: clamped */
     assert_true(kt_worker_on_cpu_pct(&w) == 100.0);
     w.wall_time_ns = 0;
     assert_true(kt_worker_on_cpu_pct(&w) == 0.0);
@@ -121,7 +121,7 @@ static void test_starved(void **state)
     assert_true(s_find(&r, KT_CHECK_STARVED, 0)->passed);
     s_reason(&r, &p, "");
 
-    ws[3].work_units = 0;   /* cg_1 worker 1 never ran */
+    ws[3].work_units = 0; /* cg_1 worker 1 never ran */
     assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
     const kt_check_result_t *c = s_find(&r, KT_CHECK_STARVED, 1);
     assert_non_null(c);
@@ -147,15 +147,15 @@ static void test_spread(void **state)
     p.thresholds.check_spread = true;
     p.thresholds.max_spread_pct = 15.0;
     s_healthy(&p, ws, &n);
-    ws[1].cpu_time_ns = 800 * MS;   /* 90% vs 80%: spread 10 */
+    ws[1].cpu_time_ns = 800 * MS; /* 90% vs 80%: spread 10 */
     assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
     const kt_check_result_t *c = s_find(&r, KT_CHECK_SPREAD, 0);
     assert_non_null(c);
     assert_true(c->passed);
     assert_float_equal(c->measured, 10.0, 1e-9);
 
-    ws[0].cpu_time_ns = SEC;          /* 100% */
-    ws[1].cpu_time_ns = 500 * MS;     /* 50% */
+    ws[0].cpu_time_ns = SEC;      /* 100% */
+    ws[1].cpu_time_ns = 500 * MS; /* 50% */
     assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
     c = s_find(&r, KT_CHECK_SPREAD, 0);
     assert_false(c->passed);
@@ -192,7 +192,7 @@ static void test_gap(void **state)
     p.thresholds.check_gap = true;
     p.thresholds.max_gap_ms = 2000;
     s_healthy(&p, ws, &n);
-    ws[2].max_gap_ns = 2000 * MS;   /* exactly the bound passes */
+    ws[2].max_gap_ns = 2000 * MS; /* exactly the bound passes */
     assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
     assert_float_equal(s_find(&r, KT_CHECK_GAP, 1)->measured, 2000.0, 1e-9);
 
@@ -223,7 +223,7 @@ static void test_isolation(void **state)
     assert_null(s_find(&r, KT_CHECK_ISOLATION, 0));
     assert_true(s_find(&r, KT_CHECK_ISOLATION, 1)->passed);
 
-    kt_cpumask_set(&ws[3].cpus_used, 0);   /* cg_1 is pinned to 2-3 */
+    kt_cpumask_set(&ws[3].cpus_used, 0); /* cg_1 is pinned to 2-3 */
     assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
     const kt_check_result_t *c = s_find(&r, KT_CHECK_ISOLATION, 1);
     assert_false(c->passed);
@@ -248,7 +248,7 @@ static void test_wake_p99(void **state)
     assert_true(s_find(&r, KT_CHECK_WAKE_P99, 0)->passed);
     assert_float_equal(s_find(&r, KT_CHECK_WAKE_P99, 0)->measured, 50.0, 1e-9);
 
-    ws[1].wake_lat_p99_ns = 800000;   /* 800 us */
+    ws[1].wake_lat_p99_ns = 800000; /* 800 us */
     assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
     const kt_check_result_t *c = s_find(&r, KT_CHECK_WAKE_P99, 0);
     assert_false(c->passed);
@@ -274,12 +274,12 @@ static void test_work_rate(void **state)
     kt_check_report_t r;
     s_plan(&p, KT_WORK_SPIN);
     p.thresholds.min_work_rate = 100.0;
-    s_healthy(&p, ws, &n);   /* 1000 units in 1 s */
+    s_healthy(&p, ws, &n); /* 1000 units in 1 s */
     assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
     assert_float_equal(s_find(&r, KT_CHECK_WORK_RATE, 1)->measured, 1000.0, 1e-9);
 
     ws[2].work_units = 100;
-    ws[2].wall_time_ns = 2 * SEC;   /* 50 units/s */
+    ws[2].wall_time_ns = 2 * SEC; /* 50 units/s */
     assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
     const kt_check_result_t *c = s_find(&r, KT_CHECK_WORK_RATE, 1);
     assert_false(c->passed);
@@ -306,7 +306,7 @@ static void test_disabled(void **state)
     ws[0].wake_lat_p99_ns = 9 * SEC;
     kt_cpumask_set(&ws[2].cpus_used, 0);
     memset(&p.thresholds, 0, sizeof(p.thresholds));
-    p.thresholds.max_spread_pct = 1;   /* a threshold alone enables nothing */
+    p.thresholds.max_spread_pct = 1; /* a threshold alone enables nothing */
     p.thresholds.max_gap_ms = 1;
     assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
     assert_int_equal(r.n_results, 0);
@@ -316,12 +316,24 @@ static void test_disabled(void **state)
         p.thresholds.max_spread_pct = 15;
         p.thresholds.max_gap_ms = 2000;
         switch (id) {
-        case KT_CHECK_STARVED: p.thresholds.check_starved = true; break;
-        case KT_CHECK_SPREAD: p.thresholds.check_spread = true; break;
-        case KT_CHECK_GAP: p.thresholds.check_gap = true; break;
-        case KT_CHECK_ISOLATION: p.thresholds.check_isolation = true; break;
-        case KT_CHECK_WAKE_P99: p.thresholds.max_p99_wake_us = 500; break;
-        case KT_CHECK_WORK_RATE: p.thresholds.min_work_rate = 10; break;
+        case KT_CHECK_STARVED:
+            p.thresholds.check_starved = true;
+            break;
+        case KT_CHECK_SPREAD:
+            p.thresholds.check_spread = true;
+            break;
+        case KT_CHECK_GAP:
+            p.thresholds.check_gap = true;
+            break;
+        case KT_CHECK_ISOLATION:
+            p.thresholds.check_isolation = true;
+            break;
+        case KT_CHECK_WAKE_P99:
+            p.thresholds.max_p99_wake_us = 500;
+            break;
+        case KT_CHECK_WORK_RATE:
+            p.thresholds.min_work_rate = 10;
+            break;
         }
         assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
         for (unsigned i = 0; i < r.n_results; i++)
@@ -415,10 +427,10 @@ static void test_all_fail(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),     cmocka_unit_test(test_starved),
-        cmocka_unit_test(test_spread),    cmocka_unit_test(test_gap),
-        cmocka_unit_test(test_isolation), cmocka_unit_test(test_wake_p99),
-        cmocka_unit_test(test_work_rate), cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_names),       cmocka_unit_test(test_starved),
+        cmocka_unit_test(test_spread),      cmocka_unit_test(test_gap),
+        cmocka_unit_test(test_isolation),   cmocka_unit_test(test_wake_p99),
+        cmocka_unit_test(test_work_rate),   cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_reason_many), cmocka_unit_test(test_all_fail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -239,7 +239,7 @@ static void test_reader_byte_by_byte(void **state)
     assert_int_equal(kt_frame_reader_next(rd, &body, &len), 0);
     kt_frame_reader_destroy(&rd);
     assert_null(rd);
-    kt_frame_reader_destroy(&rd);   /* NULL-safe */
+    kt_frame_reader_destroy(&rd); /* NULL-safe */
     kt_frame_reader_destroy(NULL);
 }
 
@@ -308,7 +308,7 @@ static void test_reader_oversized(void **state)
     free(body);
     kt_frame_reader_destroy(&rd);
     rd = kt_frame_reader_new(SIZE_MAX);
-    static const uint8_t huge[] = {0x01, 0x00, 0x00, 0x01};   /* 16 MiB + 1 */
+    static const uint8_t huge[] = {0x01, 0x00, 0x00, 0x01}; /* 16 MiB + 1 */
     assert_int_equal(kt_frame_reader_feed(rd, huge, 4), -EMSGSIZE);
     kt_frame_reader_destroy(&rd);
 }
@@ -316,8 +316,8 @@ static void test_reader_oversized(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pipe_round_trip),   cmocka_unit_test(test_wire_format),
-        cmocka_unit_test(test_oversized),         cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_pipe_round_trip),     cmocka_unit_test(test_wire_format),
+        cmocka_unit_test(test_oversized),           cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_reader_byte_by_byte), cmocka_unit_test(test_reader_chunks),
         cmocka_unit_test(test_reader_oversized),
     };

@@ -55,7 +55,12 @@ static void test_work_types(void **state)
             fail_msg("'%s' not accepted", names[i].name);
         assert_int_equal(w, names[i].type);
     }
-    static const char *const unknown[] = {"", "spinn", "SPIN", "pipe", "_", "spin ",
+    static const char *const unknown[] = {"",
+                                          "spinn",
+                                          "SPIN",
+                                          "pipe",
+                                          "_",
+                                          "spin ",
                                           "a_very_long_name_with_underscores_over_32_bytes"};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         w = KT_WORK_MIXED;
@@ -159,7 +164,7 @@ static void test_builtins_resolve(void **state)
                 assert_int_equal(total, cpus);
             } else {
                 assert_int_equal(plan.n_cgroups, 1);
-                assert_int_equal(total, cpus);   /* all even here */
+                assert_int_equal(total, cpus); /* all even here */
                 assert_true(kt_work_type_wakes(plan.cgroups[0].work));
             }
         }
@@ -243,9 +248,9 @@ static void test_per_llc_and_cpusets(void **state)
     char why[256] = "";
     kt_plan_t p;
     kt_topology_t numa = s_topo("numa2-4llc");
-    assert_int_equal(kt_scenario_resolve(kt_scenario_builtin_find("steady_llc"), &numa, 0, &p,
-                                         why, sizeof(why)),
-                     0);
+    assert_int_equal(
+        kt_scenario_resolve(kt_scenario_builtin_find("steady_llc"), &numa, 0, &p, why, sizeof(why)),
+        0);
     assert_int_equal(p.n_cgroups, 4);
     static const char *const want[] = {"0-3", "4-7", "8-11", "12-15"};
     for (unsigned i = 0; i < 4; i++) {
@@ -281,16 +286,16 @@ static void test_per_llc_and_cpusets(void **state)
     assert_int_equal(p.cgroups[2].workers, 4);
     assert_mask(&p.cgroups[3].cpus, "1,3,5-6");
     assert_int_equal(p.cgroups[3].workers, 4);
-    assert_int_equal(p.cgroups[4].workers, 1);   /* 0.4 rounds up to one worker */
+    assert_int_equal(p.cgroups[4].workers, 1); /* 0.4 rounds up to one worker */
     assert_int_equal(p.cgroups[4].policy, KT_POLICY_IDLE);
     assert_int_equal(p.cgroups[4].nice, 7);
     assert_int_equal(kt_plan_total_workers(&p), 14);
 
     /* per-LLC on an SMT topology keeps the siblings together. */
     kt_topology_t smt = s_topo("smt-2llc");
-    assert_int_equal(kt_scenario_resolve(kt_scenario_builtin_find("steady_llc"), &smt, 0, &p,
-                                         why, sizeof(why)),
-                     0);
+    assert_int_equal(
+        kt_scenario_resolve(kt_scenario_builtin_find("steady_llc"), &smt, 0, &p, why, sizeof(why)),
+        0);
     assert_int_equal(p.n_cgroups, 2);
     assert_mask(&p.cgroups[1].cpus, "4-7");
 }
@@ -411,17 +416,21 @@ static void test_faults(void **state)
     s.faults[0] = (kt_fault_t){"nobody", 0, 0};
     s_expect_refused(&s, "tiny-2llc", "fault names no worker: cgroup 'nobody' worker 0");
     s.faults[0] = (kt_fault_t){"a", 0, 0};
-    s.faults[1] = (kt_fault_t){"per_2", 0, 0};   /* tiny-2llc has LLCs 0 and 1 */
+    s.faults[1] = (kt_fault_t){"per_2", 0, 0}; /* tiny-2llc has LLCs 0 and 1 */
     s_expect_refused(&s, "tiny-2llc", "fault names no worker: cgroup 'per_2' worker 0");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_work_types),       cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_builtins_resolve), cmocka_unit_test(test_constraints),
-        cmocka_unit_test(test_per_llc_and_cpusets), cmocka_unit_test(test_pingpong_counts),
-        cmocka_unit_test(test_refused),          cmocka_unit_test(test_faults),
+        cmocka_unit_test(test_work_types),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_builtins_resolve),
+        cmocka_unit_test(test_constraints),
+        cmocka_unit_test(test_per_llc_and_cpusets),
+        cmocka_unit_test(test_pingpong_counts),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_faults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -140,10 +140,10 @@ static void test_malformed_shapes(void **state)
 {
     (void)state;
     static const char *const malformed[] = {
-        "",           "1,2,3",      "1,2,3,4,5",  "1n2l3c",     "1n2l3c4",   "1n2l3c4t5",
-        "a,b,c,d",    "1,2,2,1x",   "1, 2,2,1",   " 1,2,2,1",   "-1,2,2,1",  "1,2,2,-1",
-        "1n,2l,2c,1t", "1n2l2c1tx", "1N2L2C1T",   "1,2,2,1,",   "1;2;2;1",   "tiny",
-        "1l2n2c1t",   "1n2l2c1t ",  "+1,2,2,1",   "0x1,2,2,1",  "1,,2,2",    "nnnn",
+        "",          "1,2,3",    "1,2,3,4,5", "1n2l3c",   "1n2l3c4",  "1n2l3c4t5",   "a,b,c,d",
+        "1,2,2,1x",  "1, 2,2,1", " 1,2,2,1",  "-1,2,2,1", "1,2,2,-1", "1n,2l,2c,1t", "1n2l2c1tx",
+        "1N2L2C1T",  "1,2,2,1,", "1;2;2;1",   "tiny",     "1l2n2c1t", "1n2l2c1t ",   "+1,2,2,1",
+        "0x1,2,2,1", "1,,2,2",   "nnnn",
     };
     for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
         kt_topology_t t = {9, 9, 9, 9};
@@ -155,10 +155,14 @@ static void test_malformed_shapes(void **state)
     assert_int_equal(kt_topology_parse(NULL, &(kt_topology_t){0}), -EINVAL);
 
     static const char *const out_of_range[] = {
-        "0,1,1,1",     "1,0,1,1",       "1,1,0,1",      "1,1,1,0",       "0n1l1c1t",
-        "1,1,257,1",   "1,16,16,2",     "1,257,1,1",    "2,3,2,1",       "4,2,1,1",
-        "1,1,1,9",     "1,65536,65536,1", "1,1,100001,1", "99999999999999999999,1,1,1",
-        "1n300l1c1t",  "3n4l1c1t",
+        "0,1,1,1",      "1,0,1,1",
+        "1,1,0,1",      "1,1,1,0",
+        "0n1l1c1t",     "1,1,257,1",
+        "1,16,16,2",    "1,257,1,1",
+        "2,3,2,1",      "4,2,1,1",
+        "1,1,1,9",      "1,65536,65536,1",
+        "1,1,100001,1", "99999999999999999999,1,1,1",
+        "1n300l1c1t",   "3n4l1c1t",
     };
     for (size_t i = 0; i < sizeof(out_of_range) / sizeof(out_of_range[0]); i++) {
         kt_topology_t t = {9, 9, 9, 9};
@@ -256,11 +260,11 @@ static void test_memory_rule(void **state)
     (void)state;
     kt_topology_t t;
     assert_int_equal(kt_topology_parse("tiny-1llc", &t), 0);
-    assert_int_equal(kt_topology_memory_mib(&t, 0), 256);   /* 4 x 64 = 256 */
+    assert_int_equal(kt_topology_memory_mib(&t, 0), 256); /* 4 x 64 = 256 */
     assert_int_equal(kt_topology_memory_mib(&t, 100), 256);
     assert_int_equal(kt_topology_memory_mib(&t, 2048), 2048);
     assert_int_equal(kt_topology_parse("1,1,2,1", &t), 0);
-    assert_int_equal(kt_topology_memory_mib(&t, 0), 256);   /* 128 < 256 floor */
+    assert_int_equal(kt_topology_memory_mib(&t, 0), 256); /* 128 < 256 floor */
     assert_int_equal(kt_topology_parse("smt-2llc", &t), 0);
     assert_int_equal(kt_topology_memory_mib(&t, 0), 512);
     assert_int_equal(kt_topology_memory_mib(&t, 511), 512);
@@ -288,7 +292,7 @@ static void test_cpumask_lists(void **state)
         {"0,2,4,6", "0,2,4,6", 4},
         {"", "", 0},
         {"\n", "", 0},
-        {"0-3\n", "0-3", 4},   /* as sysfs writes it */
+        {"0-3\n", "0-3", 4}, /* as sysfs writes it */
         {"  1", "1", 1},
         {"63-64,127-128", "63-64,127-128", 4},
     };
@@ -304,9 +308,9 @@ static void test_cpumask_lists(void **state)
         const char *in;
         int r;
     } bad[] = {
-        {"256", -ERANGE}, {"0-256", -ERANGE}, {"3-1", -EINVAL}, {"a", -EINVAL},
-        {"1,", -EINVAL},  {",1", -EINVAL},    {"1-", -EINVAL},  {"1--2", -EINVAL},
-        {"1 2", -EINVAL}, {"-1", -EINVAL},    {"1,,2", -EINVAL}, {"0x1", -EINVAL},
+        {"256", -ERANGE},   {"0-256", -ERANGE},       {"3-1", -EINVAL},  {"a", -EINVAL},
+        {"1,", -EINVAL},    {",1", -EINVAL},          {"1-", -EINVAL},   {"1--2", -EINVAL},
+        {"1 2", -EINVAL},   {"-1", -EINVAL},          {"1,,2", -EINVAL}, {"0x1", -EINVAL},
         {"1-2-3", -EINVAL}, {"99999999999", -ERANGE},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -364,7 +368,7 @@ static void test_cpumask_lists(void **state)
     assert_false(kt_cpumask_subset(&b, &a));
     kt_cpumask_or(&a, &b);
     assert_mask(&a, "0-3,200");
-    kt_cpumask_set(&a, KT_MAX_CPUS);   /* out of range: ignored */
+    kt_cpumask_set(&a, KT_MAX_CPUS); /* out of range: ignored */
     assert_false(kt_cpumask_test(&a, KT_MAX_CPUS));
     assert_int_equal(kt_cpumask_weight(&a), 5);
 }
@@ -372,9 +376,9 @@ static void test_cpumask_lists(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_presets),      cmocka_unit_test(test_label_forms),
+        cmocka_unit_test(test_presets),          cmocka_unit_test(test_label_forms),
         cmocka_unit_test(test_malformed_shapes), cmocka_unit_test(test_masks),
-        cmocka_unit_test(test_memory_rule),  cmocka_unit_test(test_cpumask_lists),
+        cmocka_unit_test(test_memory_rule),      cmocka_unit_test(test_cpumask_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

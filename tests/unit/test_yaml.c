@@ -382,7 +382,8 @@ static void test_types_and_ranges(void **state)
              "3:9: faults: 9 entries, limit 8");
 
     /* Keys are plain names; aliases must name an anchor. */
-    s_expect("name: x\n? [a]\n: 1\n" CG, "2:3: a key in scenario is a sequence, expected a plain name");
+    s_expect("name: x\n? [a]\n: 1\n" CG,
+             "2:3: a key in scenario is a sequence, expected a plain name");
     s_expect("name: x\ncgroups: [{name: a, workers: *n}]\n",
              "2:31: cgroups[0].workers: alias '*n' names no anchor");
     assert_int_equal(s_mismatches, 0);
@@ -504,8 +505,8 @@ static void test_parse_errors_of_yaml(void **state)
     };
     for (size_t i = 0; i < sizeof(bytes) / sizeof(bytes[0]); i++) {
         text = bytes[i].text;
-        assert_int_equal(
-            kt_scenario_yaml_parse(text, strlen(text), "m.yaml", &s, err, sizeof(err)), -EINVAL);
+        assert_int_equal(kt_scenario_yaml_parse(text, strlen(text), "m.yaml", &s, err, sizeof(err)),
+                         -EINVAL);
         assert_string_equal(err, bytes[i].err);
     }
     /* A NUL byte inside the text is a control character too. */
@@ -573,17 +574,35 @@ static void test_duration_parse(void **state)
         int r;
         uint32_t ms;
     } cases[] = {
-        {"3s", 0, 3000},        {"250ms", 0, 250},     {"2m", 0, 120000},
-        {"1.5s", 0, 1500},      {"1000", 0, 1000},     {"0", 0, 0},
-        {"1h", 0, 3600000},     {"0.001s", 0, 1},      {"0.25m", 0, 15000},
-        {"4294967295", 0, UINT32_MAX},                 {"4294967296", -ERANGE, 0},
-        {"1193h", 0, 4294800000u},                     {"1194h", -ERANGE, 0},
-        {"999999999999h", -ERANGE, 0},                 {"3x", -EINVAL, 0},
-        {"", -EINVAL, 0},       {"s", -EINVAL, 0},     {"1.s", -EINVAL, 0},
-        {".5s", -EINVAL, 0},    {"1..5s", -EINVAL, 0}, {"-1s", -EINVAL, 0},
-        {"1 s", -EINVAL, 0},    {"1.0005s", -EINVAL, 0}, {"1.5", -EINVAL, 0},
-        {"500us", -EINVAL, 0},  {"1S", -EINVAL, 0},    {"1e3", -EINVAL, 0},
-        {"1sec", -EINVAL, 0},   {"0x10", -EINVAL, 0},
+        {"3s", 0, 3000},
+        {"250ms", 0, 250},
+        {"2m", 0, 120000},
+        {"1.5s", 0, 1500},
+        {"1000", 0, 1000},
+        {"0", 0, 0},
+        {"1h", 0, 3600000},
+        {"0.001s", 0, 1},
+        {"0.25m", 0, 15000},
+        {"4294967295", 0, UINT32_MAX},
+        {"4294967296", -ERANGE, 0},
+        {"1193h", 0, 4294800000u},
+        {"1194h", -ERANGE, 0},
+        {"999999999999h", -ERANGE, 0},
+        {"3x", -EINVAL, 0},
+        {"", -EINVAL, 0},
+        {"s", -EINVAL, 0},
+        {"1.s", -EINVAL, 0},
+        {".5s", -EINVAL, 0},
+        {"1..5s", -EINVAL, 0},
+        {"-1s", -EINVAL, 0},
+        {"1 s", -EINVAL, 0},
+        {"1.0005s", -EINVAL, 0},
+        {"1.5", -EINVAL, 0},
+        {"500us", -EINVAL, 0},
+        {"1S", -EINVAL, 0},
+        {"1e3", -EINVAL, 0},
+        {"1sec", -EINVAL, 0},
+        {"0x10", -EINVAL, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         uint32_t ms = 12345;
@@ -600,14 +619,10 @@ static void test_duration_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_builtins_match_yaml),
-        cmocka_unit_test(test_full_file),
-        cmocka_unit_test(test_malformed_files),
-        cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_types_and_ranges),
-        cmocka_unit_test(test_accepted_forms),
-        cmocka_unit_test(test_parse_errors_of_yaml),
-        cmocka_unit_test(test_from_node),
+        cmocka_unit_test(test_builtins_match_yaml),  cmocka_unit_test(test_full_file),
+        cmocka_unit_test(test_malformed_files),      cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_types_and_ranges),     cmocka_unit_test(test_accepted_forms),
+        cmocka_unit_test(test_parse_errors_of_yaml), cmocka_unit_test(test_from_node),
         cmocka_unit_test(test_duration_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
