@@ -24,15 +24,14 @@
 
 static void s_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: ktstr-worker check [--json] [--kernel PATH] [--accel auto|kvm|tcg]\n"
-            "           [--init PATH] [--image-dir DIR]\n"
-            "Checks /dev/kvm and boots a canary kernel under KVM (and under TCG when KVM\n"
-            "is not usable). The kernel: --kernel, else $KTSTR_CANARY_KERNEL, else the\n"
-            "newest readable /boot/vmlinuz-*. The guest: ktstr-init (--init, else\n"
-            "$KTSTR_INIT, the build tree's or the installed one) with /bin/busybox.\n"
-            "Exit status: 0 the requested accelerator is available, 1 it is not,\n"
-            "2 usage error or missing kernel / ktstr-init.\n");
+    fprintf(f, "usage: ktstr-worker check [--json] [--kernel PATH] [--accel auto|kvm|tcg]\n"
+               "           [--init PATH] [--image-dir DIR]\n"
+               "Checks /dev/kvm and boots a canary kernel under KVM (and under TCG when KVM\n"
+               "is not usable). The kernel: --kernel, else $KTSTR_CANARY_KERNEL, else the\n"
+               "newest readable /boot/vmlinuz-*. The guest: ktstr-init (--init, else\n"
+               "$KTSTR_INIT, the build tree's or the installed one) with /bin/busybox.\n"
+               "Exit status: 0 the requested accelerator is available, 1 it is not,\n"
+               "2 usage error or missing kernel / ktstr-init.\n");
 }
 
 static void s_globfreep(glob_t *g)
@@ -62,17 +61,20 @@ static char *s_default_kernel(void)
 static json_t *s_kvm_json(const kt_kvm_status_t *st, bool canary_run)
 {
     return json_pack("{s:b, s:b, s:i, s:b, s:s, s:o}", "present", st->present, "openable",
-                     st->openable, "api_version", st->api_version, "usable", st->usable,
-                     "reason", st->reason, "canary_ms",
+                     st->openable, "api_version", st->api_version, "usable", st->usable, "reason",
+                     st->reason, "canary_ms",
                      canary_run ? json_integer((json_int_t)st->canary_ms) : json_null());
 }
 
 int builtin_check(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},         {"kernel", required_argument, NULL, 'k'},
-        {"accel", required_argument, NULL, 'a'},  {"init", required_argument, NULL, 'i'},
-        {"image-dir", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
+        {"json", no_argument, NULL, 'j'},
+        {"kernel", required_argument, NULL, 'k'},
+        {"accel", required_argument, NULL, 'a'},
+        {"init", required_argument, NULL, 'i'},
+        {"image-dir", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
         {0},
     };
     bool json = false;
@@ -133,8 +135,9 @@ int builtin_check(int argc, char **argv)
     }
     const char *init = init_opt ? init_opt : kt_runcell_find_init();
     if (!init || access(init, R_OK) != 0) {
-        fprintf(stderr, "ktstr-worker check: ktstr-init not found%s%s%s: pass --init PATH or "
-                        "set KTSTR_INIT\n",
+        fprintf(stderr,
+                "ktstr-worker check: ktstr-init not found%s%s%s: pass --init PATH or "
+                "set KTSTR_INIT\n",
                 init ? " ('" : "", init ? init : "", init ? "' is not readable)" : "");
         free(kernel);
         return 2;
@@ -149,8 +152,9 @@ int builtin_check(int argc, char **argv)
     r = kt_image_acquire(image_dir && *image_dir ? image_dir : KT_IMAGE_DEFAULT_DIR, entries,
                          KT_ARRAY_SIZE(entries), &img);
     if (r < 0) {
-        fprintf(stderr, "ktstr-worker check: cannot build the canary image (init '%s', "
-                        "busybox '/bin/busybox') in '%s': %s\n",
+        fprintf(stderr,
+                "ktstr-worker check: cannot build the canary image (init '%s', "
+                "busybox '/bin/busybox') in '%s': %s\n",
                 init, image_dir && *image_dir ? image_dir : KT_IMAGE_DEFAULT_DIR, strerror(-r));
         free(kernel);
         return 2;
@@ -193,25 +197,24 @@ int builtin_check(int argc, char **argv)
         snprintf(verdict, sizeof(verdict), "the canary kernel does not boot under TCG either: %s",
                  tcg.reason);
     } else if (accel == KT_ACCEL_TCG && requested == KT_ACCEL_AUTO) {
-        snprintf(verdict, sizeof(verdict), "KVM not usable, falling back to TCG: %s",
-                 kvm.reason);
+        snprintf(verdict, sizeof(verdict), "KVM not usable, falling back to TCG: %s", kvm.reason);
     } else {
         snprintf(verdict, sizeof(verdict), "%s available", kt_accel_name(accel));
     }
 
     if (json) {
-        json_t *o = json_pack(
-            "{s:s, s:s, s:b, s:s, s:o, s:{s:i, s:i, s:I}, s:s, s:s, s:I}", "accel",
-            status == 0 ? kt_accel_name(accel) : "none", "requested", kt_accel_name(requested),
-            "ok", status == 0, "verdict", verdict, "kvm", s_kvm_json(&kvm, kvm_canary), "host",
-            "cpus", (int)host.cpus, "llcs", (int)host.llcs, "memory_mib",
-            (json_int_t)host.memory_mib, "kernel", kernel, "init", init, "tcg_tsc_khz",
-            (json_int_t)kt_vm_host_tsc_khz());
+        json_t *o =
+            json_pack("{s:s, s:s, s:b, s:s, s:o, s:{s:i, s:i, s:I}, s:s, s:s, s:I}", "accel",
+                      status == 0 ? kt_accel_name(accel) : "none", "requested",
+                      kt_accel_name(requested), "ok", status == 0, "verdict", verdict, "kvm",
+                      s_kvm_json(&kvm, kvm_canary), "host", "cpus", (int)host.cpus, "llcs",
+                      (int)host.llcs, "memory_mib", (json_int_t)host.memory_mib, "kernel", kernel,
+                      "init", init, "tcg_tsc_khz", (json_int_t)kt_vm_host_tsc_khz());
         if (o && tcg_canary) {
-            json_object_set_new(o, "tcg_canary_ms",
-                                tcg.ok ? json_integer((json_int_t)(tcg.boot_ms ? tcg.boot_ms
-                                                                               : tcg.total_ms))
-                                       : json_null());
+            json_object_set_new(
+                o, "tcg_canary_ms",
+                tcg.ok ? json_integer((json_int_t)(tcg.boot_ms ? tcg.boot_ms : tcg.total_ms))
+                       : json_null());
             json_object_set_new(o, "tcg_canary",
                                 json_pack("{s:b, s:s, s:I}", "ok", tcg.ok, "reason", tcg.reason,
                                           "total_ms", (json_int_t)tcg.total_ms));

@@ -8,11 +8,11 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <linux/kvm.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +28,8 @@
 #define S_MAX_HOST_CPUS 8192
 
 /* Reasons are for humans and may be cut; vsnprintf says so explicitly. */
-static void s_say(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void s_say(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void s_say(char *buf, size_t len, const char *fmt, ...)
 {
     va_list ap;
@@ -204,8 +205,7 @@ void kt_kvm_probe_device(kt_kvm_status_t *ret)
     _cleanup_close_ int fd = open(S_KVM_DEV, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         snprintf(ret->reason, sizeof(ret->reason), "cannot open %s: %s%s", S_KVM_DEV,
-                 strerror(errno),
-                 errno == EACCES ? " (join the kvm group or run as root)" : "");
+                 strerror(errno), errno == EACCES ? " (join the kvm group or run as root)" : "");
         return;
     }
     ret->openable = true;
@@ -239,8 +239,8 @@ static void s_rm_tree(const char *dir)
     nftw(dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-int kt_canary_boot(enum kt_accel accel, const char *kernel, const char *initrd,
-                   const char *workdir, uint32_t bound_ms, kt_canary_t *ret)
+int kt_canary_boot(enum kt_accel accel, const char *kernel, const char *initrd, const char *workdir,
+                   uint32_t bound_ms, kt_canary_t *ret)
 {
     if (!ret)
         return -EINVAL;
@@ -277,28 +277,28 @@ int kt_canary_boot(enum kt_accel accel, const char *kernel, const char *initrd,
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int r = kt_vm_run(&cfg, &out);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    ret->total_ms = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+    ret->total_ms =
+        (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
     if (r < 0) {
         s_say(ret->reason, sizeof(ret->reason), "canary under %s could not start: %s",
-                 kt_accel_name(accel), out.error_text[0] ? out.error_text : strerror(-r));
+              kt_accel_name(accel), out.error_text[0] ? out.error_text : strerror(-r));
     } else if (out.got_hello) {
         ret->ok = ret->hello = true;
         ret->boot_ms = out.boot_ms;
         snprintf(ret->reason, sizeof(ret->reason), "ok");
-    } else if (out.timed_out && !out.vm_state[0] &&
-               strstr(out.console_tail, "KTSTR_INIT_READY")) {
+    } else if (out.timed_out && !out.vm_state[0] && strstr(out.console_tail, "KTSTR_INIT_READY")) {
         /* The guest ran up to ktstr-init and is still alive: the
          * accelerator works, the channel did not (a different problem,
          * reported as such). A guest that got there and then died or was
          * stopped by QEMU does not count. */
         ret->ok = true;
         s_say(ret->reason, sizeof(ret->reason),
-                 "ktstr-init started under %s but never said hello on the channel: %s",
-                 kt_accel_name(accel), out.error_text);
+              "ktstr-init started under %s but never said hello on the channel: %s",
+              kt_accel_name(accel), out.error_text);
     } else {
         s_say(ret->reason, sizeof(ret->reason), "canary boot under %s failed: %s",
-                 kt_accel_name(accel),
-                 out.error_text[0] ? out.error_text : "no hello and no KTSTR_INIT_READY");
+              kt_accel_name(accel),
+              out.error_text[0] ? out.error_text : "no hello and no KTSTR_INIT_READY");
     }
     if (workdir == tmp)
         s_rm_tree(tmp);

@@ -22,8 +22,8 @@
 
 struct kt_qmp {
     int fd;
-    char *buf;       /* KT_QMP_LINE_MAX + 1 bytes */
-    size_t len;      /* bytes held in buf */
+    char *buf;  /* KT_QMP_LINE_MAX + 1 bytes */
+    size_t len; /* bytes held in buf */
     uint64_t next_id;
     char events[S_EVENT_QUEUE][KT_QMP_EVENT_MAX];
     unsigned ev_head;

@@ -451,8 +451,8 @@ int kt_vm_file_tail(const char *path, char *buf, size_t len)
  * (QEMU died of something it did not call an error). */
 static void s_qemu_message(const char *log_path, bool last_resort, char *buf, size_t len)
 {
-    static const char *const keys[] = {"KVM internal error", "emulation failure", "rror",
-                                       "Assertion", "ailed", "fatal"};
+    static const char *const keys[] = {
+        "KVM internal error", "emulation failure", "rror", "Assertion", "ailed", "fatal"};
     char tail[8192];
     buf[0] = '\0';
     if (kt_vm_file_tail(log_path, tail, sizeof(tail)) < 0)
@@ -480,7 +480,8 @@ static void s_qemu_message(const char *log_path, bool last_resort, char *buf, si
 }
 
 /* error_text may be cut; it is a reason for humans, not data. */
-static void s_text(kt_vm_outcome_t *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_text(kt_vm_outcome_t *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void s_text(kt_vm_outcome_t *out, const char *fmt, ...)
 {
     va_list ap;
@@ -545,12 +546,12 @@ typedef struct s_vm {
     size_t olen;
     size_t ooff;
     enum kt_vm_phase phase;
-    uint64_t t0;          /* before spawning */
+    uint64_t t0; /* before spawning */
     uint64_t t_spawned;
-    uint64_t t_phase;     /* entering the current phase */
-    uint64_t deadline;    /* of the current phase */
-    uint64_t last_msg;    /* last guest message, for the heartbeat */
-    bool stop;            /* leave the loop and stop QEMU */
+    uint64_t t_phase;  /* entering the current phase */
+    uint64_t deadline; /* of the current phase */
+    uint64_t last_msg; /* last guest message, for the heartbeat */
+    bool stop;         /* leave the loop and stop QEMU */
     char chan_path[108];
     char qmp_path[108];
 } s_vm_t;
@@ -634,8 +635,7 @@ static int s_frame_type(const void *body, size_t len, char *type, size_t type_le
             const msgpack_object *v = &m->ptr[i].val;
             if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == 1 && k->via.str.ptr[0] == 't') {
                 if (v->type == MSGPACK_OBJECT_STR && v->via.str.size > 0 &&
-                    v->via.str.size < type_len &&
-                    !memchr(v->via.str.ptr, '\0', v->via.str.size)) {
+                    v->via.str.size < type_len && !memchr(v->via.str.ptr, '\0', v->via.str.size)) {
                     memcpy(type, v->via.str.ptr, v->via.str.size);
                     type[v->via.str.size] = '\0';
                     r = 0;
@@ -711,8 +711,9 @@ static void s_chan_read(s_vm_t *vm)
         total += (size_t)n;
         int r = kt_frame_reader_feed(vm->reader, buf, (size_t)n);
         if (r < 0) {
-            s_fail(vm, r, r == -EMSGSIZE ? "the guest announced a frame over %u bytes"
-                                         : "cannot buffer the guest's frames (%u bytes max)",
+            s_fail(vm, r,
+                   r == -EMSGSIZE ? "the guest announced a frame over %u bytes"
+                                  : "cannot buffer the guest's frames (%u bytes max)",
                    (unsigned)KT_FRAME_MAX);
             return;
         }
@@ -867,8 +868,7 @@ static int s_spawn(s_vm_t *vm, char **argv, int log_fd)
     _cleanup_free_ char *prog = NULL;
     int r = s_resolve_program(argv[0], &prog);
     if (r < 0) {
-        s_text(vm->out, "cannot find '%s': %s",
-                 argv[0], strerror(-r));
+        s_text(vm->out, "cannot find '%s': %s", argv[0], strerror(-r));
         return r;
     }
     _cleanup_close_ int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -907,8 +907,8 @@ static int s_spawn(s_vm_t *vm, char **argv, int log_fd)
         }
         if (dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
             goto fail;
-        /* Libraries in the worker (czmq, libgit2) may hold fds without
-         * O_CLOEXEC; QEMU must not inherit them. */
+            /* Libraries in the worker (czmq, libgit2) may hold fds without
+             * O_CLOEXEC; QEMU must not inherit them. */
 #ifdef SYS_close_range
         syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
 #endif
@@ -928,8 +928,7 @@ static int s_spawn(s_vm_t *vm, char **argv, int log_fd)
     close(errpipe[0]);
     if (n == (ssize_t)sizeof(child_errno)) {
         s_reap(vm, true);
-        s_text(vm->out, "cannot execute '%s': %s",
-                 prog, strerror(child_errno));
+        s_text(vm->out, "cannot execute '%s': %s", prog, strerror(child_errno));
         return -child_errno;
     }
     return 0;
@@ -942,7 +941,7 @@ static int s_check_config(const kt_vm_config_t *cfg, kt_vm_outcome_t *out)
     do {                                                                                           \
         int r_ = (r);                                                                              \
         errno = -r_;                                                                               \
-        s_text(out, __VA_ARGS__);                          \
+        s_text(out, __VA_ARGS__);                                                                  \
         return r_;                                                                                 \
     } while (0)
     if (!cfg->kernel)
@@ -1004,8 +1003,8 @@ int kt_vm_run(const kt_vm_config_t *cfg, kt_vm_outcome_t *ret)
     r = kt_vm_build_argv(cfg, vm.chan_path, vm.qmp_path, &argv);
     if (r < 0) {
         s_text(out, "invalid VM configuration: %s",
-                 r == -EOPNOTSUPP ? "microvm cannot present NUMA nodes (no ACPI SRAT); use q35"
-                                  : strerror(-r));
+               r == -EOPNOTSUPP ? "microvm cannot present NUMA nodes (no ACPI SRAT); use q35"
+                                : strerror(-r));
         out->error = r;
         return r;
     }
@@ -1013,8 +1012,7 @@ int kt_vm_run(const kt_vm_config_t *cfg, kt_vm_outcome_t *ret)
         open(out->qemu_log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
     if (log_fd < 0) {
         r = -errno;
-        s_text(out, "cannot create '%s': %s",
-                 out->qemu_log_path, strerror(-r));
+        s_text(out, "cannot create '%s': %s", out->qemu_log_path, strerror(-r));
         out->error = r;
         return r;
     }
@@ -1112,7 +1110,10 @@ int kt_vm_run(const kt_vm_config_t *cfg, kt_vm_outcome_t *ret)
             if (hb < wake)
                 wake = hb;
         }
-        int timeout = (int)(wake - now);
+        /* Wake at least once a minute: phase timeouts may exceed what
+         * poll()'s int milliseconds hold. */
+        uint64_t wait_ms = wake - now;
+        int timeout = wait_ms > 60000 ? 60000 : (int)wait_ms;
         if (retry && timeout > S_CONNECT_RETRY_MS)
             timeout = S_CONNECT_RETRY_MS;
         if (vm.pidfd < 0 && timeout > 50)
@@ -1163,12 +1164,10 @@ int kt_vm_run(const kt_vm_config_t *cfg, kt_vm_outcome_t *ret)
         s_status_text(out->qemu_status, st, sizeof(st));
         out->qemu_exited_early = true;
         bool clean = WIFEXITED(out->qemu_status) && WEXITSTATUS(out->qemu_status) == 0;
-        s_qemu_message(out->qemu_log_path, !clean, out->qemu_message,
-                       sizeof(out->qemu_message));
+        s_qemu_message(out->qemu_log_path, !clean, out->qemu_message, sizeof(out->qemu_message));
         const char *panic = strstr(out->console_tail, "Kernel panic - not syncing");
         if (out->qemu_message[0])
-            s_text(out, "qemu %s during %s: %s", st, kt_vm_phase_name(vm.phase),
-                   out->qemu_message);
+            s_text(out, "qemu %s during %s: %s", st, kt_vm_phase_name(vm.phase), out->qemu_message);
         else if (panic)
             s_text(out, "qemu %s during %s: guest %.*s", st, kt_vm_phase_name(vm.phase),
                    (int)strcspn(panic, "\n"), panic);

@@ -40,13 +40,12 @@ static int s_on_message(void *userdata, const char *type, const void *body, size
 
 static void s_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: kt-vm-tool --kernel BZIMAGE --workdir DIR [--initrd IMG]\n"
-            "         [--topology PRESET|LABEL|N,L,C,T] [--memory MIB] [--accel kvm|tcg]\n"
-            "         [--machine q35|microvm] [--append TEXT] [--qemu PATH]\n"
-            "         [--cell-type T | --cell-file MSGPACK] [--boot-timeout MS]\n"
-            "         [--run-timeout MS] [--collect-timeout MS] [--heartbeat-timeout MS]\n"
-            "         [--messages] [--json] [--print-argv]\n");
+    fprintf(f, "usage: kt-vm-tool --kernel BZIMAGE --workdir DIR [--initrd IMG]\n"
+               "         [--topology PRESET|LABEL|N,L,C,T] [--memory MIB] [--accel kvm|tcg]\n"
+               "         [--machine q35|microvm] [--append TEXT] [--qemu PATH]\n"
+               "         [--cell-type T | --cell-file MSGPACK] [--boot-timeout MS]\n"
+               "         [--run-timeout MS] [--collect-timeout MS] [--heartbeat-timeout MS]\n"
+               "         [--messages] [--json] [--print-argv]\n");
 }
 
 static int s_parse_u32(const char *opt, const char *s, uint32_t *ret)
@@ -55,8 +54,7 @@ static int s_parse_u32(const char *opt, const char *s, uint32_t *ret)
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || !end || *end || end == s || v > UINT32_MAX || s[0] == '-') {
-        fprintf(stderr, "kt-vm-tool: %s: '%s' is not a number of at most %u\n", opt, s,
-                UINT32_MAX);
+        fprintf(stderr, "kt-vm-tool: %s: '%s' is not a number of at most %u\n", opt, s, UINT32_MAX);
         return -EINVAL;
     }
     *ret = (uint32_t)v;
@@ -108,9 +106,25 @@ static void s_status(int st, char *buf, size_t len)
 int main(int argc, char **argv)
 {
     enum {
-        OPT_KERNEL = 256, OPT_INITRD, OPT_WORKDIR, OPT_TOPO, OPT_MEM, OPT_ACCEL, OPT_MACHINE, OPT_APPEND,
-        OPT_QEMU, OPT_CELL_TYPE, OPT_CELL_FILE, OPT_BOOT, OPT_RUN, OPT_COLLECT, OPT_HB, OPT_MSGS, OPT_JSON,
-        OPT_ARGV, OPT_HELP,
+        OPT_KERNEL = 256,
+        OPT_INITRD,
+        OPT_WORKDIR,
+        OPT_TOPO,
+        OPT_MEM,
+        OPT_ACCEL,
+        OPT_MACHINE,
+        OPT_APPEND,
+        OPT_QEMU,
+        OPT_CELL_TYPE,
+        OPT_CELL_FILE,
+        OPT_BOOT,
+        OPT_RUN,
+        OPT_COLLECT,
+        OPT_HB,
+        OPT_MSGS,
+        OPT_JSON,
+        OPT_ARGV,
+        OPT_HELP,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, OPT_KERNEL},
@@ -285,13 +299,12 @@ int main(int argc, char **argv)
         json_t *o = json_pack(
             "{s:s, s:b, s:b, s:b, s:b, s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:s, s:s, s:s}",
             "reached", kt_vm_phase_name(out.reached), "timed_out", out.timed_out, "got_hello",
-            out.got_hello, "got_result", out.got_result, "qemu_exited_early",
-            out.qemu_exited_early, "qemu_status", st, "error", out.error, "error_text",
-            out.error_text, "vm_state", out.vm_state, "start_ms", (json_int_t)out.start_ms,
-            "boot_ms", (json_int_t)out.boot_ms, "run_ms", (json_int_t)out.run_ms, "collect_ms",
-            (json_int_t)out.collect_ms, "messages", (int)messages, "qemu_message",
-            out.qemu_message, "console_path", out.console_path, "console_tail",
-            out.console_tail);
+            out.got_hello, "got_result", out.got_result, "qemu_exited_early", out.qemu_exited_early,
+            "qemu_status", st, "error", out.error, "error_text", out.error_text, "vm_state",
+            out.vm_state, "start_ms", (json_int_t)out.start_ms, "boot_ms", (json_int_t)out.boot_ms,
+            "run_ms", (json_int_t)out.run_ms, "collect_ms", (json_int_t)out.collect_ms, "messages",
+            (int)messages, "qemu_message", out.qemu_message, "console_path", out.console_path,
+            "console_tail", out.console_tail);
         if (o) {
             json_dumpf(o, stdout, JSON_INDENT(2));
             putchar('\n');

@@ -223,8 +223,8 @@ static int fake_qemu_main(int argc, char **argv)
             }
             inlen += (size_t)n;
             while (inlen >= 4) {
-                uint32_t len = (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 |
-                               (uint32_t)in[2] << 8 | in[3];
+                uint32_t len =
+                    (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
                 if (inlen < 4 + (size_t)len)
                     break;
                 const unsigned char *b = in + 4;

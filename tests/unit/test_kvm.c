@@ -36,10 +36,10 @@ static void test_accel_resolve(void **state)
         int r;
         enum kt_accel want;
     } cases[] = {
-        {KT_ACCEL_AUTO, &yes, 0, KT_ACCEL_KVM},   {KT_ACCEL_AUTO, &no, 0, KT_ACCEL_TCG},
-        {KT_ACCEL_AUTO, NULL, 0, KT_ACCEL_TCG},   {KT_ACCEL_KVM, &yes, 0, KT_ACCEL_KVM},
-        {KT_ACCEL_KVM, &no, -ENODEV, 0},          {KT_ACCEL_KVM, NULL, -ENODEV, 0},
-        {KT_ACCEL_TCG, &yes, 0, KT_ACCEL_TCG},    {KT_ACCEL_TCG, &no, 0, KT_ACCEL_TCG},
+        {KT_ACCEL_AUTO, &yes, 0, KT_ACCEL_KVM}, {KT_ACCEL_AUTO, &no, 0, KT_ACCEL_TCG},
+        {KT_ACCEL_AUTO, NULL, 0, KT_ACCEL_TCG}, {KT_ACCEL_KVM, &yes, 0, KT_ACCEL_KVM},
+        {KT_ACCEL_KVM, &no, -ENODEV, 0},        {KT_ACCEL_KVM, NULL, -ENODEV, 0},
+        {KT_ACCEL_TCG, &yes, 0, KT_ACCEL_TCG},  {KT_ACCEL_TCG, &no, 0, KT_ACCEL_TCG},
         {(enum kt_accel)9, &yes, -EINVAL, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -215,12 +215,9 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "-nodefaults") == 0)
         return fake_qemu_main(argc, argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accel_resolve),
-        cmocka_unit_test(test_probe_device),
-        cmocka_unit_test(test_host_info),
-        cmocka_unit_test(test_check_needs_inputs),
-        cmocka_unit_test(test_canary_verdicts),
-        cmocka_unit_test(test_check_with_canary),
+        cmocka_unit_test(test_accel_resolve),   cmocka_unit_test(test_probe_device),
+        cmocka_unit_test(test_host_info),       cmocka_unit_test(test_check_needs_inputs),
+        cmocka_unit_test(test_canary_verdicts), cmocka_unit_test(test_check_with_canary),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

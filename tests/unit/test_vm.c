@@ -231,9 +231,9 @@ static void test_argv_cmdline_and_escapes(void **state)
     size_t al = strlen(append), el = strlen(cfg.cmdline_extra);
     assert_true(al > el);
     assert_string_equal(append + al - el, cfg.cmdline_extra);
-    assert_int_equal(strncmp(append, kt_vm_base_cmdline(cfg.machine),
-                             strlen(kt_vm_base_cmdline(cfg.machine))),
-                     0);
+    assert_int_equal(
+        strncmp(append, kt_vm_base_cmdline(cfg.machine), strlen(kt_vm_base_cmdline(cfg.machine))),
+        0);
     kt_vm_argv_free(&argv);
 }
 
@@ -334,7 +334,9 @@ static uint64_t s_now(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static const unsigned char s_cell[] = "\x82\xa1t\xa4" "cell\xa2id\xa3" "abc";
+static const unsigned char s_cell[] = "\x82\xa1t\xa4"
+                                      "cell\xa2id\xa3"
+                                      "abc";
 
 static void s_run_cfg(kt_vm_config_t *cfg, s_seen_t *seen, const char *mode)
 {
@@ -413,7 +415,10 @@ static void test_run_ok(void **state)
     assert_memory_equal(got, s_cell, n);
     n = s_slurp("received.ack", got, sizeof(got));
     assert_int_equal(n, 7);
-    assert_memory_equal(got, "\x81\xa1t\xa3" "ack", 7);
+    assert_memory_equal(got,
+                        "\x81\xa1t\xa3"
+                        "ack",
+                        7);
     assert_non_null(strstr(out.console_tail, "fake-qemu: booting\nline two\n"));
     assert_non_null(strstr(out.console_path, "/console.log"));
     assert_true(out.boot_ms < 5000);
