@@ -240,7 +240,7 @@ int kt_cpumask_parse(const char *text, kt_cpumask_t *ret)
     const char *p = text;
     while (*p == ' ' || *p == '\t')
         p++;
-    if (*p == '\0' || *p == '\n') {
+    if (*p == '\0' || (*p == '\n' && p[1] == '\0')) {
         *ret = m;
         return 0;
     }
@@ -266,7 +266,8 @@ int kt_cpumask_parse(const char *text, kt_cpumask_t *ret)
             p++;
             continue;
         }
-        if (*p == '\0' || *p == '\n')
+        /* One trailing newline, as sysfs files end, and nothing after it. */
+        if (*p == '\0' || (*p == '\n' && p[1] == '\0'))
             break;
         return -EINVAL;
     }

@@ -398,6 +398,87 @@ static int s_decode_plan(const msgpack_object *o, kt_plan_t *p, char *why, size_
     return 0;
 }
 
+/* msgpack-c allocates a container's slots as soon as it reads the header, so
+ * a 5-byte "map of 2^32-1 entries" costs a huge malloc before the decoder
+ * sees that the bytes are missing. Walk the headers first: every announced
+ * element needs at least one byte, so the elements still owed can never
+ * exceed the bytes left. O(len), no allocation. */
+bool kt_mp_plausible(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    size_t i = 0, owed = 1;
+    while (owed > 0) {
+        if (i >= len)
+            return false;
+        uint8_t c = p[i++];
+        size_t skip = 0, n = 0, w = 0;
+        owed--;
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+            skip = 0;
+        } else if (c >= 0x80 && c <= 0x8f) {
+            n = 2 * (size_t)(c & 0x0f);
+        } else if (c >= 0x90 && c <= 0x9f) {
+            n = c & 0x0f;
+        } else if (c >= 0xa0 && c <= 0xbf) {
+            skip = c & 0x1f;
+        } else {
+            switch (c) {
+            case 0xc4: case 0xd9: w = 1; break;               /* bin8, str8: 1-byte length */
+            case 0xc5: case 0xda: w = 2; break;
+            case 0xc6: case 0xdb: w = 4; break;
+            case 0xc7: w = 1; skip = 1; break;                 /* ext8: length + type */
+            case 0xc8: w = 2; skip = 1; break;
+            case 0xc9: w = 4; skip = 1; break;
+            case 0xca: skip = 4; break;
+            case 0xcb: skip = 8; break;
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xce: case 0xd2: skip = 4; break;
+            case 0xcf: case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;                        /* fixext: type + data */
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;
+            case 0xdc: case 0xde: w = 2; break;                /* array16, map16 */
+            case 0xdd: case 0xdf: w = 4; break;                /* array32, map32 */
+            default: return false;                             /* 0xc1: never used */
+            }
+            if (w) {
+                if (len - i < w)
+                    return false;
+                size_t v = 0;
+                for (size_t k = 0; k < w; k++)
+                    v = v << 8 | p[i + k];
+                i += w;
+                if (c == 0xdc || c == 0xdd)
+                    n = v;
+                else if (c == 0xde || c == 0xdf)
+                    n = 2 * v;
+                else
+                    skip += v;
+            }
+        }
+        if (skip > len - i)
+            return false;
+        i += skip;
+        if (n > len - i || owed + n > len - i)
+            return false;
+        owed += n;
+    }
+    return true;
+}
+
+int kt_mp_unpack_one(const void *body, size_t len, msgpack_unpacked *up)
+{
+    size_t off = 0;
+    if (!kt_mp_plausible(body, len))
+        return -EBADMSG;
+    if (msgpack_unpack_next(up, body, len, &off) != MSGPACK_UNPACK_SUCCESS)
+        return -EBADMSG;
+    return off == len ? 0 : -EBADMSG;
+}
+
 int kt_cell_msg_decode(const void *body, size_t len, kt_cell_msg_t *ret, char *why, size_t wl)
 {
     msgpack_unpacked up;
@@ -406,7 +487,8 @@ int kt_cell_msg_decode(const void *body, size_t len, kt_cell_msg_t *ret, char *w
     int r = -EBADMSG;
     kt_cell_msg_t m;
     kt_cell_msg_init(&m);
-    if (msgpack_unpack_next(&up, body, len, &off) != MSGPACK_UNPACK_SUCCESS) {
+    if (!kt_mp_plausible(body, len) ||
+        msgpack_unpack_next(&up, body, len, &off) != MSGPACK_UNPACK_SUCCESS) {
         snprintf(why, wl, "not a msgpack object");
         goto out;
     }

@@ -46,6 +46,13 @@ int kt_cell_msg_decode(const void *body, size_t len, kt_cell_msg_t *ret, char *w
  * or -EBADMSG when the body is not a map with a string "t". */
 int kt_chanmsg_type(const msgpack_object *obj, char *type, size_t len);
 
+/* True when every container and string the bytes announce could fit in
+ * them: run before msgpack-c, which allocates on the announced sizes. */
+bool kt_mp_plausible(const void *data, size_t len);
+/* Unpack exactly one object filling the whole body (plausibility-checked).
+ * 0 or -EBADMSG. The caller initialised up and destroys it. */
+int kt_mp_unpack_one(const void *body, size_t len, msgpack_unpacked *up);
+
 /* Helpers for reading msgpack maps strictly (NULL when absent). */
 const msgpack_object *kt_mp_get(const msgpack_object *map, const char *key);
 int kt_mp_get_str(const msgpack_object *map, const char *key, char *buf, size_t len);

@@ -98,9 +98,8 @@ static int s_on_message(void *userdata, const char *type, const void *body, size
     struct s_run *run = userdata;
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
-    size_t off = 0;
     int r = 0;
-    if (msgpack_unpack_next(&up, body, len, &off) != MSGPACK_UNPACK_SUCCESS) {
+    if (kt_mp_unpack_one(body, len, &up) < 0) {
         kt_log_warn("guest sent an undecodable %s message, ignoring", type);
         goto out;
     }

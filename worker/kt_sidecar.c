@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kt_chanmsg.h"
 #include "kt_cleanup.h"
 #include "kt_mpjson.h"
 
@@ -99,11 +100,9 @@ int kt_sidecar_merge_guest(json_t *doc, const void *body, size_t len, char *why,
 {
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
-    size_t off = 0;
     int r = -EBADMSG;
     json_t *res = NULL;
-    if (msgpack_unpack_next(&up, body, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        up.data.type != MSGPACK_OBJECT_MAP) {
+    if (kt_mp_unpack_one(body, len, &up) < 0 || up.data.type != MSGPACK_OBJECT_MAP) {
         snprintf(why, wl, "guest result is not a msgpack map");
         goto out;
     }

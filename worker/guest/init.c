@@ -517,9 +517,8 @@ static void s_supervisor_msg(s_cell_t *c, const void *body, size_t len)
 {
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
-    size_t off = 0;
     char type[16] = "";
-    if (msgpack_unpack_next(&up, body, len, &off) == MSGPACK_UNPACK_SUCCESS)
+    if (kt_mp_unpack_one(body, len, &up) == 0)
         kt_chanmsg_type(&up.data, type, sizeof(type));
     msgpack_unpacked_destroy(&up);
     if (strcmp(type, "ack") == 0) {
@@ -1207,9 +1206,8 @@ int main(void)
         s_early_error(c, "reading the cell message failed: %s", strerror(-r));
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
-    size_t off = 0;
     char type[16] = "";
-    if (msgpack_unpack_next(&up, body, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+    if (kt_mp_unpack_one(body, len, &up) < 0 ||
         kt_chanmsg_type(&up.data, type, sizeof(type)) < 0) {
         msgpack_unpacked_destroy(&up);
         free(body);
