@@ -28,6 +28,7 @@
 #include <x86intrin.h>
 #endif
 
+#include "kt_chanmsg.h"
 #include "kt_cleanup.h"
 #include "kt_frame.h"
 #include "kt_qmp.h"
@@ -625,9 +626,8 @@ static int s_frame_type(const void *body, size_t len, char *type, size_t type_le
 {
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
-    size_t off = 0;
     int r = -EBADMSG;
-    if (msgpack_unpack_next(&u, body, len, &off) == MSGPACK_UNPACK_SUCCESS && off == len &&
+    if (kt_mp_unpack_one(body, len, &u) == 0 &&
         u.data.type == MSGPACK_OBJECT_MAP) {
         const msgpack_object_map *m = &u.data.via.map;
         for (uint32_t i = 0; i < m->size; i++) {
