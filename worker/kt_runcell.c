@@ -521,6 +521,14 @@ verdict_set:
                  strerror(-r));
 
     kt_image_release(&img);
+    /* Images nobody has used for an hour go; held ones are never touched. */
+    if (have_workdir) {
+        const char *sweep_dir = req->image_dir ? req->image_dir : getenv("KTSTR_IMAGE_DIR");
+        unsigned removed = 0;
+        if (kt_image_sweep(sweep_dir && *sweep_dir ? sweep_dir : KT_IMAGE_DEFAULT_DIR, 3600,
+                           &removed) == 0 && removed)
+            kt_log_info("swept %u stale base image(s)", removed);
+    }
     if (have_workdir)
         s_rm_workdir(workdir);
     msgpack_sbuffer_destroy(&sbuf);
