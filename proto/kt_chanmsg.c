@@ -175,7 +175,7 @@ static void s_pack_thresholds(msgpack_packer *pk, const kt_thresholds_t *t)
     kt_mp_pack_kv_double(pk, "min_work_rate", t->min_work_rate);
 }
 
-static void s_pack_plan(msgpack_packer *pk, const kt_plan_t *p)
+void kt_plan_pack(msgpack_packer *pk, const kt_plan_t *p)
 {
     msgpack_pack_map(pk, 6);
     kt_mp_pack_kv_str(pk, "scenario", p->scenario);
@@ -232,7 +232,7 @@ int kt_cell_msg_encode(const kt_cell_msg_t *m, msgpack_sbuffer *out)
     kt_mp_pack_kv_u64(&pk, "settle_ms", m->settle_ms);
     kt_mp_pack_kv_u64(&pk, "heartbeat_ms", m->heartbeat_ms);
     kt_mp_pack_str(&pk, "plan");
-    s_pack_plan(&pk, &m->plan);
+    kt_plan_pack(&pk, &m->plan);
     /* msgpack_sbuffer_write only fails on allocation failure, which leaves
      * the buffer's data NULL. */
     return out->data ? 0 : -ENOMEM;
@@ -311,7 +311,7 @@ static int s_decode_thresholds(const msgpack_object *o, kt_thresholds_t *t, char
     return 0;
 }
 
-static int s_decode_plan(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
+int kt_plan_decode(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
 {
     int r;
     if ((r = s_str(o, "scenario", p->scenario, sizeof(p->scenario), why, wl)) < 0)
@@ -547,7 +547,7 @@ int kt_cell_msg_decode(const void *body, size_t len, kt_cell_msg_t *ret, char *w
         r = -EBADMSG;
         goto out;
     }
-    if ((r = s_decode_plan(plan, &m.plan, why, wl)) < 0)
+    if ((r = kt_plan_decode(plan, &m.plan, why, wl)) < 0)
         goto out;
     *ret = m;
     r = 0;

@@ -42,6 +42,11 @@ int kt_cell_msg_encode(const kt_cell_msg_t *m, msgpack_sbuffer *out);
  * field in why. */
 int kt_cell_msg_decode(const void *body, size_t len, kt_cell_msg_t *ret, char *why, size_t why_len);
 
+/* The plan alone, as it appears under "plan" in the cell message; also
+ * carried inside the fleet's ASSIGN. Decode is as strict as the cell's. */
+void kt_plan_pack(msgpack_packer *pk, const kt_plan_t *p);
+int kt_plan_decode(const msgpack_object *o, kt_plan_t *ret, char *why, size_t why_len);
+
 /* The "t" of a decoded frame, copied into type (at most len bytes). 0,
  * or -EBADMSG when the body is not a map with a string "t". */
 int kt_chanmsg_type(const msgpack_object *obj, char *type, size_t len);

@@ -278,11 +278,12 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
         snprintf(kver, sizeof(kver), "unknown");
     const char *klabel = req->kernel_label ? req->kernel_label : kver;
 
+    const char *scenario_name = req->plan ? req->plan->scenario : req->scenario->name;
     char cell_name[512];
     if (req->cell_name)
         snprintf(cell_name, sizeof(cell_name), "%s", req->cell_name);
     else
-        snprintf(cell_name, sizeof(cell_name), "cell/%s/%s/%s/%s", req->scenario->name,
+        snprintf(cell_name, sizeof(cell_name), "cell/%s/%s/%s/%s", scenario_name,
                  preset ? preset : topo_label, req->profile ? req->profile : sched_name, klabel);
 
     json_t *doc = json_object();
@@ -299,7 +300,7 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     struct utsname un;
     uname(&un);
     json_object_set_new(doc, "test_name", json_string(cell_name));
-    json_object_set_new(doc, "scenario", json_string(req->scenario->name));
+    json_object_set_new(doc, "scenario", json_string(scenario_name));
     json_object_set_new(doc, "topology", json_string(topo_label));
     json_object_set_new(doc, "topology_preset", preset ? json_string(preset) : json_null());
     json_object_set_new(doc, "scheduler", json_string(sched_name));
@@ -350,18 +351,28 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
         phase = "artifact";
         goto verdict;
     }
-    r = kt_scenario_fits(req->scenario, &req->topology, why, sizeof(why));
-    if (r < 0) {
-        verdict = "skip";
-        phase = "plan";
-        snprintf(reason, sizeof(reason), "%s", why);
-        goto verdict;
-    }
-    r = kt_scenario_resolve(req->scenario, &req->topology, req->duration_ms, &plan, why, sizeof(why));
-    if (r < 0) {
-        phase = "plan";
-        snprintf(reason, sizeof(reason), "scenario '%s': %s", req->scenario->name, why);
-        goto verdict;
+    if (req->plan) {
+        plan = *req->plan;
+        if (!kt_topology_equal(&plan.topology, &req->topology)) {
+            phase = "plan";
+            snprintf(reason, sizeof(reason), "the plan was resolved for another topology");
+            goto verdict;
+        }
+    } else {
+        r = kt_scenario_fits(req->scenario, &req->topology, why, sizeof(why));
+        if (r < 0) {
+            verdict = "skip";
+            phase = "plan";
+            snprintf(reason, sizeof(reason), "%s", why);
+            goto verdict;
+        }
+        r = kt_scenario_resolve(req->scenario, &req->topology, req->duration_ms, &plan, why,
+                                sizeof(why));
+        if (r < 0) {
+            phase = "plan";
+            snprintf(reason, sizeof(reason), "scenario '%s': %s", req->scenario->name, why);
+            goto verdict;
+        }
     }
     kt_cell_msg_init(msg);
     msg->plan = plan;
@@ -394,6 +405,8 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
         kt_hash_update(&h, idbuf.data, idbuf.size);
         kt_hash_final_hex(&h, o->cell_id);
         msgpack_sbuffer_destroy(&idbuf);
+        if (req->cell_id)
+            snprintf(o->cell_id, sizeof(o->cell_id), "%s", req->cell_id);
         snprintf(msg->cell_id, sizeof(msg->cell_id), "%s", o->cell_id);
     }
 
@@ -468,7 +481,9 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     cfg.kernel = req->kernel;
     cfg.initrd = kt_image_path(img);
     cfg.topology = req->topology;
-    cfg.memory_mib = kt_topology_memory_mib(&req->topology, req->scenario->memory_mib);
+    cfg.memory_mib = req->plan ? (req->memory_mib ? req->memory_mib
+                                                   : kt_topology_memory_mib(&req->topology, 0))
+                               : kt_topology_memory_mib(&req->topology, req->scenario->memory_mib);
     cfg.accel = accel;
     cfg.machine = req->machine;
     cfg.workdir = workdir;

@@ -15,7 +15,10 @@ typedef struct kt_cell_request {
     const char *kernel_label;      /* NULL: the image's release */
     const char *kernel_commit;     /* NULL: unknown */
     kt_topology_t topology;
-    const kt_scenario_t *scenario;
+    const kt_scenario_t *scenario;  /* or NULL with plan set */
+    const kt_plan_t *plan;         /* already resolved (fleet cells): skips fit/resolve */
+    uint64_t memory_mib;           /* with plan: the VM's memory; 0: the topology default */
+    const char *cell_id;           /* NULL: hashed from the cell's content */
     const char *scheduler;         /* sched_ext binary, NULL for EEVDF */
     const char *sched_args;        /* split on blanks, NULL for none */
     const char *profile;           /* flag profile name, NULL: "default" */
