@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "kt_cleanup.h"
+#include "kt_fileio.h"
 #include "kt_log.h"
 
 #ifndef SCHED_RESET_ON_FORK
@@ -54,24 +55,10 @@ void kt_guest_sys_sleep_ms(unsigned ms)
 
 int kt_guest_sys_read_file(const char *path, char *buf, size_t len)
 {
-    if (len == 0)
-        return -EINVAL;
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    size_t off = 0;
-    while (off < len - 1) {
-        ssize_t n = read(fd, buf + off, len - 1 - off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            break;
-        off += (size_t)n;
-    }
-    buf[off] = '\0';
+    int r = kt_read_small_file(path, buf, len);
+    if (r < 0)
+        return r;
+    size_t off = (size_t)r;
     while (off > 0 && (buf[off - 1] == '\n' || buf[off - 1] == ' '))
         buf[--off] = '\0';
     return (int)off;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "kt_cleanup.h"
+#include "kt_fileio.h"
 
 #define KT_WL_SPIN_ITERS (1u << 14)
 #define KT_WL_MIXED_UNITS 16
@@ -703,23 +704,7 @@ static int s_read_proc(int32_t pid, const char *name, char *buf, size_t len)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    size_t off = 0;
-    while (off + 1 < len) {
-        ssize_t n = read(fd, buf + off, len - 1 - off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            break;
-        off += (size_t)n;
-    }
-    buf[off] = '\0';
-    return (int)off;
+    return kt_read_small_file(path, buf, len);
 }
 
 /* utime + stime in ns from /proc/<pid>/stat (fields 14 and 15; the comm field
