@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kt_gauntlet.h"
 #include "kt_msg.h"
 
 typedef struct kt_coord_kernel {
@@ -44,6 +45,21 @@ typedef struct kt_coord_run {
     unsigned n_cells;
     kt_coord_cell_t *cells;
     unsigned commit_lookups;    /* libgit2 resolutions done (tests count them) */
+    unsigned n_filtered;        /* cells the scenarios' constraints excluded */
 } kt_coord_run_t;
 
+/* Frees what run holds and zeroes it; NULL-safe, usable as a _cleanup_. */
 void kt_coord_run_free(kt_coord_run_t *run);
+
+/* Builds a run from a gauntlet: resolves each kernel once (label, version,
+ * sha256, and the commit map: one libgit2 lookup per kernel, not per cell),
+ * hashes each scheduler binary once, then expands the matrix. run_id is left
+ * empty (kt_coord_run_set_id). On failure ret is untouched and err reads
+ * "FILE: kernels[i]: what" or the matrix's error. */
+int kt_coord_run_prepare(const kt_gauntlet_t *g, kt_coord_run_t *ret, char *err, size_t err_len);
+
+/* A new run id "YYYYMMDD-HHMMSS-xxxxxx" (UTC, 6 random hex digits). */
+void kt_coord_run_id_new(char buf[40]);
+/* Sets run->run_id and every cell's spec.run_id. -EINVAL for an id that is
+ * not 1..39 of [A-Za-z0-9_.-]. */
+int kt_coord_run_set_id(kt_coord_run_t *run, const char *run_id);

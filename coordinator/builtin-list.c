@@ -1,0 +1,129 @@
+/* ktstr-coord list --gauntlet FILE [--budget SECS]: expand a gauntlet into
+ * its cells and print one cell name per line, running nothing. The kernels
+ * are read (label, version, commit) and the artifacts hashed exactly as
+ * `run` would, so the names and the count are those a run gets. A summary
+ * goes to stderr. Exit status: 0 listed, 1 the gauntlet is invalid or
+ * names something unreadable, 2 usage error. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "builtins.h"
+#include "kt_cleanup.h"
+#include "kt_coord.h"
+#include "kt_gauntlet.h"
+#include "kt_log.h"
+#include "kt_matrix.h"
+
+static void s_usage(FILE *f)
+{
+    fprintf(f, "usage: ktstr-coord list --gauntlet FILE [--budget SECS] [--ids]\n"
+               "Prints the cells of a gauntlet, one name per line\n"
+               "(gauntlet/{scenario}/{preset}/{profile}/{kernel_label}), without running\n"
+               "anything. --budget keeps the cells a run with that time budget would run.\n"
+               "--ids prefixes each name with its cell id. A summary goes to stderr.\n"
+               "Exit status: 0 listed, 1 invalid gauntlet, 2 usage error.\n");
+}
+
+static void s_gauntlet_freep(kt_gauntlet_t **g)
+{
+    kt_gauntlet_free(g);
+}
+
+static int s_parse_secs(const char *text, uint64_t *ret_ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v > 0) || v > 30.0 * 24 * 3600)
+        return -EINVAL;
+    *ret_ms = (uint64_t)(v * 1000.0);
+    return 0;
+}
+
+int builtin_list(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"gauntlet", required_argument, NULL, 'g'},
+        {"budget", required_argument, NULL, 'b'},
+        {"ids", no_argument, NULL, 'i'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    const char *gauntlet = NULL;
+    uint64_t budget_ms = 0;
+    bool ids = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "g:b:ih", opts, NULL)) != -1) {
+        switch (c) {
+        case 'g':
+            gauntlet = optarg;
+            break;
+        case 'b':
+            if (s_parse_secs(optarg, &budget_ms) < 0) {
+                kt_log_error("list: --budget '%s': expected a number of seconds > 0", optarg);
+                return 2;
+            }
+            break;
+        case 'i':
+            ids = true;
+            break;
+        case 'h':
+            s_usage(stdout);
+            return 0;
+        default:
+            s_usage(stderr);
+            return 2;
+        }
+    }
+    if (!gauntlet || optind != argc) {
+        s_usage(stderr);
+        return 2;
+    }
+    char err[1024] = "";
+    _cleanup_(s_gauntlet_freep) kt_gauntlet_t *g = NULL;
+    int r = kt_gauntlet_load(gauntlet, &g, err, sizeof(err));
+    if (r < 0) {
+        fprintf(stderr, "ktstr-coord list: %s\n", err);
+        return 1;
+    }
+    _cleanup_(kt_coord_run_free) kt_coord_run_t run = {0};
+    r = kt_coord_run_prepare(g, &run, err, sizeof(err));
+    if (r < 0) {
+        fprintf(stderr, "ktstr-coord list: %s\n", err);
+        return 1;
+    }
+    unsigned expanded = run.n_cells;
+    uint64_t est_all = 0;
+    for (unsigned i = 0; i < run.n_cells; i++)
+        est_all += run.cells[i].est_ms;
+    if (budget_ms)
+        kt_matrix_budget(&run, budget_ms);
+    uint64_t est = 0;
+    for (unsigned i = 0; i < run.n_cells; i++) {
+        est += run.cells[i].est_ms;
+        if (ids)
+            printf("%s ", run.cells[i].spec.cell_id);
+        printf("%s\n", run.cells[i].spec.cell_name);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        kt_log_error("list: cannot write the list: %m");
+        return 1;
+    }
+    fprintf(stderr,
+            "%u cells (%u kernels, %u schedulers, %u topologies, %u scenarios, repeat %u; "
+            "%u excluded by scenario constraints)",
+            run.n_cells, run.n_kernels, run.n_scheds, g->n_topologies, g->n_scenarios, g->repeat,
+            run.n_filtered);
+    if (budget_ms)
+        fprintf(stderr, "; budget %.0f s keeps %u of %u (estimated %.0f s of %.0f s)",
+                (double)budget_ms / 1000.0, run.n_cells, expanded, (double)est / 1000.0,
+                (double)est_all / 1000.0);
+    else
+        fprintf(stderr, "; estimated %.0f s of VM time", (double)est / 1000.0);
+    fprintf(stderr, "\n");
+    return 0;
+}
