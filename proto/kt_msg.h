@@ -23,6 +23,27 @@
 #define KT_MSG_MAX_CONSOLE (64u << 10)
 #define KT_ID_MAX 64                  /* worker / coordinator ids */
 #define KT_SHA_HEX 65
+#define KT_FETCH_MAX_CREDIT 64         /* CHUNKs one FETCH may ask for */
+#define KT_ARTIFACT_MAX_BYTES (1ull << 32) /* kernel or scheduler binary */
+#define KT_MSG_MAX_ATTEMPT 1000
+#define KT_MSG_MAX_LEASE_MS (7u * 24 * 3600 * 1000)
+
+/* Status codes of REFUSE and ERROR, grouped as in HTTP: 4xx the peer's
+ * fault (do not resend as is), 5xx ours (may succeed later or elsewhere). */
+enum kt_msg_code {
+    KT_CODE_OK = 200,
+    KT_CODE_BAD_MESSAGE = 400,     /* signature, frames or body not understood */
+    KT_CODE_FORBIDDEN = 403,       /* not allowed (key, id) */
+    KT_CODE_UNKNOWN_TYPE = 404,    /* a message type this side does not know */
+    KT_CODE_NO_SESSION = 409,      /* not valid in this session state (no WELCOME yet) */
+    KT_CODE_GONE = 410,            /* session expired or replaced: OPEN again */
+    KT_CODE_TOO_LARGE = 413,       /* over a size limit */
+    KT_CODE_VERSION = 426,         /* protocol version not supported */
+    KT_CODE_OVERSOLD = 429,        /* ASSIGN beyond the free capacity */
+    KT_CODE_INTERNAL = 500,
+    KT_CODE_UNAVAILABLE = 503,     /* draining, or an artifact cannot be had */
+    KT_CODE_STORAGE = 507,         /* artifact cache or journal full */
+};
 
 enum kt_msg_type {
     KT_MSG_OPEN = 1,      /* coord -> worker: start a session */
@@ -43,7 +64,9 @@ enum kt_msg_type {
     KT_MSG__COUNT,
 };
 
+/* "HELLO"...; NULL for a value outside the table. */
 const char *kt_msg_type_name(enum kt_msg_type t);
+/* 0, or -EBADMSG for a name that is not in the table (exact, case-sensitive). */
 int kt_msg_type_parse(const char *name, size_t len, enum kt_msg_type *ret);
 
 /* Everything a worker needs to run one cell of a run. */
@@ -173,17 +196,29 @@ typedef struct kt_msg {
 
 /* msg->type must be set; fields zeroed. */
 void kt_msg_init(kt_msg_t *msg, enum kt_msg_type type);
-/* Frees what the message owns (hello.artifacts, result.sidecar/console, _body). */
+/* Frees what the message owns (hello.artifacts, result.sidecar/console, _body)
+ * and NULLs those pointers; the other fields stay. */
 void kt_msg_clear(kt_msg_t *msg);
 
-/* Encode the body (the msgpack map) into out. */
+/* Encode the body (the msgpack map), appended to out. 0, -EMSGSIZE for a
+ * count or blob over its limit (the peer would refuse it), -EINVAL for a
+ * type outside the table, -ENOMEM. */
 int kt_msg_encode_body(const kt_msg_t *msg, msgpack_sbuffer *out);
-/* Decode a body of the given type; the msg then owns a copy of body. */
+/* Decode a body of the given type into ret (kt_msg_init'ed here; call
+ * kt_msg_clear after use). A CHUNK keeps its own copy of the body
+ * (ret->_body) for chunk.data; RESULT's sidecar and console are
+ * NUL-terminated copies. -EBADMSG with a reason naming the field in why
+ * (ret then holds nothing to free). */
 int kt_msg_decode_body(enum kt_msg_type type, const void *body, size_t len, kt_msg_t *ret,
                        char *why, size_t why_len);
 
 /* Validate a signature frame. */
 bool kt_msg_signature_ok(const void *data, size_t len);
+
+/* 64 lowercase hex digits (a sha256, a cell id). */
+bool kt_msg_sha_valid(const char *s);
+/* "bad message", ...; "unknown" for a code outside the table. */
+const char *kt_msg_code_name(uint32_t code);
 
 /* cellspec on its own (also used by the run store / journal). */
 void kt_cellspec_pack(msgpack_packer *pk, const kt_cellspec_t *spec);
