@@ -1,0 +1,1116 @@
+/* Gauntlet files (YAML, libfyaml) onto kt_gauntlet_t.
+ *
+ *   kernels:                        required, 1..S_MAX_KERNELS
+ *     - path: ../bzImage            a bzImage, a build dir or a source dir
+ *       label: sched-ext            optional (default: the image's release)
+ *     - ../other/bzImage            a bare path is the same as {path: ...}
+ *   schedulers:                     optional, default [{name: eevdf}]
+ *     - name: eevdf                 the kernel's own scheduler: no binary
+ *     - name: scx_qmap              [A-Za-z0-9_.-], unique
+ *       binary: ../bin/scx_qmap     required for anything but eevdf
+ *       args: ["-v"]                always passed
+ *       flags:                      0..KT_GAUNTLET_MAX_FLAGS
+ *         - {name: batch, args: ["-b", "8"]}
+ *         - {name: boost, args: ["-H"], requires: [batch]}
+ *   topologies: [tiny-1llc, "1,2,2,1", 1n2l4c2t]    required: presets, N,L,C,T or labels
+ *   scenarios:                      required: built-in names, YAML files, inline maps
+ *     - steady
+ *     - scenarios/mine.yaml         relative to the gauntlet's folder
+ *     - {name: x, cgroups: [...]}   the scenario file format, inline
+ *   duration: 3s                    optional: overrides every scenario's duration
+ *   repeat: 1                       optional: 1..S_MAX_REPEAT repetitions per cell
+ *
+ * Strict like the scenario reader: unknown keys, wrong types, values out of
+ * range, duplicates and missing files are errors reading
+ * "FILE:LINE:COL: path: what". Scheduler arguments may not hold blanks: the
+ * worker splits the argument string on blanks. */
+#include "kt_gauntlet.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libfyaml.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kt_cleanup.h"
+#include "kt_scenario_yaml.h"
+
+#define S_MAX_FILE_SIZE (1u << 20)
+#define S_MAX_KERNELS 64
+#define S_MAX_SCHEDS 64
+#define S_MAX_TOPOLOGIES 64
+#define S_MAX_SCENARIOS 64
+#define S_MAX_REPEAT 100
+#define S_MAX_DURATION_MS (24u * 3600u * 1000u)
+/* The worker's argument string (kt_cellspec_t.sched_args) holds 511 bytes. */
+#define S_MAX_ARGS_TEXT 511
+#define S_PATH_MAX 96
+#define S_SUB_MAX 160
+
+typedef struct s_ctx {
+    const char *origin;
+    const char *base_dir;
+    char *err;
+    size_t err_len;
+} s_ctx_t;
+
+static void s_diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
+{
+    (void)diag;
+    (void)user;
+    (void)buf;
+    (void)len;
+}
+
+/* A diag that keeps errors (with their position) instead of printing them. */
+static struct fy_diag *s_diag_new(void)
+{
+    struct fy_diag_cfg cfg;
+    fy_diag_cfg_default(&cfg);
+    cfg.fp = NULL;
+    cfg.output_fn = s_diag_discard;
+    cfg.colorize = false;
+    struct fy_diag *d = fy_diag_create(&cfg);
+    if (d)
+        fy_diag_set_collect_errors(d, true);
+    return d;
+}
+
+static void s_diag_freep(struct fy_diag **d)
+{
+    if (*d)
+        fy_diag_destroy(*d);
+}
+
+static void s_parser_freep(struct fy_parser **p)
+{
+    if (*p)
+        fy_parser_destroy(*p);
+}
+
+/* 1-based position of a node: scalars through their token, collections
+ * through a libfyaml report (it exports their start no other way), else
+ * their first child. */
+static bool s_node_pos(struct fy_node *n, int *ret_line, int *ret_col)
+{
+    if (!n)
+        return false;
+    if (fy_node_is_scalar(n) || fy_node_is_alias(n)) {
+        struct fy_token *t = fy_node_get_scalar_token(n);
+        const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
+        if (!m)
+            return false;
+        *ret_line = m->line + 1;
+        *ret_col = m->column + 1;
+        return true;
+    }
+    _cleanup_(s_diag_freep) struct fy_diag *d = s_diag_new();
+    if (d) {
+        fy_diag_node_report(d, n, FYET_ERROR, "position");
+        void *it = NULL;
+        struct fy_diag_error *e = fy_diag_errors_iterate(d, &it);
+        if (e && e->line > 0 && e->column > 0) {
+            *ret_line = e->line;
+            *ret_col = e->column;
+            return true;
+        }
+    }
+    void *it = NULL;
+    if (fy_node_is_mapping(n)) {
+        struct fy_node_pair *p = fy_node_mapping_iterate(n, &it);
+        return p && s_node_pos(fy_node_pair_key(p), ret_line, ret_col);
+    }
+    if (fy_node_is_sequence(n))
+        return s_node_pos(fy_node_sequence_iterate(n, &it), ret_line, ret_col);
+    return false;
+}
+
+/* "origin:line:col: message" at node (or at fallback); returns -EINVAL. */
+__attribute__((format(printf, 4, 5))) static int
+s_fail(s_ctx_t *c, struct fy_node *node, struct fy_node *fallback, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    for (char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    int line, col;
+    if (s_node_pos(node, &line, &col) || s_node_pos(fallback, &line, &col))
+        snprintf(c->err, c->err_len, "%s:%d:%d: %s", c->origin, line, col, msg);
+    else
+        snprintf(c->err, c->err_len, "%s: %s", c->origin, msg);
+    return -EINVAL;
+}
+
+static const char *s_kind(struct fy_node *n)
+{
+    if (!n)
+        return "nothing";
+    if (fy_node_is_mapping(n))
+        return "a mapping";
+    if (fy_node_is_sequence(n))
+        return "a sequence";
+    return "a scalar";
+}
+
+static bool s_is_null(struct fy_node *n)
+{
+    if (!n || fy_node_is_null(n))
+        return true;
+    if (!fy_node_is_scalar(n) || fy_node_get_style(n) != FYNS_PLAIN)
+        return false;
+    size_t len;
+    const char *s = fy_node_get_scalar(n, &len);
+    if (!s || len == 0)
+        return true;
+    static const char *const nulls[] = {"~", "null", "Null", "NULL"};
+    for (size_t i = 0; i < KT_ARRAY_SIZE(nulls); i++)
+        if (len == strlen(nulls[i]) && memcmp(s, nulls[i], len) == 0)
+            return true;
+    return false;
+}
+
+/* Follows an alias to its anchored node, in place. */
+static int s_deref(s_ctx_t *c, struct fy_node **n, struct fy_node *key, const char *path)
+{
+    if (!*n || !fy_node_is_alias(*n))
+        return 0;
+    struct fy_node *t = fy_node_resolve_alias(*n);
+    if (!t)
+        return s_fail(c, *n, key, "%s: alias names no anchor", path);
+    *n = t;
+    return 0;
+}
+
+/* A non-null scalar's text in buf; errors name what was expected. */
+static int s_string(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                    const char *what, char *buf, size_t buf_len, bool *ret_plain)
+{
+    struct fy_node *t = n;
+    int r = s_deref(c, &t, key, path);
+    if (r < 0)
+        return r;
+    if (s_is_null(t))
+        return s_fail(c, n, key, "%s: expected %s, got nothing", path, what);
+    if (!fy_node_is_scalar(t))
+        return s_fail(c, n, key, "%s: expected %s, got %s", path, what, s_kind(t));
+    size_t len;
+    const char *s = fy_node_get_scalar(t, &len);
+    if (!s)
+        return s_fail(c, n, key, "%s: expected %s", path, what);
+    if (memchr(s, '\0', len))
+        return s_fail(c, n, key, "%s: contains a NUL byte", path);
+    if (len >= buf_len)
+        return s_fail(c, n, key, "%s: '%.40s...' is longer than %zu bytes", path, s, buf_len - 1);
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    if (ret_plain)
+        *ret_plain = fy_node_get_style(t) == FYNS_PLAIN;
+    return 0;
+}
+
+static bool s_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= KT_NAME_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
+        return false;
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
+static int s_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, char *buf,
+                  size_t len)
+{
+    char tmp[KT_NAME_MAX + 64];
+    int r = s_string(c, n, key, path, "a name", tmp, sizeof(tmp), NULL);
+    if (r < 0)
+        return r;
+    if (!s_name_valid(tmp))
+        return s_fail(c, n, key,
+                      "%s: '%s' is not a valid name (1 to %d of A-Z a-z 0-9 _ . -, not . or ..)",
+                      path, tmp, KT_NAME_MAX - 1);
+    snprintf(buf, len, "%s", tmp);
+    return 0;
+}
+
+/* A whole number lo..hi written as a plain scalar. */
+static int s_uint(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, unsigned lo,
+                  unsigned hi, unsigned *ret)
+{
+    char buf[32];
+    bool plain;
+    int r = s_string(c, n, key, path, "an integer", buf, sizeof(buf), &plain);
+    if (r < 0)
+        return r;
+    if (!plain || strspn(buf, "0123456789") != strlen(buf))
+        return s_fail(c, n, key, "%s: expected an integer, got %s'%s'", path,
+                      plain ? "" : "the string ", buf);
+    errno = 0;
+    unsigned long v = strtoul(buf, NULL, 10);
+    if (errno || v < lo || v > hi)
+        return s_fail(c, n, key, "%s: %s is out of range %u..%u", path, buf, lo, hi);
+    *ret = (unsigned)v;
+    return 0;
+}
+
+typedef struct s_field {
+    const char *name;
+    struct fy_node *key;
+    struct fy_node *value;
+} s_field_t;
+
+static unsigned s_edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 31 || lb > 31)
+        return 99;
+    unsigned d[32][32];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (unsigned)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (unsigned)j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            unsigned best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+/* Matches the keys of a mapping against the known ones; an unknown key is
+ * an error at the key, with the closest known key as a hint. */
+static int s_fields(s_ctx_t *c, struct fy_node *map, struct fy_node *key, const char *path,
+                    const char *what, s_field_t *fields, size_t n_fields)
+{
+    int r = s_deref(c, &map, key, path);
+    if (r < 0)
+        return r;
+    if (!map || !fy_node_is_mapping(map))
+        return s_fail(c, map, key, "%s%sexpected a mapping for %s, got %s", path, *path ? ": " : "",
+                      what, s_is_null(map) ? "nothing" : s_kind(map));
+    void *it = NULL;
+    struct fy_node_pair *p;
+    while ((p = fy_node_mapping_iterate(map, &it))) {
+        struct fy_node *k = fy_node_pair_key(p);
+        if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || s_is_null(k))
+            return s_fail(c, k, map, "%s%sa key in %s is %s, expected a plain name", path,
+                          *path ? ": " : "", what,
+                          !k || s_is_null(k)    ? "empty"
+                          : fy_node_is_alias(k) ? "an alias"
+                                                : s_kind(k));
+        size_t len;
+        const char *name = fy_node_get_scalar(k, &len);
+        size_t i = 0;
+        for (; name && i < n_fields; i++)
+            if (len == strlen(fields[i].name) && memcmp(name, fields[i].name, len) == 0)
+                break;
+        if (name && i < n_fields) {
+            fields[i].key = k;
+            fields[i].value = fy_node_pair_value(p);
+            continue;
+        }
+        char shown[64];
+        snprintf(shown, sizeof(shown), "%.*s", name ? (int)(len > 60 ? 60 : len) : 0,
+                 name ? name : "");
+        const char *hint = NULL;
+        unsigned best = 3;
+        for (size_t j = 0; j < n_fields; j++) {
+            unsigned d = s_edit_distance(shown, fields[j].name);
+            if (d < best) {
+                best = d;
+                hint = fields[j].name;
+            }
+        }
+        char known[256] = "";
+        size_t off = 0;
+        for (size_t j = 0; j < n_fields && off < sizeof(known); j++)
+            off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", j ? ", " : "",
+                                    fields[j].name);
+        if (hint)
+            return s_fail(c, k, map, "%s%sunknown key '%s' in %s (did you mean '%s'?)", path,
+                          *path ? ": " : "", shown, what, hint);
+        return s_fail(c, k, map, "%s%sunknown key '%s' in %s (known: %s)", path,
+                      *path ? ": " : "", shown, what, known);
+    }
+    return 0;
+}
+
+static s_field_t *s_field(s_field_t *fields, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(fields[i].name, name) == 0)
+            return fields[i].key ? &fields[i] : NULL;
+    return NULL;
+}
+
+#define S_F(fields, name) s_field((fields), KT_ARRAY_SIZE(fields), (name))
+
+/* A sequence of 1..max items (0..max when allow_empty). */
+static int s_sequence(s_ctx_t *c, struct fy_node **n, struct fy_node *key, const char *path,
+                      const char *what, unsigned max, bool allow_empty, unsigned *ret_count)
+{
+    int r = s_deref(c, n, key, path);
+    if (r < 0)
+        return r;
+    if (!*n || !fy_node_is_sequence(*n))
+        return s_fail(c, *n, key, "%s: expected a sequence of %s, got %s", path, what,
+                      s_is_null(*n) ? "nothing" : s_kind(*n));
+    int count = fy_node_sequence_item_count(*n);
+    if (count < 0)
+        return s_fail(c, *n, key, "%s: unreadable sequence", path);
+    if (count == 0 && !allow_empty)
+        return s_fail(c, *n, key, "%s: expected at least one %s", path, what);
+    if ((unsigned)count > max)
+        return s_fail(c, *n, key, "%s: %d entries, more than the limit of %u", path, count, max);
+    *ret_count = (unsigned)count;
+    return 0;
+}
+
+/* A path relative to the gauntlet's folder, made absolute and checked to
+ * exist (what: "a file", "a file or directory"). */
+static int s_path(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  bool dir_ok, char *buf, size_t buf_len)
+{
+    char raw[4096];
+    int r = s_string(c, n, key, path, "a path", raw, sizeof(raw), NULL);
+    if (r < 0)
+        return r;
+    char joined[8192];
+    if (raw[0] == '/')
+        snprintf(joined, sizeof(joined), "%s", raw);
+    else
+        snprintf(joined, sizeof(joined), "%s/%s", c->base_dir, raw);
+    struct stat st;
+    if (stat(joined, &st) < 0)
+        return s_fail(c, n, key, "%s: '%s': %s", path, joined, strerror(errno));
+    if (!S_ISREG(st.st_mode) && !(dir_ok && S_ISDIR(st.st_mode)))
+        return s_fail(c, n, key, "%s: '%s' is not a %s", path, joined,
+                      dir_ok ? "file or directory" : "regular file");
+    char real[PATH_MAX];
+    if (!realpath(joined, real))
+        return s_fail(c, n, key, "%s: '%s': %s", path, joined, strerror(errno));
+    if (strlen(real) >= buf_len)
+        return s_fail(c, n, key, "%s: '%s' is longer than %zu bytes", path, real, buf_len - 1);
+    snprintf(buf, buf_len, "%s", real);
+    return 0;
+}
+
+static bool s_label_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= 64 || !strcmp(s, ".") || !strcmp(s, ".."))
+        return false;
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-+") == n;
+}
+
+static int s_kernels(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
+{
+    unsigned count;
+    int r = s_sequence(c, &n, key, "kernels", "kernel", S_MAX_KERNELS, false, &count);
+    if (r < 0)
+        return r;
+    g->kernels = calloc(count, sizeof(*g->kernels));
+    if (!g->kernels)
+        return -ENOMEM;
+    void *it = NULL;
+    for (unsigned i = 0; i < count; i++) {
+        struct fy_node *item = fy_node_sequence_iterate(n, &it);
+        char path[S_PATH_MAX];
+        snprintf(path, sizeof(path), "kernels[%u]", i);
+        kt_gauntlet_kernel_t *k = &g->kernels[i];
+        if ((r = s_deref(c, &item, n, path)) < 0)
+            return r;
+        if (item && fy_node_is_mapping(item)) {
+            s_field_t f[] = {{"path"}, {"label"}};
+            if ((r = s_fields(c, item, n, path, "a kernel", f, KT_ARRAY_SIZE(f))) < 0)
+                return r;
+            s_field_t *x = S_F(f, "path");
+            if (!x)
+                return s_fail(c, item, n, "%s: missing key 'path' in a kernel", path);
+            char sub[S_SUB_MAX];
+            snprintf(sub, sizeof(sub), "%.100s.path", path);
+            if ((r = s_path(c, x->value, x->key, sub, true, k->path, sizeof(k->path))) < 0)
+                return r;
+            if ((x = S_F(f, "label"))) {
+                snprintf(sub, sizeof(sub), "%.100s.label", path);
+                if ((r = s_string(c, x->value, x->key, sub, "a label", k->label,
+                                  sizeof(k->label), NULL)) < 0)
+                    return r;
+                if (!s_label_valid(k->label))
+                    return s_fail(c, x->value, x->key,
+                                  "%s: '%s' is not a valid label (1 to 63 of A-Z a-z 0-9 _ . - +)",
+                                  sub, k->label);
+            }
+        } else if (item && fy_node_is_scalar(item) && !s_is_null(item)) {
+            if ((r = s_path(c, item, n, path, true, k->path, sizeof(k->path))) < 0)
+                return r;
+        } else {
+            return s_fail(c, item, n, "%s: expected a path or {path, label}, got %s", path,
+                          s_is_null(item) ? "nothing" : s_kind(item));
+        }
+        for (unsigned j = 0; j < i; j++) {
+            if (strcmp(g->kernels[j].path, k->path) == 0)
+                return s_fail(c, item, n, "%s: '%s' is already kernels[%u]", path, k->path, j);
+            if (*k->label && strcmp(g->kernels[j].label, k->label) == 0)
+                return s_fail(c, item, n, "%s: label '%s' is already used by kernels[%u]", path,
+                              k->label, j);
+        }
+        g->n_kernels++;
+    }
+    return 0;
+}
+
+/* A list of scheduler arguments into args[] (no blanks: the worker splits
+ * on them). */
+static int s_args(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  char (*args)[128], unsigned *ret_n)
+{
+    unsigned count;
+    int r = s_sequence(c, &n, key, path, "argument", KT_GAUNTLET_MAX_ARGS, true, &count);
+    if (r < 0)
+        return r;
+    void *it = NULL;
+    for (unsigned i = 0; i < count; i++) {
+        struct fy_node *item = fy_node_sequence_iterate(n, &it);
+        char sub[S_SUB_MAX];
+        snprintf(sub, sizeof(sub), "%.120s[%u]", path, i);
+        if ((r = s_string(c, item, n, sub, "an argument", args[i], 128, NULL)) < 0)
+            return r;
+        if (!args[i][0] || strpbrk(args[i], " \t\r\n\v\f"))
+            return s_fail(c, item, n,
+                          "%s: '%s': an argument may not be empty or hold blanks (the worker "
+                          "splits arguments on blanks)",
+                          sub, args[i]);
+    }
+    *ret_n = count;
+    return 0;
+}
+
+static int s_flag(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const char *path,
+                  kt_gauntlet_flag_t *f)
+{
+    s_field_t fl[] = {{"name"}, {"args"}, {"requires"}};
+    int r = s_fields(c, item, seq, path, "a flag", fl, KT_ARRAY_SIZE(fl));
+    if (r < 0)
+        return r;
+    if ((r = s_deref(c, &item, seq, path)) < 0)
+        return r;
+    char sub[S_SUB_MAX];
+    s_field_t *x = S_F(fl, "name");
+    if (!x)
+        return s_fail(c, item, seq, "%s: missing key 'name' in a flag", path);
+    snprintf(sub, sizeof(sub), "%.100s.name", path);
+    if ((r = s_name(c, x->value, x->key, sub, f->name, sizeof(f->name))) < 0)
+        return r;
+    if (strcmp(f->name, "default") == 0)
+        return s_fail(c, x->value, x->key, "%s: 'default' names the profile with no flag", sub);
+    if ((x = S_F(fl, "args"))) {
+        snprintf(sub, sizeof(sub), "%.100s.args", path);
+        if ((r = s_args(c, x->value, x->key, sub, f->args, &f->n_args)) < 0)
+            return r;
+    }
+    if ((x = S_F(fl, "requires"))) {
+        snprintf(sub, sizeof(sub), "%.100s.requires", path);
+        struct fy_node *rq = x->value;
+        unsigned count;
+        if ((r = s_sequence(c, &rq, x->key, sub, "flag name", KT_GAUNTLET_MAX_FLAGS, true,
+                            &count)) < 0)
+            return r;
+        void *it = NULL;
+        for (unsigned i = 0; i < count; i++) {
+            struct fy_node *ri = fy_node_sequence_iterate(rq, &it);
+            char sub2[S_SUB_MAX];
+            snprintf(sub2, sizeof(sub2), "%.120s[%u]", sub, i);
+            if ((r = s_name(c, ri, rq, sub2, f->requires[i], sizeof(f->requires[i]))) < 0)
+                return r;
+        }
+        f->n_requires = count;
+    }
+    return 0;
+}
+
+static int s_flag_index(const kt_gauntlet_sched_t *s, const char *name)
+{
+    for (unsigned i = 0; i < s->n_flags; i++)
+        if (strcmp(s->flags[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int s_sched(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const char *path,
+                   kt_gauntlet_sched_t *s)
+{
+    s_field_t f[] = {{"name"}, {"binary"}, {"args"}, {"flags"}};
+    int r = s_fields(c, item, seq, path, "a scheduler", f, KT_ARRAY_SIZE(f));
+    if (r < 0)
+        return r;
+    if ((r = s_deref(c, &item, seq, path)) < 0)
+        return r;
+    char sub[S_SUB_MAX];
+    s_field_t *x = S_F(f, "name");
+    if (!x)
+        return s_fail(c, item, seq, "%s: missing key 'name' in a scheduler", path);
+    snprintf(sub, sizeof(sub), "%.100s.name", path);
+    if ((r = s_name(c, x->value, x->key, sub, s->name, sizeof(s->name))) < 0)
+        return r;
+    bool eevdf = strcmp(s->name, "eevdf") == 0;
+    struct fy_node *name_node = x->value;
+    if ((x = S_F(f, "binary"))) {
+        snprintf(sub, sizeof(sub), "%.100s.binary", path);
+        if (eevdf)
+            return s_fail(c, x->value, x->key,
+                          "%s: eevdf is the kernel's own scheduler and takes no binary", sub);
+        if ((r = s_path(c, x->value, x->key, sub, false, s->binary, sizeof(s->binary))) < 0)
+            return r;
+    } else if (!eevdf) {
+        return s_fail(c, name_node, item,
+                      "%s: scheduler '%s' needs a 'binary' (only eevdf runs without one)", path,
+                      s->name);
+    }
+    if ((x = S_F(f, "args"))) {
+        snprintf(sub, sizeof(sub), "%.100s.args", path);
+        if (eevdf && !s_is_null(x->value))
+            return s_fail(c, x->value, x->key, "%s: eevdf takes no arguments", sub);
+        if ((r = s_args(c, x->value, x->key, sub, s->args, &s->n_args)) < 0)
+            return r;
+    }
+    if (!(x = S_F(f, "flags")))
+        return 0;
+    snprintf(sub, sizeof(sub), "%.100s.flags", path);
+    struct fy_node *fs = x->value;
+    unsigned count;
+    if ((r = s_sequence(c, &fs, x->key, sub, "flag", KT_GAUNTLET_MAX_FLAGS, true, &count)) < 0)
+        return r;
+    if (eevdf && count)
+        return s_fail(c, fs, x->key, "%s: eevdf takes no flags", sub);
+    struct fy_node *items[KT_GAUNTLET_MAX_FLAGS];
+    void *it = NULL;
+    for (unsigned i = 0; i < count; i++) {
+        items[i] = fy_node_sequence_iterate(fs, &it);
+        char fp[S_SUB_MAX];
+        snprintf(fp, sizeof(fp), "%.120s[%u]", sub, i);
+        if ((r = s_flag(c, items[i], fs, fp, &s->flags[i])) < 0)
+            return r;
+        if (s_flag_index(s, s->flags[i].name) >= 0)
+            return s_fail(c, items[i], fs, "%s: flag '%s' is declared twice", fp,
+                          s->flags[i].name);
+        s->n_flags++;
+    }
+    /* requires name flags of the same scheduler, not the flag itself. */
+    for (unsigned i = 0; i < s->n_flags; i++) {
+        const kt_gauntlet_flag_t *fl = &s->flags[i];
+        for (unsigned j = 0; j < fl->n_requires; j++) {
+            int k = s_flag_index(s, fl->requires[j]);
+            if (k < 0 || (unsigned)k == i)
+                return s_fail(c, items[i], fs, "%s[%u]: flag '%s' requires '%s', %s", sub, i,
+                              fl->name, fl->requires[j],
+                              k < 0 ? "which is not a flag of this scheduler" : "itself");
+        }
+    }
+    /* The profile name and the argument string with every flag on must fit
+     * the wire's fields. */
+    size_t name_len = 0;
+    for (unsigned i = 0; i < s->n_flags; i++)
+        name_len += strlen(s->flags[i].name) + 1;
+    if (name_len > 128)
+        return s_fail(c, fs, x->key,
+                      "%s: with every flag on the profile name takes %zu bytes, more than 127 "
+                      "(use shorter flag names)",
+                      sub, name_len - 1);
+    size_t total = 0;
+    for (unsigned i = 0; i < s->n_args; i++)
+        total += strlen(s->args[i]) + 1;
+    for (unsigned i = 0; i < s->n_flags; i++)
+        for (unsigned j = 0; j < s->flags[i].n_args; j++)
+            total += strlen(s->flags[i].args[j]) + 1;
+    if (total > S_MAX_ARGS_TEXT + 1)
+        return s_fail(c, fs, x->key,
+                      "%s: with every flag on the arguments take %zu bytes, more than %d", sub,
+                      total - 1, S_MAX_ARGS_TEXT);
+    return 0;
+}
+
+static int s_scheds(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
+{
+    unsigned count;
+    int r = s_sequence(c, &n, key, "schedulers", "scheduler", S_MAX_SCHEDS, false, &count);
+    if (r < 0)
+        return r;
+    g->scheds = calloc(count, sizeof(*g->scheds));
+    if (!g->scheds)
+        return -ENOMEM;
+    void *it = NULL;
+    for (unsigned i = 0; i < count; i++) {
+        struct fy_node *item = fy_node_sequence_iterate(n, &it);
+        char path[S_PATH_MAX];
+        snprintf(path, sizeof(path), "schedulers[%u]", i);
+        if ((r = s_sched(c, item, n, path, &g->scheds[i])) < 0)
+            return r;
+        for (unsigned j = 0; j < i; j++)
+            if (strcmp(g->scheds[j].name, g->scheds[i].name) == 0)
+                return s_fail(c, item, n, "%s: scheduler '%s' is already schedulers[%u]", path,
+                              g->scheds[i].name, j);
+        g->n_scheds++;
+    }
+    return 0;
+}
+
+static int s_topologies(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
+{
+    unsigned count;
+    int r = s_sequence(c, &n, key, "topologies", "topology", S_MAX_TOPOLOGIES, false, &count);
+    if (r < 0)
+        return r;
+    g->topologies = calloc(count, sizeof(*g->topologies));
+    if (!g->topologies)
+        return -ENOMEM;
+    void *it = NULL;
+    for (unsigned i = 0; i < count; i++) {
+        struct fy_node *item = fy_node_sequence_iterate(n, &it);
+        char path[S_PATH_MAX], text[64];
+        snprintf(path, sizeof(path), "topologies[%u]", i);
+        if ((r = s_string(c, item, n, path, "a preset or N,L,C,T", text, sizeof(text), NULL)) < 0)
+            return r;
+        kt_gauntlet_topology_t *t = &g->topologies[i];
+        r = kt_topology_parse(text, &t->topo);
+        if (r == -ERANGE)
+            return s_fail(c, item, n,
+                          "%s: '%s': no zero, at most %d CPUs, LLCs a multiple of the nodes", path,
+                          text, KT_MAX_CPUS);
+        if (r < 0)
+            return s_fail(c, item, n,
+                          "%s: '%s' is not a preset, N,L,C,T or a label like 1n2l2c1t", path, text);
+        const kt_topology_preset_t *p = kt_topology_preset_find(text);
+        t->preset = p != NULL;
+        if (p)
+            snprintf(t->name, sizeof(t->name), "%s", p->name);
+        else
+            kt_topology_label(&t->topo, t->name, sizeof(t->name));
+        for (unsigned j = 0; j < i; j++)
+            if (kt_topology_equal(&g->topologies[j].topo, &t->topo))
+                return s_fail(c, item, n, "%s: '%s' is the same shape as topologies[%u] (%s)",
+                              path, text, j, g->topologies[j].name);
+        g->n_topologies++;
+    }
+    return 0;
+}
+
+static bool s_is_scenario_path(const char *s)
+{
+    size_t n = strlen(s);
+    return strchr(s, '/') || (n > 5 && strcmp(s + n - 5, ".yaml") == 0) ||
+           (n > 4 && strcmp(s + n - 4, ".yml") == 0);
+}
+
+static int s_scenarios(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
+{
+    unsigned count;
+    int r = s_sequence(c, &n, key, "scenarios", "scenario", S_MAX_SCENARIOS, false, &count);
+    if (r < 0)
+        return r;
+    g->scenarios = calloc(count, sizeof(*g->scenarios));
+    if (!g->scenarios)
+        return -ENOMEM;
+    void *it = NULL;
+    for (unsigned i = 0; i < count; i++) {
+        struct fy_node *item = fy_node_sequence_iterate(n, &it);
+        char path[S_PATH_MAX];
+        snprintf(path, sizeof(path), "scenarios[%u]", i);
+        kt_scenario_t *s = &g->scenarios[i];
+        if ((r = s_deref(c, &item, n, path)) < 0)
+            return r;
+        if (item && fy_node_is_mapping(item)) {
+            if ((r = kt_scenario_yaml_from_node(item, c->origin, s, c->err, c->err_len)) < 0)
+                return r;
+        } else if (item && fy_node_is_scalar(item) && !s_is_null(item)) {
+            char text[4096];
+            if ((r = s_string(c, item, n, path, "a scenario", text, sizeof(text), NULL)) < 0)
+                return r;
+            const kt_scenario_t *b = kt_scenario_builtin_find(text);
+            if (b) {
+                *s = *b;
+            } else if (s_is_scenario_path(text)) {
+                char file[4096];
+                if ((r = s_path(c, item, n, path, false, file, sizeof(file))) < 0)
+                    return r;
+                char why[1024];
+                if ((r = kt_scenario_yaml_load(file, s, why, sizeof(why))) < 0)
+                    return s_fail(c, item, n, "%s: %s", path, why);
+            } else {
+                unsigned nb;
+                const kt_scenario_t *all = kt_scenario_builtins(&nb);
+                char known[512] = "";
+                size_t off = 0;
+                for (unsigned j = 0; j < nb && off < sizeof(known); j++)
+                    off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s",
+                                            j ? ", " : "", all[j].name);
+                return s_fail(c, item, n,
+                              "%s: '%s' is not a built-in scenario (%s) nor a path to a YAML "
+                              "file",
+                              path, text, known);
+            }
+        } else {
+            return s_fail(c, item, n,
+                          "%s: expected a built-in name, a YAML file or a scenario mapping, got "
+                          "%s",
+                          path, s_is_null(item) ? "nothing" : s_kind(item));
+        }
+        for (unsigned j = 0; j < i; j++)
+            if (strcmp(g->scenarios[j].name, s->name) == 0)
+                return s_fail(c, item, n, "%s: scenario '%s' is already scenarios[%u]", path,
+                              s->name, j);
+        g->n_scenarios++;
+    }
+    return 0;
+}
+
+static int s_gauntlet(s_ctx_t *c, struct fy_node *root, kt_gauntlet_t *g)
+{
+    s_field_t f[] = {{"kernels"},   {"schedulers"}, {"topologies"},
+                     {"scenarios"}, {"duration"},   {"repeat"}};
+    int r = s_fields(c, root, NULL, "", "a gauntlet", f, KT_ARRAY_SIZE(f));
+    if (r < 0)
+        return r;
+    if ((r = s_deref(c, &root, NULL, "")) < 0)
+        return r;
+    s_field_t *x;
+    if (!(x = S_F(f, "kernels")))
+        return s_fail(c, root, NULL, "missing key 'kernels' in the gauntlet");
+    if ((r = s_kernels(c, x->value, x->key, g)) < 0)
+        return r;
+    if ((x = S_F(f, "schedulers"))) {
+        if ((r = s_scheds(c, x->value, x->key, g)) < 0)
+            return r;
+    } else {
+        g->scheds = calloc(1, sizeof(*g->scheds));
+        if (!g->scheds)
+            return -ENOMEM;
+        snprintf(g->scheds[0].name, sizeof(g->scheds[0].name), "eevdf");
+        g->n_scheds = 1;
+    }
+    if (!(x = S_F(f, "topologies")))
+        return s_fail(c, root, NULL, "missing key 'topologies' in the gauntlet");
+    if ((r = s_topologies(c, x->value, x->key, g)) < 0)
+        return r;
+    if (!(x = S_F(f, "scenarios")))
+        return s_fail(c, root, NULL, "missing key 'scenarios' in the gauntlet");
+    if ((r = s_scenarios(c, x->value, x->key, g)) < 0)
+        return r;
+    if ((x = S_F(f, "duration"))) {
+        char text[40];
+        if ((r = s_string(c, x->value, x->key, "duration", "a duration", text, sizeof(text),
+                          NULL)) < 0)
+            return r;
+        uint32_t ms;
+        r = kt_duration_parse_ms(text, &ms);
+        if (r == -ERANGE || (r == 0 && (ms < 1 || ms > S_MAX_DURATION_MS)))
+            return s_fail(c, x->value, x->key, "duration: '%s' is out of range 1ms..%ums", text,
+                          S_MAX_DURATION_MS);
+        if (r < 0)
+            return s_fail(c, x->value, x->key,
+                          "duration: '%s' is not a duration (a whole number of ms, or with a "
+                          "unit: 250ms, 3s, 1.5s, 2m, 1h)",
+                          text);
+        g->duration_ms = ms;
+    }
+    g->repeat = 1;
+    if ((x = S_F(f, "repeat")) &&
+        (r = s_uint(c, x->value, x->key, "repeat", 1, S_MAX_REPEAT, &g->repeat)) < 0)
+        return r;
+    return 0;
+}
+
+/* YAML text is printable Unicode (YAML 1.2, 5.1). Checked before libfyaml
+ * sees the text: libfyaml 0.7.12 loops forever on some invalid UTF-8 (a
+ * directive followed by a stray continuation byte). The same rule as the
+ * scenario reader's; -EILSEQ with the 1-based position of the first bad
+ * character. */
+static int s_check_text(const char *text, size_t len, int *ret_line, int *ret_col, char *what,
+                        size_t what_len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    int line = 1, col = 1;
+    for (size_t i = 0; i < len; col++) {
+        unsigned b = p[i];
+        size_t n = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3
+                                                      : (b & 0xf8) == 0xf0   ? 4
+                                                                             : 0;
+        uint32_t cp = n == 1 ? b : n == 2 ? b & 0x1f : n == 3 ? b & 0x0f : b & 0x07;
+        bool ok = n != 0 && i + n <= len;
+        for (size_t k = 1; ok && k < n; k++) {
+            ok = (p[i + k] & 0xc0) == 0x80;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+        ok = ok && cp >= min_cp[n] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
+        if (!ok) {
+            snprintf(what, what_len, "invalid UTF-8 byte 0x%02x", b);
+            *ret_line = line;
+            *ret_col = col;
+            return -EILSEQ;
+        }
+        bool printable = cp == '\t' || cp == '\n' || cp == '\r' || (cp >= 0x20 && cp <= 0x7e) ||
+                         cp == 0x85 || (cp >= 0xa0 && cp != 0xfffe && cp != 0xffff);
+        if (!printable) {
+            snprintf(what, what_len, "character U+%04X is not allowed in YAML", (unsigned)cp);
+            *ret_line = line;
+            *ret_col = col;
+            return -EILSEQ;
+        }
+        if (cp == '\n') {
+            line++;
+            col = 0;
+        }
+        i += n;
+    }
+    return 0;
+}
+
+void kt_gauntlet_free(kt_gauntlet_t **g_p)
+{
+    if (!g_p || !*g_p)
+        return;
+    kt_gauntlet_t *g = *g_p;
+    free(g->kernels);
+    free(g->scheds);
+    free(g->topologies);
+    free(g->scenarios);
+    free(g);
+    *g_p = NULL;
+}
+
+static void s_gauntlet_freep(kt_gauntlet_t **g)
+{
+    kt_gauntlet_free(g);
+}
+
+/* The first collected libfyaml error as "origin:line:col: msg". */
+static void s_yaml_error(s_ctx_t *c, struct fy_diag *diag, const char *fallback)
+{
+    void *it = NULL;
+    struct fy_diag_error *e = fy_diag_errors_iterate(diag, &it);
+    if (e && e->line > 0)
+        snprintf(c->err, c->err_len, "%s:%d:%d: %s", c->origin, e->line, e->column,
+                 e->msg ? e->msg : "invalid YAML");
+    else if (e && e->msg)
+        snprintf(c->err, c->err_len, "%s: invalid YAML: %s", c->origin, e->msg);
+    else
+        snprintf(c->err, c->err_len, "%s: %s", c->origin, fallback);
+}
+
+int kt_gauntlet_parse(const char *text, size_t len, const char *origin, const char *base_dir,
+                      kt_gauntlet_t **ret, char *err, size_t err_len)
+{
+    char dummy[1];
+    s_ctx_t c = {origin ? origin : "<gauntlet>", base_dir ? base_dir : ".", err ? err : dummy,
+                 err ? err_len : sizeof(dummy)};
+    if (!text || !ret)
+        return -EINVAL;
+    if (len > S_MAX_FILE_SIZE) {
+        snprintf(c.err, c.err_len, "%s: %zu bytes, larger than the limit of %u", c.origin, len,
+                 S_MAX_FILE_SIZE);
+        return -EFBIG;
+    }
+    int line, col;
+    char what[64];
+    if (s_check_text(text, len, &line, &col, what, sizeof(what)) < 0) {
+        snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, line, col, what);
+        return -EINVAL;
+    }
+    _cleanup_(s_diag_freep) struct fy_diag *diag = s_diag_new();
+    if (!diag) {
+        snprintf(c.err, c.err_len, "%s: out of memory", c.origin);
+        return -ENOMEM;
+    }
+    struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET, .diag = diag};
+    _cleanup_(s_parser_freep) struct fy_parser *fyp = fy_parser_create(&cfg);
+    if (!fyp || fy_parser_set_string(fyp, text, len) < 0) {
+        snprintf(c.err, c.err_len, "%s: cannot set up the YAML parser", c.origin);
+        return -ENOMEM;
+    }
+    struct fy_document *doc = fy_parse_load_document(fyp);
+    if (!doc || fy_parser_get_stream_error(fyp)) {
+        if (doc)
+            fy_parse_document_destroy(fyp, doc);
+        s_yaml_error(&c, diag, "empty document: expected a gauntlet mapping");
+        return -EINVAL;
+    }
+    int r;
+    _cleanup_(s_gauntlet_freep) kt_gauntlet_t *g = calloc(1, sizeof(*g));
+    if (!g) {
+        fy_parse_document_destroy(fyp, doc);
+        snprintf(c.err, c.err_len, "%s: out of memory", c.origin);
+        return -ENOMEM;
+    }
+    struct fy_document *extra = fy_parse_load_document(fyp);
+    if (extra || fy_parser_get_stream_error(fyp)) {
+        if (extra && fy_document_root(extra))
+            r = s_fail(&c, fy_document_root(extra), NULL,
+                       "a second YAML document: a gauntlet file holds one");
+        else if (extra)
+            r = s_fail(&c, NULL, NULL, "a second YAML document: a gauntlet file holds one");
+        else {
+            s_yaml_error(&c, diag, "invalid YAML");
+            r = -EINVAL;
+        }
+        if (extra)
+            fy_parse_document_destroy(fyp, extra);
+    } else {
+        struct fy_node *root = fy_document_root(doc);
+        if (!root)
+            r = s_fail(&c, NULL, NULL, "empty document: expected a gauntlet mapping");
+        else
+            r = s_gauntlet(&c, root, g);
+    }
+    fy_parse_document_destroy(fyp, doc);
+    if (r == -ENOMEM)
+        snprintf(c.err, c.err_len, "%s: out of memory", c.origin);
+    if (r < 0)
+        return r;
+    snprintf(g->path, sizeof(g->path), "%s", c.origin);
+    snprintf(g->dir, sizeof(g->dir), "%s", c.base_dir);
+    *ret = TAKE_PTR(g);
+    return 0;
+}
+
+int kt_gauntlet_load(const char *path, kt_gauntlet_t **ret, char *err, size_t err_len)
+{
+    char dummy[1];
+    if (!err) {
+        err = dummy;
+        err_len = sizeof(dummy);
+    }
+    if (!path || !ret)
+        return -EINVAL;
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, err_len, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        snprintf(err, err_len, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, err_len, "%s: not a regular file", path);
+        return -EINVAL;
+    }
+    if (st.st_size > S_MAX_FILE_SIZE) {
+        snprintf(err, err_len, "%s: %lld bytes, larger than the limit of %u", path,
+                 (long long)st.st_size, S_MAX_FILE_SIZE);
+        return -EFBIG;
+    }
+    _cleanup_free_ char *buf = malloc(S_MAX_FILE_SIZE + 2);
+    if (!buf) {
+        snprintf(err, err_len, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    size_t len = 0;
+    for (;;) {
+        ssize_t k = read(fd, buf + len, S_MAX_FILE_SIZE + 1 - len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            int e = errno;
+            snprintf(err, err_len, "%s: %s", path, strerror(e));
+            return -e;
+        }
+        if (k == 0)
+            break;
+        len += (size_t)k;
+        if (len > S_MAX_FILE_SIZE) {
+            snprintf(err, err_len, "%s: larger than the limit of %u bytes", path,
+                     S_MAX_FILE_SIZE);
+            return -EFBIG;
+        }
+    }
+    /* Relative paths inside resolve against the file's folder. */
+    char real[PATH_MAX];
+    if (!realpath(path, real)) {
+        int e = errno;
+        snprintf(err, err_len, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", real);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    kt_gauntlet_t *g = NULL;
+    int r = kt_gauntlet_parse(buf, len, path, dir, &g, err, err_len);
+    if (r < 0)
+        return r;
+    /* Errors name the file as given; the model keeps the absolute path. */
+    snprintf(g->path, sizeof(g->path), "%s", real);
+    *ret = g;
+    return 0;
+}
+
+static bool s_mask_ok(const kt_gauntlet_sched_t *s, uint32_t mask)
+{
+    for (unsigned f = 0; f < s->n_flags; f++) {
+        if (!(mask & (1u << f)))
+            continue;
+        for (unsigned j = 0; j < s->flags[f].n_requires; j++) {
+            int k = s_flag_index(s, s->flags[f].requires[j]);
+            if (k < 0 || !(mask & (1u << k)))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* Profiles ordered by how many flags they enable, then by mask: default
+ * first, then each flag alone in declaration order, then pairs... */
+unsigned kt_gauntlet_profiles(const kt_gauntlet_sched_t *s, uint32_t *ret_masks, unsigned max)
+{
+    unsigned nf = s->n_flags > KT_GAUNTLET_MAX_FLAGS ? KT_GAUNTLET_MAX_FLAGS : s->n_flags;
+    unsigned count = 0;
+    for (unsigned bits = 0; bits <= nf; bits++) {
+        for (uint32_t mask = 0; mask < (1u << nf); mask++) {
+            if ((unsigned)__builtin_popcount(mask) != bits || !s_mask_ok(s, mask))
+                continue;
+            if (ret_masks && count < max)
+                ret_masks[count] = mask;
+            count++;
+        }
+    }
+    return count;
+}
+
+void kt_gauntlet_profile_name(const kt_gauntlet_sched_t *s, uint32_t mask, char *buf, size_t len)
+{
+    if (!len)
+        return;
+    buf[0] = '\0';
+    if (mask == 0) {
+        snprintf(buf, len, "default");
+        return;
+    }
+    size_t off = 0;
+    for (unsigned f = 0; f < s->n_flags && f < 32; f++) {
+        if (!(mask & (1u << f)))
+            continue;
+        int w = snprintf(buf + off, len - off, "%s%s", off ? "+" : "", s->flags[f].name);
+        if (w < 0 || (size_t)w >= len - off)
+            return;
+        off += (size_t)w;
+    }
+}
