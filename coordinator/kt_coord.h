@@ -11,28 +11,28 @@
 #include "kt_msg.h"
 
 typedef struct kt_coord_kernel {
-    char label[64];             /* from the image's release unless given */
+    char label[64]; /* from the image's release unless given */
     char version[64];
-    char commit[48];            /* short hash, "-dirty" suffix; "" when not in git */
-    char path[4096];            /* bzImage */
+    char commit[48]; /* short hash, "-dirty" suffix; "" when not in git */
+    char path[4096]; /* bzImage */
     char sha[KT_SHA_HEX];
     uint64_t size;
 } kt_coord_kernel_t;
 
 typedef struct kt_coord_sched {
-    char name[KT_NAME_MAX];     /* "eevdf" or the binary's name */
-    char path[4096];            /* "" for EEVDF */
+    char name[KT_NAME_MAX]; /* "eevdf" or the binary's name */
+    char path[4096];        /* "" for EEVDF */
     char sha[KT_SHA_HEX];
     uint64_t size;
 } kt_coord_sched_t;
 
 typedef struct kt_coord_cell {
     kt_cellspec_t spec;
-    unsigned kernel;            /* index into run->kernels */
-    unsigned sched;             /* index into run->scheds */
+    unsigned kernel; /* index into run->kernels */
+    unsigned sched;  /* index into run->scheds */
     unsigned vcpus;
     uint64_t memory_mib;
-    uint32_t est_ms;            /* expected wall time, for the budget and ETA */
+    uint32_t est_ms; /* expected wall time, for the budget and ETA */
 } kt_coord_cell_t;
 
 typedef struct kt_coord_run {
@@ -44,8 +44,8 @@ typedef struct kt_coord_run {
     kt_coord_sched_t *scheds;
     unsigned n_cells;
     kt_coord_cell_t *cells;
-    unsigned commit_lookups;    /* libgit2 resolutions done (tests count them) */
-    unsigned n_filtered;        /* cells the scenarios' constraints excluded */
+    unsigned commit_lookups; /* libgit2 resolutions done (tests count them) */
+    unsigned n_filtered;     /* cells the scenarios' constraints excluded */
 } kt_coord_run_t;
 
 /* Frees what run holds and zeroes it; NULL-safe, usable as a _cleanup_. */

@@ -341,8 +341,8 @@ static int s_fields(s_ctx_t *c, struct fy_node *map, struct fy_node *key, const 
         if (hint)
             return s_fail(c, k, map, "%s%sunknown key '%s' in %s (did you mean '%s'?)", path,
                           *path ? ": " : "", shown, what, hint);
-        return s_fail(c, k, map, "%s%sunknown key '%s' in %s (known: %s)", path,
-                      *path ? ": " : "", shown, what, known);
+        return s_fail(c, k, map, "%s%sunknown key '%s' in %s (known: %s)", path, *path ? ": " : "",
+                      shown, what, known);
     }
     return 0;
 }
@@ -380,8 +380,8 @@ static int s_sequence(s_ctx_t *c, struct fy_node **n, struct fy_node *key, const
 
 /* A path relative to the gauntlet's folder, made absolute and checked to
  * exist (what: "a file", "a file or directory"). */
-static int s_path(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
-                  bool dir_ok, char *buf, size_t buf_len)
+static int s_path(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, bool dir_ok,
+                  char *buf, size_t buf_len)
 {
     char raw[4096];
     int r = s_string(c, n, key, path, "a path", raw, sizeof(raw), NULL);
@@ -445,8 +445,8 @@ static int s_kernels(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gaun
                 return r;
             if ((x = S_F(f, "label"))) {
                 snprintf(sub, sizeof(sub), "%.100s.label", path);
-                if ((r = s_string(c, x->value, x->key, sub, "a label", k->label,
-                                  sizeof(k->label), NULL)) < 0)
+                if ((r = s_string(c, x->value, x->key, sub, "a label", k->label, sizeof(k->label),
+                                  NULL)) < 0)
                     return r;
                 if (!s_label_valid(k->label))
                     return s_fail(c, x->value, x->key,
@@ -604,8 +604,7 @@ static int s_sched(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const 
         if ((r = s_flag(c, items[i], fs, fp, &s->flags[i])) < 0)
             return r;
         if (s_flag_index(s, s->flags[i].name) >= 0)
-            return s_fail(c, items[i], fs, "%s: flag '%s' is declared twice", fp,
-                          s->flags[i].name);
+            return s_fail(c, items[i], fs, "%s: flag '%s' is declared twice", fp, s->flags[i].name);
         s->n_flags++;
     }
     /* requires name flags of the same scheduler, not the flag itself. */
@@ -690,8 +689,8 @@ static int s_topologies(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_g
                           "%s: '%s': no zero, at most %d CPUs, LLCs a multiple of the nodes", path,
                           text, KT_MAX_CPUS);
         if (r < 0)
-            return s_fail(c, item, n,
-                          "%s: '%s' is not a preset, N,L,C,T or a label like 1n2l2c1t", path, text);
+            return s_fail(c, item, n, "%s: '%s' is not a preset, N,L,C,T or a label like 1n2l2c1t",
+                          path, text);
         const kt_topology_preset_t *p = kt_topology_preset_find(text);
         t->preset = p != NULL;
         if (p)
@@ -700,8 +699,8 @@ static int s_topologies(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_g
             kt_topology_label(&t->topo, t->name, sizeof(t->name));
         for (unsigned j = 0; j < i; j++)
             if (kt_topology_equal(&g->topologies[j].topo, &t->topo))
-                return s_fail(c, item, n, "%s: '%s' is the same shape as topologies[%u] (%s)",
-                              path, text, j, g->topologies[j].name);
+                return s_fail(c, item, n, "%s: '%s' is the same shape as topologies[%u] (%s)", path,
+                              text, j, g->topologies[j].name);
         g->n_topologies++;
     }
     return 0;
@@ -754,8 +753,8 @@ static int s_scenarios(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_ga
                 char known[512] = "";
                 size_t off = 0;
                 for (unsigned j = 0; j < nb && off < sizeof(known); j++)
-                    off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s",
-                                            j ? ", " : "", all[j].name);
+                    off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", j ? ", " : "",
+                                            all[j].name);
                 return s_fail(c, item, n,
                               "%s: '%s' is not a built-in scenario (%s) nor a path to a YAML "
                               "file",
@@ -844,9 +843,11 @@ static int s_check_text(const char *text, size_t len, int *ret_line, int *ret_co
     int line = 1, col = 1;
     for (size_t i = 0; i < len; col++) {
         unsigned b = p[i];
-        size_t n = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3
-                                                      : (b & 0xf8) == 0xf0   ? 4
-                                                                             : 0;
+        size_t n = b < 0x80             ? 1
+                   : (b & 0xe0) == 0xc0 ? 2
+                   : (b & 0xf0) == 0xe0 ? 3
+                   : (b & 0xf8) == 0xf0 ? 4
+                                        : 0;
         uint32_t cp = n == 1 ? b : n == 2 ? b & 0x1f : n == 3 ? b & 0x0f : b & 0x07;
         bool ok = n != 0 && i + n <= len;
         for (size_t k = 1; ok && k < n; k++) {
@@ -1034,8 +1035,7 @@ int kt_gauntlet_load(const char *path, kt_gauntlet_t **ret, char *err, size_t er
             break;
         len += (size_t)k;
         if (len > S_MAX_FILE_SIZE) {
-            snprintf(err, err_len, "%s: larger than the limit of %u bytes", path,
-                     S_MAX_FILE_SIZE);
+            snprintf(err, err_len, "%s: larger than the limit of %u bytes", path, S_MAX_FILE_SIZE);
             return -EFBIG;
         }
     }

@@ -35,9 +35,8 @@ static const char s_z85[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO
 
 /* Formats the error; values are cut and control characters masked so an
  * error stays one readable line. Returns -EINVAL. */
-__attribute__((format(printf, 5, 6))) static int s_fail(char *err, size_t err_len,
-                                                        const char *origin, unsigned line,
-                                                        const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static int
+s_fail(char *err, size_t err_len, const char *origin, unsigned line, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -211,8 +210,7 @@ static int s_parse_line(char *text, const char *origin, unsigned line, kt_host_t
                 return s_fail(err, err_len, origin, line, "name= given twice");
             if (!s_name_valid(value))
                 return s_fail(err, err_len, origin, line,
-                              "name '%s' is not valid (1 to 63 of A-Z a-z 0-9 _ . : - [ ])",
-                              value);
+                              "name '%s' is not valid (1 to 63 of A-Z a-z 0-9 _ . : - [ ])", value);
             snprintf(ret->name, sizeof(ret->name), "%s", value);
             seen_name = true;
         } else if (strcmp(word, "key") == 0) {

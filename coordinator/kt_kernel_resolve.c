@@ -52,15 +52,15 @@ __attribute__((format(printf, 4, 5))) static int s_fail(char *err, size_t err_le
 static int s_git_fail(char *err, size_t err_len, int code, const char *path, const char *what)
 {
     const git_error *e = git_error_last();
-    int r = code == GIT_ENOTFOUND        ? -ENOENT
-            : code == GIT_EUNBORNBRANCH  ? -ENOENT
-            : code == GIT_EEXISTS        ? -EEXIST
-            : code == GIT_EAMBIGUOUS     ? -EINVAL
-            : code == GIT_EBUFS          ? -ENOBUFS
-            : code == GIT_ELOCKED        ? -EAGAIN
-            : code == GIT_EOWNER         ? -EPERM
-            : code == GIT_EINVALID       ? -EINVAL
-                                         : -EIO;
+    int r = code == GIT_ENOTFOUND       ? -ENOENT
+            : code == GIT_EUNBORNBRANCH ? -ENOENT
+            : code == GIT_EEXISTS       ? -EEXIST
+            : code == GIT_EAMBIGUOUS    ? -EINVAL
+            : code == GIT_EBUFS         ? -ENOBUFS
+            : code == GIT_ELOCKED       ? -EAGAIN
+            : code == GIT_EOWNER        ? -EPERM
+            : code == GIT_EINVALID      ? -EINVAL
+                                        : -EIO;
     return s_fail(err, err_len, r, "'%s': %s: %s", path, what,
                   e && e->message ? e->message : "libgit2 error");
 }
@@ -159,8 +159,8 @@ static bool s_is_file(const char *path)
 
 static bool s_label_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-' || c == '+';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-' || c == '+';
 }
 
 /* Labels name result folders and cells: keep them to file-name-safe bytes. */
@@ -210,8 +210,7 @@ int kt_kernel_resolve(const char *path, const char *label, kt_coord_kernel_t *re
                           path);
         /* An O= build dir links to its source tree. */
         char src[PATH_MAX];
-        int w = snprintf(src, sizeof(src), "%s/%s", path,
-                         i == 2 ? "build/source" : "source");
+        int w = snprintf(src, sizeof(src), "%s/%s", path, i == 2 ? "build/source" : "source");
         struct stat lst;
         if (w > 0 && (size_t)w < sizeof(src) && lstat(src, &lst) == 0 && S_ISLNK(lst.st_mode) &&
             stat(src, &lst) == 0 && S_ISDIR(lst.st_mode))
@@ -230,8 +229,7 @@ int kt_kernel_resolve(const char *path, const char *label, kt_coord_kernel_t *re
     int r = kt_kernel_image_version(real, k.version, sizeof(k.version));
     if (r == -ENOEXEC)
         return s_fail(err, err_len, r,
-                      "kernel '%s': not a bzImage (no x86 boot header or no version string)",
-                      real);
+                      "kernel '%s': not a bzImage (no x86 boot header or no version string)", real);
     if (r < 0)
         return s_fail(err, err_len, r, "kernel '%s': %s", real, strerror(-r));
     if (label && *label) {

@@ -116,8 +116,8 @@ static int s_cmp_cell_id(const void *a, const void *b)
     return strcmp((*x)->spec.cell_id, (*y)->spec.cell_id);
 }
 
-int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_filtered,
-                     char *err, size_t err_len)
+int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_filtered, char *err,
+                     size_t err_len)
 {
     char dummy[1];
     if (!err) {
@@ -129,8 +129,8 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
         return -EINVAL;
     }
     /* Profiles per scheduler, counted first so the size is known. */
-    _cleanup_free_ uint32_t *masks = calloc((size_t)g->n_scheds << KT_GAUNTLET_MAX_FLAGS,
-                                            sizeof(*masks));
+    _cleanup_free_ uint32_t *masks =
+        calloc((size_t)g->n_scheds << KT_GAUNTLET_MAX_FLAGS, sizeof(*masks));
     _cleanup_free_ unsigned *n_profiles = calloc(g->n_scheds ? g->n_scheds : 1, sizeof(unsigned));
     if (!masks || !n_profiles) {
         snprintf(err, err_len, "matrix: out of memory");
@@ -138,8 +138,9 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
     }
     uint64_t total_profiles = 0;
     for (unsigned s = 0; s < g->n_scheds; s++) {
-        n_profiles[s] = kt_gauntlet_profiles(&g->scheds[s], masks + ((size_t)s << KT_GAUNTLET_MAX_FLAGS),
-                                             1u << KT_GAUNTLET_MAX_FLAGS);
+        n_profiles[s] =
+            kt_gauntlet_profiles(&g->scheds[s], masks + ((size_t)s << KT_GAUNTLET_MAX_FLAGS),
+                                 1u << KT_GAUNTLET_MAX_FLAGS);
         total_profiles += n_profiles[s];
     }
     unsigned fitting = 0, filtered = 0;
@@ -188,8 +189,10 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                     char profile[128], args[512];
                     kt_gauntlet_profile_name(gs, mask, profile, sizeof(profile));
                     if (s_sched_args(gs, mask, args, sizeof(args)) < 0) {
-                        snprintf(err, err_len, "%s: scheduler '%s' profile '%s': arguments "
-                                 "longer than 511 bytes", g->path, gs->name, profile);
+                        snprintf(err, err_len,
+                                 "%s: scheduler '%s' profile '%s': arguments "
+                                 "longer than 511 bytes",
+                                 g->path, gs->name, profile);
                         r = -E2BIG;
                         break;
                     }

@@ -8,23 +8,34 @@
 
 typedef struct kt_store kt_store_t;
 
+/* Opens (creating it and its schema when new) the store at path; several
+ * processes may hold it open. -errno; kt_store_error says why only once a
+ * store exists, so open failures carry no text beyond the errno. */
 int kt_store_open(const char *path, kt_store_t **ret);
 void kt_store_close(kt_store_t **s_p);
+/* The last failure's text (SQLite's message and what was being done). */
+const char *kt_store_error(const kt_store_t *s);
 
-/* A run and its inputs (run.json text). */
+/* A run and its inputs (run.json text). Beginning a run the store knows
+ * is a resume: its cells, attempts and results stay. */
 int kt_store_run_begin(kt_store_t *s, const char *run_id, const char *inputs_json);
 int kt_store_run_end(kt_store_t *s, const char *run_id, const char *status);
+/* A run's inputs (run.json text as given to kt_store_run_begin); caller
+ * owns *ret_json. -ENOENT for a run the store does not know. */
+int kt_store_run_inputs(kt_store_t *s, const char *run_id, char **ret_json);
 /* Register a cell of a run (idempotent). */
 int kt_store_cell_add(kt_store_t *s, const char *run_id, const char *cell_id, const char *name,
                       const char *kernel_label, const char *kernel_commit);
-/* An attempt was assigned to a worker; older attempts of the cell are fenced. */
-int kt_store_attempt_begin(kt_store_t *s, const char *run_id, const char *cell_id,
-                           unsigned attempt, const char *worker);
+/* An attempt was assigned to a worker; older attempts of the cell are fenced.
+ * Attempts start at 1; -ESTALE for one older than the cell's current. */
+int kt_store_attempt_begin(kt_store_t *s, const char *run_id, const char *cell_id, unsigned attempt,
+                           const char *worker);
 /* An attempt ended without a result (worker lost, cancelled). */
 int kt_store_attempt_lost(kt_store_t *s, const char *run_id, const char *cell_id, unsigned attempt,
                           const char *why);
-/* Record a result. *ret_accepted is false when the attempt was fenced or the
- * cell already has a result (then the result is kept as stale). */
+/* Record a result. It is accepted only for the cell's current attempt (the
+ * latest begun, even if since marked lost) while the cell has no accepted
+ * result; otherwise it is kept as stale and *ret_accepted is false. */
 int kt_store_result(kt_store_t *s, const char *run_id, const char *cell_id, unsigned attempt,
                     const char *worker, const char *verdict, const char *reason,
                     const char *sidecar_path, const char *metrics_json, bool *ret_accepted);

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-__attribute__((format(printf, 1, 2), noreturn)) static void kt_test_die(const char *fmt, ...)
+__attribute__((format(printf, 1, 2), noreturn)) static inline void kt_test_die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -27,7 +27,7 @@ __attribute__((format(printf, 1, 2), noreturn)) static void kt_test_die(const ch
     abort();
 }
 
-static void kt_test_git_check(int r, const char *what)
+static inline void kt_test_git_check(int r, const char *what)
 {
     if (r < 0) {
         const git_error *e = git_error_last();
@@ -36,7 +36,7 @@ static void kt_test_git_check(int r, const char *what)
 }
 
 /* A new empty folder under $TMPDIR (or /tmp); caller frees the string. */
-static char *kt_test_tmpdir(const char *tag)
+static inline char *kt_test_tmpdir(const char *tag)
 {
     const char *base = getenv("TMPDIR");
     char *path = NULL;
@@ -47,7 +47,7 @@ static char *kt_test_tmpdir(const char *tag)
     return path;
 }
 
-static int kt_test_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static inline int kt_test_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
     (void)flag;
@@ -55,14 +55,14 @@ static int kt_test_rm_one(const char *path, const struct stat *st, int flag, str
     return remove(path);
 }
 
-static void kt_test_rm_rf(const char *path)
+static inline void kt_test_rm_rf(const char *path)
 {
     if (path)
         nftw(path, kt_test_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* mkdir -p of the folder part of path. */
-static void kt_test_mkdirs_for(const char *path)
+static inline void kt_test_mkdirs_for(const char *path)
 {
     char buf[4096];
     snprintf(buf, sizeof(buf), "%s", path);
@@ -76,7 +76,7 @@ static void kt_test_mkdirs_for(const char *path)
     }
 }
 
-static void kt_test_write(const char *path, const void *data, size_t len)
+static inline void kt_test_write(const char *path, const void *data, size_t len)
 {
     kt_test_mkdirs_for(path);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -84,8 +84,8 @@ static void kt_test_write(const char *path, const void *data, size_t len)
         kt_test_die("write '%s': %s", path, strerror(errno));
 }
 
-__attribute__((format(printf, 2, 3))) static void kt_test_writef(const char *path,
-                                                                  const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static inline void kt_test_writef(const char *path,
+                                                                        const char *fmt, ...)
 {
     char *text = NULL;
     va_list ap;
@@ -101,7 +101,7 @@ __attribute__((format(printf, 2, 3))) static void kt_test_writef(const char *pat
 /* A 4 KiB stand-in bzImage: "HdrS" at 0x202 and the release at the
  * kernel_version offset, which is all kt_kernel_image_version reads. salt
  * changes the content (and so the sha256) without changing the version. */
-static void kt_test_fake_bzimage(const char *path, const char *version, unsigned salt)
+static inline void kt_test_fake_bzimage(const char *path, const char *version, unsigned salt)
 {
     unsigned char b[4096];
     memset(b, 0, sizeof(b));
@@ -115,7 +115,7 @@ static void kt_test_fake_bzimage(const char *path, const char *version, unsigned
 }
 
 /* git init at dir, with the library initialised. */
-static git_repository *kt_test_git_init(const char *dir)
+static inline git_repository *kt_test_git_init(const char *dir)
 {
     git_libgit2_init();
     git_repository *repo = NULL;
@@ -125,8 +125,8 @@ static git_repository *kt_test_git_init(const char *dir)
 
 /* Stages the named files (relative to the work tree) and commits them on
  * HEAD; returns the new commit's 40-digit id in ret_hex (41 bytes). */
-static void kt_test_git_commit(git_repository *repo, const char *const *files, size_t n_files,
-                               const char *message, char *ret_hex)
+static inline void kt_test_git_commit(git_repository *repo, const char *const *files,
+                                      size_t n_files, const char *message, char *ret_hex)
 {
     git_index *idx = NULL;
     kt_test_git_check(git_repository_index(&idx, repo), "index");
@@ -160,7 +160,7 @@ static void kt_test_git_commit(git_repository *repo, const char *const *files, s
 }
 
 /* Points HEAD at a commit directly (a detached HEAD). */
-static void kt_test_git_detach(git_repository *repo, const char *hex)
+static inline void kt_test_git_detach(git_repository *repo, const char *hex)
 {
     git_oid id;
     kt_test_git_check(git_oid_fromstr(&id, hex), "oid");

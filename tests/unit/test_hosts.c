@@ -1,6 +1,7 @@
 /* hosts.txt and --workers lists: every accepted form lands in its fields,
  * and every malformed line is refused with "FILE:LINE: what". */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -101,7 +101,7 @@ static void test_errors_name_file_and_line(void **state)
                                   "characters, as `ktstr-coord keygen` prints)");
     s_expect_error("a key=" S_KEY " key=" S_KEY, "h.txt:1: key= given twice");
     s_expect_error("a\n# x\nb\na:7461\n", "h.txt:4: endpoint tcp://a:7461 is already listed "
-                                         "(line 1)");
+                                          "(line 1)");
     s_expect_error("a name=w\nb name=w\n", "h.txt:2: name 'w' is already used (line 1)");
     s_expect_error("a\nb\x01\n", "h.txt:2: column 2: byte 0x01: only printable ASCII is "
                                  "allowed");
@@ -138,16 +138,14 @@ static void test_bounds(void **state)
         off += (size_t)snprintf(text + off, cap - off, "w%u:%u\n", i, 1000 + i);
     assert_int_equal(kt_hosts_parse(text, off, "h.txt", &h, &n, err, sizeof(err)), -EINVAL);
     char want[64];
-    snprintf(want, sizeof(want), "h.txt:%u: more than %u workers", KT_HOSTS_MAX + 1,
-             KT_HOSTS_MAX);
+    snprintf(want, sizeof(want), "h.txt:%u: more than %u workers", KT_HOSTS_MAX + 1, KT_HOSTS_MAX);
     assert_string_equal(err, want);
     /* Drop the last line: exactly the maximum. */
     text[off - 1] = '\0';
     char *cut = strrchr(text, '\n');
     assert_non_null(cut);
-    assert_int_equal(kt_hosts_parse(text, (size_t)(cut - text + 1), "h.txt", &h, &n, err,
-                                    sizeof(err)),
-                     0);
+    assert_int_equal(
+        kt_hosts_parse(text, (size_t)(cut - text + 1), "h.txt", &h, &n, err, sizeof(err)), 0);
     assert_int_equal(n, KT_HOSTS_MAX);
     free(h);
     free(text);
@@ -167,9 +165,8 @@ static void test_list(void **state)
     kt_host_t *h = NULL;
     unsigned n = 0;
     char err[256] = "";
-    assert_int_equal(kt_hosts_parse_list("127.0.0.1:7001,localhost,[::1]:9", &h, &n, err,
-                                         sizeof(err)),
-                     0);
+    assert_int_equal(
+        kt_hosts_parse_list("127.0.0.1:7001,localhost,[::1]:9", &h, &n, err, sizeof(err)), 0);
     assert_int_equal(n, 3);
     assert_string_equal(h[0].endpoint, "tcp://127.0.0.1:7001");
     assert_string_equal(h[1].endpoint, "tcp://localhost:7461");

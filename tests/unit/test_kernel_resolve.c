@@ -268,19 +268,18 @@ static void test_commit_map_once_per_kernel(void **state)
     char *sched = s_path("bin/scx_qmap");
     kt_test_writef(sched, "#!/bin/sh\n");
     char *gpath = s_path("g.yaml");
-    kt_test_writef(gpath,
-                   "kernels: [map0, map1, nogit/bzImage]\n"
-                   "schedulers:\n"
-                   "  - name: eevdf\n"
-                   "  - name: scx_qmap\n"
-                   "    binary: bin/scx_qmap\n"
-                   "    flags:\n"
-                   "      - {name: slice-short, args: [\"-s\", \"5000\"]}\n"
-                   "      - {name: batch, args: [\"-b\", \"8\"]}\n"
-                   "      - {name: boost, args: [\"-H\"], requires: [batch]}\n"
-                   "topologies: [tiny-1llc, tiny-2llc]\n"
-                   "scenarios: [steady, pipe_pingpong]\n"
-                   "duration: 3s\n");
+    kt_test_writef(gpath, "kernels: [map0, map1, nogit/bzImage]\n"
+                          "schedulers:\n"
+                          "  - name: eevdf\n"
+                          "  - name: scx_qmap\n"
+                          "    binary: bin/scx_qmap\n"
+                          "    flags:\n"
+                          "      - {name: slice-short, args: [\"-s\", \"5000\"]}\n"
+                          "      - {name: batch, args: [\"-b\", \"8\"]}\n"
+                          "      - {name: boost, args: [\"-H\"], requires: [batch]}\n"
+                          "topologies: [tiny-1llc, tiny-2llc]\n"
+                          "scenarios: [steady, pipe_pingpong]\n"
+                          "duration: 3s\n");
     kt_gauntlet_t *g __attribute__((cleanup(s_gauntlet_freep))) = NULL;
     char err[1024] = "";
     assert_int_equal(kt_gauntlet_load(gpath, &g, err, sizeof(err)), 0);
