@@ -4,3 +4,4 @@
 
 int builtin_check(int argc, char **argv);
 int builtin_run_cell(int argc, char **argv);
+int builtin_serve(int argc, char **argv);

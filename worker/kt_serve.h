@@ -13,7 +13,7 @@
 #include "kt_executor.h"
 
 typedef struct kt_serve_config {
-    const char *bind;               /* "tcp://*:7461", "ipc://...", "inproc://..." */
+    const char *bind;               /* "tcp://ADDR:7461" (ADDR * for all), "ipc://...", "inproc://..." */
     const char *worker_id;          /* NULL: hostname */
     const char *cache_dir;          /* artifacts and journal; NULL: /var/cache/ktstr or ~/.cache/ktstr */
     kt_executor_t executor;

@@ -13,6 +13,7 @@ static const struct {
 } s_verbs[] = {
     {"check", builtin_check, "check KVM (with a canary boot) and print host capacity"},
     {"run-cell", builtin_run_cell, "run one cell in a VM on this host and write its sidecar"},
+    {"serve", builtin_serve, "serve coordinators: run their cells, journal results until acked"},
 };
 
 static void s_usage(FILE *f)
