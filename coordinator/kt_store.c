@@ -318,17 +318,13 @@ out:
     return r;
 }
 
-int kt_store_open(const char *path, kt_store_t **ret)
+/* Sets s up on the database at path; on failure s->error says why. */
+static int s_open(kt_store_t *s, const char *path)
 {
-    if (!path || !*path || !ret)
-        return -EINVAL;
-    _cleanup_(s_store_closep) kt_store_t *s = calloc(1, sizeof(*s));
-    if (!s)
-        return -ENOMEM;
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK)
-        return s_fail(s, rc, path);
+        return s_fail(s, rc, "open");
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, S_BUSY_MS);
     /* journal_mode is persistent; switching needs a moment without other
@@ -341,7 +337,7 @@ int kt_store_open(const char *path, kt_store_t **ret)
     bool wal = mode && strcmp(mode, "wal") == 0;
     sqlite3_finalize(st);
     if (!wal)
-        return rc == SQLITE_ROW ? s_fail_msg(s, -EIO, "%s: cannot switch to WAL", path)
+        return rc == SQLITE_ROW ? s_fail_msg(s, -EIO, "cannot switch to WAL")
                                 : s_fail(s, rc, "journal_mode=WAL");
     int r;
     if ((r = s_exec(s, "PRAGMA synchronous=NORMAL")) < 0 ||
@@ -354,8 +350,29 @@ int kt_store_open(const char *path, kt_store_t **ret)
         if (rc != SQLITE_OK)
             return s_fail(s, rc, s_sql[i]);
     }
+    return 0;
+}
+
+int kt_store_open_why(const char *path, kt_store_t **ret, char *err, size_t err_len)
+{
+    if (!path || !*path || !ret)
+        return -EINVAL;
+    _cleanup_(s_store_closep) kt_store_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    int r = s_open(s, path);
+    if (r < 0) {
+        if (err && err_len)
+            snprintf(err, err_len, "'%s': %s", path, s->error);
+        return r;
+    }
     *ret = TAKE_PTR(s);
     return 0;
+}
+
+int kt_store_open(const char *path, kt_store_t **ret)
+{
+    return kt_store_open_why(path, ret, NULL, 0);
 }
 
 const char *kt_store_error(const kt_store_t *s)

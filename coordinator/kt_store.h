@@ -4,14 +4,16 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct kt_store kt_store_t;
 
 /* Opens (creating it and its schema when new) the store at path; several
- * processes may hold it open. -errno; kt_store_error says why only once a
- * store exists, so open failures carry no text beyond the errno. */
+ * processes may hold it open. -errno; kt_store_open_why also says why
+ * (SQLite's message, a schema version from a newer ktstr-coord). */
 int kt_store_open(const char *path, kt_store_t **ret);
+int kt_store_open_why(const char *path, kt_store_t **ret, char *err, size_t err_len);
 void kt_store_close(kt_store_t **s_p);
 /* The last failure's text (SQLite's message and what was being done). */
 const char *kt_store_error(const kt_store_t *s);

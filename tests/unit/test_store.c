@@ -105,11 +105,18 @@ static void test_schema_and_wal(void **state)
     sqlite3_close(db);
     assert_int_equal(kt_store_open(s_db, &s), -EPROTO);
     assert_null(s);
+    char why[512], want[4200];
+    assert_int_equal(kt_store_open_why(s_db, &s, why, sizeof(why)), -EPROTO);
+    snprintf(want, sizeof(want),
+             "'%s': the run store has schema version 99, this ktstr-coord knows 1", s_db);
+    assert_string_equal(why, want);
 
     /* Not a database. */
     s_fresh(NULL);
     kt_test_writef(s_db, "this is not SQLite, just text long enough to have a header......\n");
     assert_int_equal(kt_store_open(s_db, &s), -EBADMSG);
+    assert_int_equal(kt_store_open_why(s_db, &s, why, sizeof(why)), -EBADMSG);
+    assert_non_null(strstr(why, "file is not a database"));
     /* A folder that does not exist. */
     char bad[4200];
     snprintf(bad, sizeof(bad), "%s/missing/ktstr.db", s_dir);
