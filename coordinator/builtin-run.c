@@ -1,0 +1,778 @@
+/* ktstr-coord run: parse and resolve everything first (gauntlet, kernels,
+ * schedulers, cells, hosts) and fail fast with file:line errors; then open
+ * the run store and the results directory, start the embedded worker when
+ * no --workers were given (the same worker code, on a private ipc://
+ * endpoint), dispatch, and write the reports. Exit status: 0 every cell
+ * passed (skips are fine), 1 any cell failed, 2 any error (and no fail),
+ * cells left without a verdict, or nothing could run. */
+#include <czmq.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "builtins.h"
+#include "kt_cleanup.h"
+#include "kt_coord.h"
+#include "kt_dispatch.h"
+#include "kt_executor.h"
+#include "kt_gauntlet.h"
+#include "kt_hosts.h"
+#include "kt_image.h"
+#include "kt_kvm.h"
+#include "kt_log.h"
+#include "kt_matrix.h"
+#include "kt_report.h"
+#include "kt_runcell.h"
+#include "kt_serve.h"
+#include "kt_store.h"
+
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ktstr-coord run [--workers FILE|host[:port],...] --gauntlet FILE\n"
+            "                       [--results DIR] [--resume RUN_ID] [--junit FILE]\n"
+            "                       [--budget SECS] [--curve-secret FILE]\n"
+            "                       [--heartbeat MS] [--lost-after MS] [--max-attempts N]\n"
+            "                       [--executor vm|null|sleep:MS] [--local-vcpus N]\n"
+            "                       [--local-memory MIB] [--accel auto|kvm|tcg]\n"
+            "                       [--progress auto|tty|plain|quiet]\n"
+            "Runs every cell of a gauntlet on the workers of a hosts file (`host[:port]\n"
+            "[name=NAME] [key=PUBLIC_KEY]` per line) or list, or without --workers on\n"
+            "this machine through an embedded worker. Results go to\n"
+            "{results}/{run_id}/ (run.json, sidecars, console logs) and\n"
+            "{results}/ktstr.db; --resume RUN_ID finishes an interrupted run without\n"
+            "running its done cells again.\n"
+            "  --results DIR       default ./results\n"
+            "  --budget SECS       keep the cells that cover the most within this much\n"
+            "                      estimated VM time\n"
+            "  --curve-secret FILE our certificate (ktstr-coord keygen); the hosts file\n"
+            "                      gives each worker's public key as key=...\n"
+            "  --heartbeat MS      default 1000; --lost-after MS default 5000\n"
+            "  --executor, --local-vcpus, --local-memory, --accel: the embedded worker\n"
+            "                      only (null and sleep run no VM: tests and benches)\n"
+            "Exit status: 0 all passed, 1 a cell failed, 2 an error (or no verdict).\n");
+}
+
+typedef struct s_opts {
+    const char *workers;
+    const char *gauntlet;
+    const char *results;
+    const char *resume;
+    const char *junit;
+    const char *curve_secret;
+    const char *executor;
+    const char *accel;
+    const char *progress;
+    uint64_t budget_ms;
+    uint32_t heartbeat_ms, lost_after_ms;
+    unsigned max_attempts;
+    unsigned local_vcpus;
+    uint64_t local_memory_mib;
+} s_opts_t;
+
+static int s_parse_u64(const char *text, uint64_t lo, uint64_t hi, uint64_t *ret)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text || *end || text[0] == '-' || v < lo || v > hi)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
+
+static int s_parse_secs(const char *text, uint64_t *ret_ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v > 0) || v > 30.0 * 24 * 3600)
+        return -EINVAL;
+    *ret_ms = (uint64_t)(v * 1000.0);
+    return 0;
+}
+
+static void s_gauntlet_freep(kt_gauntlet_t **g)
+{
+    kt_gauntlet_free(g);
+}
+
+static void s_store_closep(kt_store_t **s)
+{
+    kt_store_close(s);
+}
+
+static void s_report_freep(kt_report_t **r)
+{
+    kt_report_free(r);
+}
+
+static void s_json_decrefp(json_t **j)
+{
+    json_decref(*j);
+}
+
+static void s_actor_destroyp(zactor_t **a)
+{
+    zactor_destroy(a);
+}
+
+/* ---- dispatcher events -> report ---- */
+
+static void s_ev_cell_done(void *ud, const kt_coord_cell_t *cell, unsigned attempt,
+                           const char *worker, const char *verdict, const char *reason,
+                           const char *sidecar_json, size_t sidecar_len, const char *console,
+                           size_t console_len)
+{
+    kt_report_cell_done(ud, cell, attempt, worker, verdict, reason);
+}
+
+__attribute__((format(printf, 2, 3))) static void s_ev_note(void *ud, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    kt_report_note(ud, buf);
+}
+
+static int s_ev_write(void *ud, const kt_dispatch_result_t *r, char *ret_path, size_t len)
+{
+    return kt_report_write_result(ud, r, ret_path, len);
+}
+
+static void s_ev_status(void *ud, const kt_dispatch_status_t *st)
+{
+    kt_report_status(ud, st);
+}
+
+/* ---- the embedded worker ---- */
+
+/* auto: KVM only when the device works and a canary boot of the run's first
+ * kernel reaches ktstr-init under it (as `ktstr-worker check` decides). */
+static int s_resolve_accel(const char *want, const char *kernel, enum kt_accel *ret,
+                           char *why, size_t why_len)
+{
+    if (strcmp(want, "tcg") == 0) {
+        *ret = KT_ACCEL_TCG;
+        snprintf(why, why_len, "tcg requested");
+        return 0;
+    }
+    if (strcmp(want, "kvm") != 0 && strcmp(want, "auto") != 0) {
+        snprintf(why, why_len, "--accel '%s': expected auto, kvm or tcg", want);
+        return -EINVAL;
+    }
+    enum kt_accel requested = strcmp(want, "kvm") == 0 ? KT_ACCEL_KVM : KT_ACCEL_AUTO;
+    kt_kvm_status_t st;
+    kt_kvm_probe_device(&st);
+    if (st.present && st.openable && st.api_version == 12) {
+        const char *init = kt_runcell_find_init();
+        if (!init) {
+            snprintf(why, why_len, "ktstr-init not found for the KVM canary (set KTSTR_INIT)");
+            return -ENOENT;
+        }
+        kt_image_entry_t entries[] = {
+            {.guest_path = "init", .host_path = init, .mode = 0755},
+            {.guest_path = "bin/busybox", .host_path = "/bin/busybox", .mode = 0755},
+        };
+        const char *dir = getenv("KTSTR_IMAGE_DIR");
+        kt_image_t *img = NULL;
+        int r = kt_image_acquire(dir && *dir ? dir : KT_IMAGE_DEFAULT_DIR, entries,
+                                 KT_ARRAY_SIZE(entries), &img);
+        if (r < 0) {
+            snprintf(why, why_len, "cannot build the canary image: %s", strerror(-r));
+            return r;
+        }
+        kt_log_info("embedded worker: KVM canary boot of '%s'", kernel);
+        kt_kvm_check(kernel, kt_image_path(img), NULL, &st);
+        kt_image_release(&img);
+    }
+    int r = kt_accel_resolve(requested, &st, ret);
+    if (r < 0) {
+        snprintf(why, why_len, "--accel kvm, but KVM is unusable: %s", st.reason);
+        return r;
+    }
+    snprintf(why, why_len, "%s%s", *ret == KT_ACCEL_TCG && requested == KT_ACCEL_AUTO
+                                        ? "KVM not usable, TCG: "
+                                        : "",
+             st.reason);
+    return 0;
+}
+
+typedef struct s_local {
+    char dir[96];           /* an ipc:// path must fit a sockaddr_un */
+    char endpoint[128];
+    char work_dir[128];
+    kt_vm_executor_config_t vmcfg;
+    kt_serve_config_t cfg;
+    kt_host_t host;
+} s_local_t;
+
+static int s_local_start(const s_opts_t *o, const kt_coord_run_t *run, s_local_t *l,
+                         zactor_t **ret_actor)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp || strlen(tmp) > 60)
+        tmp = "/tmp";
+    snprintf(l->dir, sizeof(l->dir), "%s/ktstr-coord-XXXXXX", tmp);
+    if (!mkdtemp(l->dir))
+        return kt_log_error_errno(-errno, "run: cannot make a private directory in '%s': %m",
+                                  tmp);
+    snprintf(l->endpoint, sizeof(l->endpoint), "ipc://%s/worker.ipc", l->dir);
+    snprintf(l->work_dir, sizeof(l->work_dir), "%s/cells", l->dir);
+
+    unsigned largest = 1;
+    for (unsigned i = 0; i < run->n_cells; i++)
+        if (run->cells[i].vcpus > largest)
+            largest = run->cells[i].vcpus;
+    kt_host_info_t hi = {0};
+    kt_host_info_read(&hi);
+    /* VM cells are CPU-bound; under TCG two vCPUs already saturate a core,
+     * so by default this machine runs about one VM at a time: as many vCPUs
+     * as it has CPUs, but never less than the largest cell. */
+    unsigned vcpus = o->local_vcpus ? o->local_vcpus : (hi.cpus > largest ? hi.cpus : largest);
+
+    const char *ex = o->executor ? o->executor : "vm";
+    memset(&l->cfg, 0, sizeof(l->cfg));
+    if (strcmp(ex, "vm") == 0) {
+        if (!run->n_kernels) {
+            kt_log_error("run: no kernel to run");
+            return -EINVAL;
+        }
+        char why[400];
+        enum kt_accel accel;
+        int r = s_resolve_accel(o->accel ? o->accel : "auto", run->kernels[0].path, &accel, why,
+                                sizeof(why));
+        if (r < 0) {
+            kt_log_error("run: %s", why);
+            return r;
+        }
+        kt_log_info("embedded worker: accel=%s (%s)", kt_accel_name(accel), why);
+        l->vmcfg.accel = accel;
+        l->vmcfg.work_dir = l->work_dir;
+        l->vmcfg.image_dir = NULL;
+        l->cfg.executor = kt_executor_vm(&l->vmcfg);
+        l->cfg.accel_name = kt_accel_name(accel);
+    } else if (strcmp(ex, "null") == 0) {
+        l->cfg.executor = kt_executor_null();
+        l->cfg.accel_name = "tcg";
+    } else if (strncmp(ex, "sleep:", 6) == 0) {
+        uint64_t ms;
+        if (s_parse_u64(ex + 6, 0, 3600 * 1000, &ms) < 0) {
+            kt_log_error("run: --executor '%s': sleep:MS takes milliseconds (0..3600000)", ex);
+            return -EINVAL;
+        }
+        l->cfg.executor = kt_executor_sleep((uint32_t)ms);
+        l->cfg.accel_name = "tcg";
+    } else {
+        kt_log_error("run: --executor '%s': expected vm, null or sleep:MS", ex);
+        return -EINVAL;
+    }
+    l->cfg.bind = l->endpoint;
+    l->cfg.worker_id = "local";
+    l->cfg.capacity_vcpus = vcpus;
+    l->cfg.capacity_memory_mib = o->local_memory_mib;
+    l->cfg.heartbeat_ms = o->heartbeat_ms;
+    l->cfg.lost_after_ms = o->lost_after_ms;
+    zactor_t *actor = kt_serve_actor_new(&l->cfg);
+    if (!actor)
+        return kt_log_error_errno(-EIO, "run: the embedded worker did not start (see above)");
+    memset(&l->host, 0, sizeof(l->host));
+    snprintf(l->host.host, sizeof(l->host.host), "localhost");
+    snprintf(l->host.endpoint, sizeof(l->host.endpoint), "%s", l->endpoint);
+    snprintf(l->host.name, sizeof(l->host.name), "local");
+    *ret_actor = actor;
+    return 0;
+}
+
+static void s_local_cleanup(s_local_t *l)
+{
+    if (!l->dir[0])
+        return;
+    char sock[128];
+    snprintf(sock, sizeof(sock), "%s/worker.ipc", l->dir);
+    unlink(sock);
+    rmdir(l->work_dir);
+    if (rmdir(l->dir) < 0 && errno != ENOENT)
+        kt_log_debug("run: '%s' left behind: %m", l->dir);
+}
+
+/* ---- resume ---- */
+
+/* The stored run.json's "inputs" and its cell ids. */
+static int s_resume_load(kt_store_t *store, const char *run_id, json_t **ret_doc)
+{
+    char *text = NULL;
+    int r = kt_store_run_inputs(store, run_id, &text);
+    if (r < 0)
+        return r;
+    json_error_t jerr;
+    json_t *doc = json_loads(text, 0, &jerr);
+    free(text);
+    if (!doc || !json_is_object(doc)) {
+        json_decref(doc);
+        return -EBADMSG;
+    }
+    *ret_doc = doc;
+    return 0;
+}
+
+static const char *s_jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/* Keep exactly the cells the run had (its budget choice included); every
+ * one of them must still be in the gauntlet, with the same id. */
+static int s_resume_cells(kt_coord_run_t *run, json_t *cells, char *err, size_t err_len)
+{
+    size_t n = json_array_size(cells);
+    if (!n) {
+        snprintf(err, err_len, "the stored run lists no cells");
+        return -EBADMSG;
+    }
+    _cleanup_free_ bool *keep = calloc(run->n_cells ? run->n_cells : 1, sizeof(bool));
+    if (!keep)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = s_jstr(json_array_get(cells, i), "id");
+        const char *name = s_jstr(json_array_get(cells, i), "name");
+        bool found = false;
+        for (unsigned k = 0; id && k < run->n_cells && !found; k++)
+            if (strcmp(run->cells[k].spec.cell_id, id) == 0)
+                found = keep[k] = true;
+        if (!found) {
+            snprintf(err, err_len,
+                     "cell %s (%.12s) of the run is not in the gauntlet any more: the gauntlet, "
+                     "a kernel or a scheduler binary changed since the run began",
+                     name ? name : "?", id ? id : "?");
+            return -ESTALE;
+        }
+    }
+    unsigned o = 0;
+    for (unsigned k = 0; k < run->n_cells; k++)
+        if (keep[k])
+            run->cells[o++] = run->cells[k];
+    run->n_cells = o;
+    return 0;
+}
+
+/* ---- the verb ---- */
+
+int builtin_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"workers", required_argument, NULL, 'w'},
+        {"gauntlet", required_argument, NULL, 'g'},
+        {"results", required_argument, NULL, 'r'},
+        {"resume", required_argument, NULL, 'R'},
+        {"junit", required_argument, NULL, 'j'},
+        {"budget", required_argument, NULL, 'b'},
+        {"curve-secret", required_argument, NULL, 'c'},
+        {"heartbeat", required_argument, NULL, 'H'},
+        {"lost-after", required_argument, NULL, 'L'},
+        {"max-attempts", required_argument, NULL, 'M'},
+        {"executor", required_argument, NULL, 'e'},
+        {"local-vcpus", required_argument, NULL, 'V'},
+        {"local-memory", required_argument, NULL, 'm'},
+        {"accel", required_argument, NULL, 'a'},
+        {"progress", required_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    s_opts_t o = {.results = "results"};
+    bool results_set = false;
+    int c;
+    uint64_t v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "w:g:r:R:j:b:c:H:L:M:e:V:m:a:p:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w': o.workers = optarg; break;
+        case 'g': o.gauntlet = optarg; break;
+        case 'r':
+            o.results = optarg;
+            results_set = true;
+            break;
+        case 'R': o.resume = optarg; break;
+        case 'j': o.junit = optarg; break;
+        case 'c': o.curve_secret = optarg; break;
+        case 'e': o.executor = optarg; break;
+        case 'a': o.accel = optarg; break;
+        case 'p': o.progress = optarg; break;
+        case 'b':
+            if (s_parse_secs(optarg, &o.budget_ms) < 0) {
+                fprintf(stderr, "ktstr-coord run: --budget '%s': expected seconds > 0\n", optarg);
+                return 2;
+            }
+            break;
+        case 'H':
+        case 'L':
+            if (s_parse_u64(optarg, 10, 600000, &v) < 0) {
+                fprintf(stderr, "ktstr-coord run: --%s '%s': expected 10..600000 ms\n",
+                        c == 'H' ? "heartbeat" : "lost-after", optarg);
+                return 2;
+            }
+            if (c == 'H')
+                o.heartbeat_ms = (uint32_t)v;
+            else
+                o.lost_after_ms = (uint32_t)v;
+            break;
+        case 'M':
+            if (s_parse_u64(optarg, 1, 100, &v) < 0) {
+                fprintf(stderr, "ktstr-coord run: --max-attempts '%s': expected 1..100\n", optarg);
+                return 2;
+            }
+            o.max_attempts = (unsigned)v;
+            break;
+        case 'V':
+            if (s_parse_u64(optarg, 1, 4096, &v) < 0) {
+                fprintf(stderr, "ktstr-coord run: --local-vcpus '%s': expected 1..4096\n", optarg);
+                return 2;
+            }
+            o.local_vcpus = (unsigned)v;
+            break;
+        case 'm':
+            if (s_parse_u64(optarg, 64, 1u << 30, &v) < 0) {
+                fprintf(stderr, "ktstr-coord run: --local-memory '%s': expected MiB >= 64\n",
+                        optarg);
+                return 2;
+            }
+            o.local_memory_mib = v;
+            break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "ktstr-coord run: unexpected argument '%s'\n", argv[optind]);
+        s_usage(stderr);
+        return 2;
+    }
+    if (!o.gauntlet && !o.resume) {
+        fprintf(stderr, "ktstr-coord run: --gauntlet FILE is required (or --resume RUN_ID)\n");
+        s_usage(stderr);
+        return 2;
+    }
+    enum kt_report_progress progress = KT_REPORT_PROGRESS_AUTO;
+    if (o.progress) {
+        static const char *const names[] = {"auto", "tty", "plain", "quiet"};
+        unsigned k = 0;
+        while (k < 4 && strcmp(o.progress, names[k]) != 0)
+            k++;
+        if (k == 4) {
+            fprintf(stderr, "ktstr-coord run: --progress '%s': expected auto, tty, plain or "
+                            "quiet\n", o.progress);
+            return 2;
+        }
+        progress = (enum kt_report_progress)k;
+    }
+
+    char err[1024] = "";
+    char db[PATH_MAX];
+    if (snprintf(db, sizeof(db), "%s/ktstr.db", o.results) >= (int)sizeof(db)) {
+        fprintf(stderr, "ktstr-coord run: --results '%s': path too long\n", o.results);
+        return 2;
+    }
+    _cleanup_(s_store_closep) kt_store_t *store = NULL;
+    _cleanup_(s_json_decrefp) json_t *stored = NULL;
+    json_t *stored_inputs = NULL;
+    if (o.resume) {
+        if (access(db, F_OK) != 0) {
+            fprintf(stderr, "ktstr-coord run: --resume %s: no run store at '%s' (give the "
+                            "--results DIR of that run)\n", o.resume, db);
+            return 2;
+        }
+        int r = kt_store_open(db, &store);
+        if (r < 0) {
+            fprintf(stderr, "ktstr-coord run: cannot open the run store '%s': %s\n", db,
+                    strerror(-r));
+            return 2;
+        }
+        r = s_resume_load(store, o.resume, &stored);
+        if (r < 0) {
+            fprintf(stderr, "ktstr-coord run: --resume %s: %s\n", o.resume,
+                    r == -ENOENT ? "no such run in the store"
+                                 : "the stored run's inputs cannot be read");
+            return 2;
+        }
+        stored_inputs = json_object_get(stored, "inputs");
+        /* What the run was started with, unless given again. */
+        if (!o.gauntlet)
+            o.gauntlet = s_jstr(stored_inputs, "gauntlet");
+        if (!o.workers)
+            o.workers = s_jstr(stored_inputs, "workers");
+        if (!o.executor)
+            o.executor = s_jstr(stored_inputs, "executor");
+        if (!o.curve_secret)
+            o.curve_secret = s_jstr(stored_inputs, "curve_secret");
+        if (!o.local_vcpus)
+            o.local_vcpus = (unsigned)json_integer_value(json_object_get(stored_inputs,
+                                                                         "local_vcpus"));
+        if (!o.gauntlet) {
+            fprintf(stderr, "ktstr-coord run: --resume %s: the run does not say which gauntlet "
+                            "it ran; pass --gauntlet\n", o.resume);
+            return 2;
+        }
+    }
+
+    _cleanup_(s_gauntlet_freep) kt_gauntlet_t *g = NULL;
+    int r = kt_gauntlet_load(o.gauntlet, &g, err, sizeof(err));
+    if (r < 0) {
+        fprintf(stderr, "ktstr-coord run: %s\n", err);
+        return 2;
+    }
+    _cleanup_(kt_coord_run_free) kt_coord_run_t run = {0};
+    r = kt_coord_run_prepare(g, &run, err, sizeof(err));
+    if (r < 0) {
+        fprintf(stderr, "ktstr-coord run: %s\n", err);
+        return 2;
+    }
+    char run_id[40];
+    if (o.resume)
+        snprintf(run_id, sizeof(run_id), "%s", o.resume);
+    else
+        kt_coord_run_id_new(run_id);
+    if (kt_coord_run_set_id(&run, run_id) < 0) {
+        fprintf(stderr, "ktstr-coord run: '%s' is not a run id\n", run_id);
+        return 2;
+    }
+    if (o.resume) {
+        r = s_resume_cells(&run, json_object_get(stored, "cells"), err, sizeof(err));
+        if (r < 0) {
+            fprintf(stderr, "ktstr-coord run: --resume %s: %s\n", o.resume, err);
+            return 2;
+        }
+    } else if (o.budget_ms) {
+        unsigned all = run.n_cells;
+        kt_matrix_budget(&run, o.budget_ms);
+        kt_log_info("budget %.0f s keeps %u of %u cells", (double)o.budget_ms / 1000.0,
+                    run.n_cells, all);
+    }
+    if (!run.n_cells) {
+        fprintf(stderr, "ktstr-coord run: the gauntlet has no cells to run\n");
+        return 2;
+    }
+
+    _cleanup_free_ kt_host_t *hosts = NULL;
+    unsigned n_hosts = 0;
+    if (o.workers) {
+        struct stat sb;
+        if (stat(o.workers, &sb) == 0 && S_ISREG(sb.st_mode))
+            r = kt_hosts_load(o.workers, &hosts, &n_hosts, err, sizeof(err));
+        else if (strchr(o.workers, '/') && !strchr(o.workers, ':'))
+            r = -ENOENT, snprintf(err, sizeof(err), "--workers '%s': no such file", o.workers);
+        else
+            r = kt_hosts_parse_list(o.workers, &hosts, &n_hosts, err, sizeof(err));
+        if (r < 0) {
+            fprintf(stderr, "ktstr-coord run: %s\n", err);
+            return 2;
+        }
+        if (!n_hosts) {
+            fprintf(stderr, "ktstr-coord run: --workers '%s' names no worker\n", o.workers);
+            return 2;
+        }
+        bool any_key = false;
+        for (unsigned i = 0; i < n_hosts; i++) {
+            any_key |= hosts[i].curve_public[0] != '\0';
+            if (o.curve_secret && !hosts[i].curve_public[0]) {
+                fprintf(stderr, "ktstr-coord run: %s%s%u%sworker %s has no key=PUBLIC_KEY; "
+                                "--curve-secret needs every worker's public key\n",
+                        hosts[i].line ? o.workers : "", hosts[i].line ? ":" : "",
+                        hosts[i].line, hosts[i].line ? ": " : "", hosts[i].name);
+                return 2;
+            }
+        }
+        if (any_key && !o.curve_secret) {
+            fprintf(stderr, "ktstr-coord run: the workers have key= (CURVE) but no "
+                            "--curve-secret FILE was given (make one with ktstr-coord keygen)\n");
+            return 2;
+        }
+        if (o.executor || o.local_vcpus || o.local_memory_mib || o.accel)
+            kt_log_warn("run: --executor, --local-vcpus, --local-memory and --accel are for the "
+                        "embedded worker; the workers decide for themselves, ignoring");
+    }
+    if (o.curve_secret) {
+        zcert_t *cert = zcert_load(o.curve_secret);
+        if (!cert) {
+            fprintf(stderr, "ktstr-coord run: --curve-secret '%s': not a readable certificate "
+                            "(make one with ktstr-coord keygen DIR)\n", o.curve_secret);
+            return 2;
+        }
+        static const char zero_key[] = "0000000000000000000000000000000000000000";
+        bool has_secret = strcmp(zcert_secret_txt(cert), zero_key) != 0;
+        zcert_destroy(&cert);
+        if (!has_secret) {
+            fprintf(stderr, "ktstr-coord run: --curve-secret '%s' holds no secret key (give the "
+                            "*_secret file)\n", o.curve_secret);
+            return 2;
+        }
+    }
+
+    /* Everything parsed and resolved: now the results and the store. */
+    struct stat sb;
+    if (stat(o.results, &sb) < 0 && mkdir(o.results, 0755) < 0 && errno != EEXIST) {
+        fprintf(stderr, "ktstr-coord run: cannot make '%s': %s\n", o.results, strerror(errno));
+        return 2;
+    }
+    if (!store) {
+        r = kt_store_open(db, &store);
+        if (r < 0) {
+            fprintf(stderr, "ktstr-coord run: cannot open the run store '%s': %s\n", db,
+                    strerror(-r));
+            return 2;
+        }
+    }
+    _cleanup_(s_report_freep) kt_report_t *report = NULL;
+    kt_report_config_t rc = {.results_dir = o.results, .run = &run, .out = stdout,
+                             .progress = progress};
+    r = kt_report_new(&rc, &report);
+    if (r < 0) {
+        fprintf(stderr, "ktstr-coord run: cannot make '%s/%s': %s\n", o.results, run.run_id,
+                strerror(-r));
+        return 2;
+    }
+    _cleanup_(s_json_decrefp) json_t *inputs = NULL;
+    if (stored_inputs) {
+        inputs = json_deep_copy(stored_inputs);
+    } else {
+        char gpath[PATH_MAX];
+        const char *gp = realpath(o.gauntlet, gpath) ? gpath : o.gauntlet;
+        char wpath[PATH_MAX];
+        const char *wp = o.workers;
+        if (wp && access(wp, F_OK) == 0 && realpath(wp, wpath))
+            wp = wpath;
+        char cpath[PATH_MAX];
+        const char *cp = o.curve_secret;
+        if (cp && realpath(cp, cpath))
+            cp = cpath;
+        inputs = json_pack("{s:s,s:o,s:o,s:I,s:o,s:i,s:i,s:i}", "gauntlet", gp, "workers",
+                           wp ? json_string(wp) : json_null(), "executor",
+                           n_hosts ? json_null() : json_string(o.executor ? o.executor : "vm"),
+                           "budget_ms", (json_int_t)o.budget_ms, "curve_secret",
+                           cp ? json_string(cp) : json_null(), "local_vcpus", (int)o.local_vcpus,
+                           "heartbeat_ms", (int)(o.heartbeat_ms ? o.heartbeat_ms : 1000),
+                           "lost_after_ms", (int)(o.lost_after_ms ? o.lost_after_ms : 5000));
+    }
+    if (!inputs) {
+        fprintf(stderr, "ktstr-coord run: out of memory\n");
+        return 2;
+    }
+
+    _cleanup_free_ bool *todo = calloc(run.n_cells, sizeof(bool));
+    if (!todo)
+        return 2;
+    unsigned n_todo = 0, n_before = 0;
+    if (o.resume) {
+        for (unsigned i = 0; i < run.n_cells; i++) {
+            char verdict[16];
+            if (kt_store_cell_verdict(store, run.run_id, run.cells[i].spec.cell_id, verdict,
+                                      sizeof(verdict)) == 0) {
+                kt_report_load_done(report, i, verdict);
+                n_before++;
+            } else {
+                todo[i] = true;
+                n_todo++;
+            }
+        }
+        char *text = NULL;
+        if (kt_report_write_run_json(report, inputs, "running", NULL, &text) < 0)
+            kt_log_warn("run: cannot write run.json in '%s', ignoring",
+                        kt_report_run_dir(report));
+        free(text);
+        /* The stored inputs stay as they were: they define the run. */
+        char *orig = json_dumps(stored, JSON_COMPACT);
+        r = orig ? kt_store_run_begin(store, run.run_id, orig) : -ENOMEM;
+        free(orig);
+        printf("run %s: resuming, %u of %u cell(s) already have a verdict, %u to run\n",
+               run.run_id, n_before, run.n_cells, n_todo);
+    } else {
+        char *text = NULL;
+        r = kt_report_write_run_json(report, inputs, "running", NULL, &text);
+        if (r < 0 || !text) {
+            fprintf(stderr, "ktstr-coord run: cannot write '%s/run.json': %s\n",
+                    kt_report_run_dir(report), strerror(r < 0 ? -r : ENOMEM));
+            free(text);
+            return 2;
+        }
+        r = kt_store_run_begin(store, run.run_id, text);
+        free(text);
+        for (unsigned i = 0; r == 0 && i < run.n_cells; i++) {
+            const kt_cellspec_t *sp = &run.cells[i].spec;
+            r = kt_store_cell_add(store, run.run_id, sp->cell_id, sp->cell_name, sp->kernel_label,
+                                  sp->kernel_commit);
+            todo[i] = true;
+        }
+        n_todo = run.n_cells;
+        printf("run %s: %u cell(s) on %s; results in %s\n", run.run_id, run.n_cells,
+               n_hosts ? "the workers" : "this machine (embedded worker)",
+               kt_report_run_dir(report));
+    }
+    if (r < 0) {
+        fprintf(stderr, "ktstr-coord run: run store '%s': %s\n", db, kt_store_error(store));
+        return 2;
+    }
+    fflush(stdout);
+
+    s_local_t local = {0};
+    _cleanup_(s_actor_destroyp) zactor_t *actor = NULL;
+    if (!n_hosts && n_todo) {
+        r = s_local_start(&o, &run, &local, &actor);
+        if (r < 0) {
+            s_local_cleanup(&local);
+            kt_store_run_end(store, run.run_id, "failed");
+            return 2;
+        }
+    }
+
+    kt_dispatch_config_t dc = {
+        .hosts = n_hosts ? hosts : &local.host,
+        .n_hosts = n_hosts ? n_hosts : 1,
+        .curve_secret = n_hosts ? o.curve_secret : NULL,
+        .heartbeat_ms = o.heartbeat_ms,
+        .lost_after_ms = o.lost_after_ms,
+        .max_attempts = o.max_attempts ? o.max_attempts : 3,
+        .store = store,
+        .events = {.cell_done = s_ev_cell_done,
+                   .note = s_ev_note,
+                   .userdata = report,
+                   .write_result = s_ev_write,
+                   .status = s_ev_status},
+    };
+    kt_dispatch_summary_t sum = {0};
+    const char *status = "done";
+    if (n_todo) {
+        r = kt_dispatch_run(&dc, &run, todo, &sum);
+        if (r == -EINTR) {
+            status = "interrupted";
+            kt_report_note(report, "interrupted");
+        } else if (r < 0) {
+            status = "failed";
+            fprintf(stderr, "ktstr-coord run: nothing could run: %s\n",
+                    sum.why[0] ? sum.why : strerror(-r));
+        }
+    }
+    zactor_destroy(&actor);
+    s_local_cleanup(&local);
+
+    if (kt_report_write_run_json(report, inputs, status, &sum, NULL) < 0)
+        kt_log_warn("run: cannot write run.json in '%s'", kt_report_run_dir(report));
+    kt_report_summary(report, &sum);
+    if (o.junit) {
+        int jr = kt_report_junit(report, o.junit);
+        if (jr < 0)
+            fprintf(stderr, "ktstr-coord run: cannot write --junit '%s': %s\n", o.junit,
+                    strerror(-jr));
+    }
+    kt_store_run_end(store, run.run_id, status);
+    if (strcmp(status, "done") != 0)
+        printf("run %s is %s; finish it with: ktstr-coord run --resume %s%s%s\n", run.run_id,
+               status, run.run_id, results_set ? " --results " : "", results_set ? o.results : "");
+    return kt_report_exit_code(report);
+}

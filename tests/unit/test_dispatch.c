@@ -1,0 +1,729 @@
+/* The dispatcher in-process, against real worker daemons (kt_serve actors
+ * with the null and sleep executors) and against fake workers driven by
+ * hand (a ROUTER in a thread): every cell done exactly once and recorded in
+ * the store; a worker destroyed mid-run (its cells finish on the other); a
+ * late result from a fenced attempt recorded stale and never counted; a
+ * cell lost max_attempts times ends as error; a cell bigger than every
+ * worker ends as error without an assignment; a worker that refuses our
+ * CURVE key gets nothing run and the reason says so. */
+#include <czmq.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kt_dispatch.h"
+#include "kt_executor.h"
+#include "kt_hash.h"
+#include "kt_scenario.h"
+#include "kt_serve.h"
+#include "kt_store.h"
+#include "kt_topology.h"
+#include "kt_wire.h"
+
+#define T_HB_MS 50
+#define T_LOST_MS 300
+#define T_MAX_CELLS 64
+
+static char s_dir[64];
+static unsigned s_seq;
+
+/* ---- a run built by hand ---- */
+
+typedef struct t_env {
+    kt_coord_run_t run;
+    kt_store_t *store;
+    char db[320];
+    unsigned done[T_MAX_CELLS];
+    unsigned assigned[T_MAX_CELLS];
+    char verdict[T_MAX_CELLS][8];
+    char reason[T_MAX_CELLS][600];
+    char worker[T_MAX_CELLS][KT_ID_MAX];
+    unsigned n_done;
+    unsigned notes;
+    char last_notes[8][600];
+    /* destroy this actor when it is handed its kill_at-th cell */
+    zactor_t **kill_actor;
+    const char *kill_worker;
+    unsigned kill_at, kill_seen;
+    int killed_cell;
+    pthread_t killer;
+    bool killer_started;
+} t_env_t;
+
+static int s_index(const t_env_t *e, const kt_coord_cell_t *cell)
+{
+    ptrdiff_t i = cell - e->run.cells;
+    assert_true(i >= 0 && (size_t)i < e->run.n_cells);
+    return (int)i;
+}
+
+static void t_cell_done(void *ud, const kt_coord_cell_t *cell, unsigned attempt,
+                        const char *worker, const char *verdict, const char *reason,
+                        const char *sidecar, size_t sidecar_len, const char *console,
+                        size_t console_len)
+{
+    t_env_t *e = ud;
+    int i = s_index(e, cell);
+    e->done[i]++;
+    e->n_done++;
+    snprintf(e->verdict[i], sizeof(e->verdict[i]), "%s", verdict);
+    snprintf(e->reason[i], sizeof(e->reason[i]), "%s", reason);
+    snprintf(e->worker[i], sizeof(e->worker[i]), "%s", worker);
+}
+
+__attribute__((format(printf, 2, 3))) static void t_note(void *ud, const char *fmt, ...)
+{
+    t_env_t *e = ud;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->last_notes[e->notes % 8], sizeof(e->last_notes[0]), fmt, ap);
+    va_end(ap);
+    e->notes++;
+}
+
+static void *t_kill_thread(void *arg)
+{
+    zactor_destroy((zactor_t **)arg);
+    return NULL;
+}
+
+/* An executor that holds its cell (ignoring cancel, as a VM stuck in boot
+ * would) until released or 10 s have passed. */
+static atomic_bool s_hold_release;
+
+static int t_hold_run(void *userdata, const kt_cellspec_t *spec, uint32_t attempt,
+                      const char *kernel, const char *sched, atomic_bool *cancel,
+                      kt_exec_result_t *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    for (unsigned i = 0; i < 1000 && !atomic_load(&s_hold_release); i++)
+        zclock_sleep(10);
+    snprintf(ret->verdict, sizeof(ret->verdict), "pass");
+    snprintf(ret->reason, sizeof(ret->reason), "held");
+    ret->sidecar = strdup("{\"executor\":\"hold\"}");
+    ret->sidecar_len = ret->sidecar ? strlen(ret->sidecar) : 0;
+    return ret->sidecar ? 0 : -ENOMEM;
+}
+
+static void t_assigned(void *ud, const kt_coord_cell_t *cell, unsigned attempt,
+                       const char *worker)
+{
+    t_env_t *e = ud;
+    e->assigned[s_index(e, cell)]++;
+    if (e->kill_actor && *e->kill_actor && strcmp(worker, e->kill_worker) == 0 &&
+        ++e->kill_seen == e->kill_at) {
+        /* It holds this cell now (its ASSIGN is out): it dies with it, on
+         * another thread (stopping waits for its running cells a while). */
+        e->killed_cell = s_index(e, cell);
+        assert_int_equal(pthread_create(&e->killer, NULL, t_kill_thread, e->kill_actor), 0);
+        e->killer_started = true;
+    }
+}
+
+static bool t_notes_have(const t_env_t *e, const char *needle)
+{
+    for (unsigned i = 0; i < 8 && i < e->notes; i++)
+        if (strstr(e->last_notes[i], needle))
+            return true;
+    return false;
+}
+
+/* A fake "kernel" artifact of a few hundred KiB (two CHUNKs and a bit). */
+static void t_kernel_file(char *path, size_t len, char sha[KT_SHA_HEX], uint64_t *size)
+{
+    snprintf(path, len, "%s/kernel-%u.img", s_dir, ++s_seq);
+    FILE *f = fopen(path, "we");
+    assert_non_null(f);
+    uint64_t n = KT_CHUNK_MAX * 2 + 12345;
+    for (uint64_t i = 0; i < n; i++)
+        fputc((int)((i * 2654435761u) >> 13) & 0xff, f);
+    fclose(f);
+    assert_int_equal(kt_hash_sha256_file(path, sha), 0);
+    *size = n;
+}
+
+/* n cells; topos[i] (NULL: tiny-1llc, 4 vCPUs) */
+static void t_env_init(t_env_t *e, unsigned n, const kt_topology_t *topos)
+{
+    memset(e, 0, sizeof(*e));
+    assert_true(n <= T_MAX_CELLS);
+    kt_coord_run_t *run = &e->run;
+    snprintf(run->run_id, sizeof(run->run_id), "test-run-%u", ++s_seq);
+    run->n_kernels = 1;
+    run->kernels = calloc(1, sizeof(*run->kernels));
+    run->n_scheds = 1;
+    run->scheds = calloc(1, sizeof(*run->scheds));
+    run->n_cells = n;
+    run->cells = calloc(n, sizeof(*run->cells));
+    assert_non_null(run->kernels);
+    assert_non_null(run->scheds);
+    assert_non_null(run->cells);
+    kt_coord_kernel_t *k = &run->kernels[0];
+    snprintf(k->label, sizeof(k->label), "6.12.117");
+    snprintf(k->version, sizeof(k->version), "6.12.117");
+    t_kernel_file(k->path, sizeof(k->path), k->sha, &k->size);
+    snprintf(run->scheds[0].name, sizeof(run->scheds[0].name), "eevdf");
+    const kt_scenario_t *steady = kt_scenario_builtin_find("steady");
+    assert_non_null(steady);
+    for (unsigned i = 0; i < n; i++) {
+        kt_coord_cell_t *c = &run->cells[i];
+        kt_topology_t t = topos ? topos[i] : kt_topology_preset_find("tiny-1llc")->topo;
+        char why[256], seed[64], label[KT_TOPOLOGY_LABEL_MAX];
+        assert_int_equal(kt_scenario_resolve(steady, &t, 1000, &c->spec.plan, why, sizeof(why)),
+                         0);
+        snprintf(seed, sizeof(seed), "%s-cell-%u", run->run_id, i);
+        assert_int_equal(kt_hash_sha256_buf(seed, strlen(seed), c->spec.cell_id), 0);
+        kt_topology_label(&t, label, sizeof(label));
+        snprintf(c->spec.cell_name, sizeof(c->spec.cell_name), "gauntlet/steady/%s/eevdf-%u/%s",
+                 label, i, k->label);
+        snprintf(c->spec.run_id, sizeof(c->spec.run_id), "%s", run->run_id);
+        snprintf(c->spec.kernel_label, sizeof(c->spec.kernel_label), "%s", k->label);
+        snprintf(c->spec.kernel_version, sizeof(c->spec.kernel_version), "%s", k->version);
+        snprintf(c->spec.kernel_sha, sizeof(c->spec.kernel_sha), "%s", k->sha);
+        c->spec.kernel_size = k->size;
+        snprintf(c->spec.sched_name, sizeof(c->spec.sched_name), "eevdf");
+        snprintf(c->spec.profile, sizeof(c->spec.profile), "eevdf");
+        c->vcpus = kt_topology_cpus(&t);
+        c->memory_mib = kt_topology_memory_mib(&t, 0);
+        c->spec.memory_mib = c->memory_mib;
+        c->est_ms = 1000;
+    }
+    snprintf(e->db, sizeof(e->db), "%s/%s.db", s_dir, run->run_id);
+    assert_int_equal(kt_store_open(e->db, &e->store), 0);
+    assert_int_equal(kt_store_run_begin(e->store, run->run_id, "{}"), 0);
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(kt_store_cell_add(e->store, run->run_id, run->cells[i].spec.cell_id,
+                                           run->cells[i].spec.cell_name, "6.12.117", NULL),
+                         0);
+}
+
+static void t_env_free(t_env_t *e)
+{
+    kt_store_close(&e->store);
+    unlink(e->run.kernels[0].path);
+    kt_coord_run_free(&e->run);
+}
+
+static kt_dispatch_config_t t_config(t_env_t *e, const kt_host_t *hosts, unsigned n)
+{
+    return (kt_dispatch_config_t){
+        .hosts = hosts,
+        .n_hosts = n,
+        .heartbeat_ms = T_HB_MS,
+        .lost_after_ms = T_LOST_MS,
+        .max_attempts = 3,
+        .no_worker_timeout_ms = 5000,
+        .store = e->store,
+        .events = {.cell_done = t_cell_done, .note = t_note, .assigned = t_assigned,
+                   .userdata = e},
+    };
+}
+
+static void t_host(kt_host_t *h, const char *name, const char *endpoint)
+{
+    memset(h, 0, sizeof(*h));
+    snprintf(h->host, sizeof(h->host), "localhost");
+    snprintf(h->name, sizeof(h->name), "%s", name);
+    snprintf(h->endpoint, sizeof(h->endpoint), "%s", endpoint);
+}
+
+/* Every cell done exactly once, and the store agrees. */
+static void t_check_exactly_once(t_env_t *e, const char *want_verdict)
+{
+    for (unsigned i = 0; i < e->run.n_cells; i++) {
+        assert_int_equal(e->done[i], 1);
+        if (want_verdict)
+            assert_string_equal(e->verdict[i], want_verdict);
+        char v[16];
+        assert_int_equal(kt_store_cell_verdict(e->store, e->run.run_id,
+                                               e->run.cells[i].spec.cell_id, v, sizeof(v)),
+                         0);
+        assert_string_equal(v, e->verdict[i]);
+    }
+}
+
+/* ---- real workers ---- */
+
+typedef struct t_worker {
+    char endpoint[128];
+    char cache[256];
+    kt_serve_config_t cfg;
+    zactor_t *actor;
+} t_worker_t;
+
+static void t_worker_start(t_worker_t *w, const char *id, kt_executor_t ex, unsigned vcpus)
+{
+    memset(w, 0, sizeof(*w));
+    snprintf(w->endpoint, sizeof(w->endpoint), "inproc://test-dispatch-%s-%d-%u", id,
+             (int)getpid(), ++s_seq);
+    snprintf(w->cache, sizeof(w->cache), "%s/cache-%s-%u", s_dir, id, s_seq);
+    w->cfg.bind = w->endpoint;
+    w->cfg.worker_id = id;
+    w->cfg.cache_dir = w->cache;
+    w->cfg.executor = ex;
+    w->cfg.accel_name = "tcg";
+    w->cfg.capacity_vcpus = vcpus;
+    w->cfg.capacity_memory_mib = 8192;
+    w->cfg.heartbeat_ms = T_HB_MS;
+    w->cfg.lost_after_ms = T_LOST_MS;
+    w->actor = kt_serve_actor_new(&w->cfg);
+    assert_non_null(w->actor);
+}
+
+static void test_all_cells_once(void **state)
+{
+    t_env_t e;
+    t_env_init(&e, 12, NULL);
+    t_worker_t a, b;
+    t_worker_start(&a, "wa", kt_executor_null(), 8);
+    t_worker_start(&b, "wb", kt_executor_null(), 4);
+    kt_host_t hosts[2];
+    t_host(&hosts[0], "a", a.endpoint);
+    t_host(&hosts[1], "b", b.endpoint);
+    kt_dispatch_config_t cfg = t_config(&e, hosts, 2);
+    kt_dispatch_summary_t sum;
+    /* First all but cells 3 and 7 (as a run that is resumed later)... */
+    bool todo[12];
+    for (unsigned i = 0; i < 12; i++)
+        todo[i] = i != 3 && i != 7;
+    assert_int_equal(kt_dispatch_run(&cfg, &e.run, todo, &sum), 0);
+    assert_int_equal(sum.done, 10);
+    assert_int_equal(sum.pass, 10);
+    assert_int_equal(sum.fail + sum.error + sum.skip, 0);
+    assert_int_equal(sum.stale, 0);
+    assert_int_equal(sum.requeued, 0);
+    assert_int_equal(sum.workers_used, 2);
+    for (unsigned i = 0; i < 12; i++) {
+        assert_int_equal(e.done[i], todo[i] ? 1 : 0);
+        assert_int_equal(e.assigned[i], todo[i] ? 1 : 0);
+    }
+    char v[16];
+    assert_int_equal(kt_store_cell_verdict(e.store, e.run.run_id, e.run.cells[3].spec.cell_id, v,
+                                           sizeof(v)),
+                     -ENOENT);
+    /* ... then the other two. (A pause first: a RESULT_ACK still in flight
+     * when the next session opens gets its result re-offered, and stale.) */
+    zclock_sleep(200);
+    for (unsigned i = 0; i < 12; i++)
+        todo[i] = !todo[i];
+    assert_int_equal(kt_dispatch_run(&cfg, &e.run, todo, &sum), 0);
+    assert_int_equal(sum.done, 2);
+    t_check_exactly_once(&e, "pass");
+    for (unsigned i = 0; i < 12; i++)
+        assert_int_equal(e.assigned[i], 1);
+    unsigned stale = 99;
+    assert_int_equal(kt_store_stale_count(e.store, e.run.run_id, &stale), 0);
+    assert_int_equal(stale, 0);
+    /* Both workers took cells. */
+    unsigned on_a = 0;
+    for (unsigned i = 0; i < 12; i++)
+        on_a += strcmp(e.worker[i], "wa") == 0;
+    assert_true(on_a > 0 && on_a < 12);
+    zactor_destroy(&a.actor);
+    zactor_destroy(&b.actor);
+    t_env_free(&e);
+}
+
+static void test_worker_destroyed_mid_run(void **state)
+{
+    t_env_t e;
+    t_env_init(&e, 6, NULL);
+    t_worker_t a, b;
+    atomic_store(&s_hold_release, false);
+    t_worker_start(&a, "wa", kt_executor_sleep(100), 4);
+    t_worker_start(&b, "wb", (kt_executor_t){.name = "hold", .run = t_hold_run}, 4);
+    kt_host_t hosts[2];
+    t_host(&hosts[0], "a", a.endpoint);
+    t_host(&hosts[1], "b", b.endpoint);
+    e.kill_actor = &b.actor;
+    e.kill_worker = "wb";
+    e.kill_at = 1;
+    e.killed_cell = -1;
+    kt_dispatch_config_t cfg = t_config(&e, hosts, 2);
+    kt_dispatch_summary_t sum;
+    assert_int_equal(kt_dispatch_run(&cfg, &e.run, NULL, &sum), 0);
+    assert_int_equal(sum.done, 6);
+    assert_int_equal(sum.pass, 6);
+    t_check_exactly_once(&e, "pass");
+    /* b held a cell when it went: that one was requeued and ran on a. */
+    assert_true(e.killed_cell >= 0);
+    assert_int_equal(sum.requeued, 1);
+    assert_int_equal(e.assigned[e.killed_cell], 2);
+    for (unsigned i = 0; i < 6; i++)
+        assert_string_equal(e.worker[i], "wa");
+    assert_true(t_notes_have(&e, "lost"));
+    unsigned last = 0;
+    assert_int_equal(kt_store_last_attempt(e.store, e.run.run_id,
+                                           e.run.cells[e.killed_cell].spec.cell_id, &last),
+                     0);
+    assert_int_equal(last, 2);
+    atomic_store(&s_hold_release, true);
+    assert_true(e.killer_started);
+    pthread_join(e.killer, NULL);
+    assert_null(b.actor);
+    zactor_destroy(&a.actor);
+    t_env_free(&e);
+}
+
+/* ---- a fake worker, by hand ---- */
+
+enum t_fake_mode {
+    FAKE_SILENT, /* every session: HELLO, take one cell, then say nothing */
+    FAKE_LATE,   /* session 1: take a cell, go silent; session 2: re-offer its result late */
+};
+
+typedef struct t_fake {
+    enum t_fake_mode mode;
+    char endpoint[128];
+    uint32_t free_vcpus;
+    atomic_uint sessions, assigns, acks;
+    atomic_bool late_acked;
+    char cell_id[KT_SHA_HEX];
+    uint32_t attempt;
+    char run_id[40];
+} t_fake_t;
+
+/* No cmocka asserts in the fake's thread: a send to a session the
+ * coordinator has replaced fails, and that is fine. */
+static void t_fake_send(zsock_t *router, zframe_t *rid, kt_msg_t *m)
+{
+    (void)kt_wire_send(router, rid, m);
+}
+
+static void t_fake_actor(zsock_t *pipe, void *args)
+{
+    t_fake_t *f = args;
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    kt_wire_socket_setup(router);
+    if (zsock_bind(router, "%s", f->endpoint) != 0)
+        abort();
+    zsock_signal(pipe, 0);
+    zpoller_t *p = zpoller_new(pipe, router, NULL);
+    kt_msg_t *m = malloc(sizeof(*m)), *out = malloc(sizeof(*out));
+    zframe_t *live = NULL; /* the session kept alive with heartbeats */
+    int64_t next_hb = 0;
+    uint64_t seq = 0;
+    for (;;) {
+        void *which = zpoller_wait(p, 10);
+        if (which == pipe)
+            break;
+        if (live && zclock_mono() >= next_hb) {
+            kt_msg_init(out, KT_MSG_HEARTBEAT);
+            out->u.heartbeat.seq = ++seq;
+            t_fake_send(router, live, out);
+            next_hb = zclock_mono() + T_HB_MS;
+        }
+        if (which != router)
+            continue;
+        zframe_t *rid = NULL;
+        char why[256];
+        if (kt_wire_recv(router, &rid, m, why, sizeof(why)) < 0) {
+            zframe_destroy(&rid);
+            continue;
+        }
+        unsigned session = atomic_load(&f->sessions);
+        switch (m->type) {
+        case KT_MSG_OPEN:
+            session = atomic_fetch_add(&f->sessions, 1) + 1;
+            kt_msg_init(out, KT_MSG_HELLO);
+            out->u.hello.version = KT_PROTO_VERSION;
+            snprintf(out->u.hello.worker_id, sizeof(out->u.hello.worker_id), "fake");
+            out->u.hello.instance = 42;
+            snprintf(out->u.hello.arch, sizeof(out->u.hello.arch), "x86_64");
+            out->u.hello.host_cpus = 2;
+            out->u.hello.host_llcs = 1;
+            out->u.hello.memory_mib = 4096;
+            snprintf(out->u.hello.accel, sizeof(out->u.hello.accel), "tcg");
+            out->u.hello.max_vcpus = 4;
+            out->u.hello.free_vcpus = f->mode == FAKE_LATE && session > 1 ? 0 : f->free_vcpus;
+            out->u.hello.free_memory_mib = 4096;
+            out->u.hello.pending_results = f->mode == FAKE_LATE && session > 1;
+            t_fake_send(router, rid, out);
+            break;
+        case KT_MSG_WELCOME:
+            if (f->mode == FAKE_LATE && session > 1 && f->cell_id[0] && !live) {
+                kt_msg_init(out, KT_MSG_RESULT);
+                snprintf(out->u.result.cell_id, sizeof(out->u.result.cell_id), "%s",
+                         f->cell_id);
+                out->u.result.attempt = f->attempt;
+                snprintf(out->u.result.verdict, sizeof(out->u.result.verdict), "fail");
+                snprintf(out->u.result.reason, sizeof(out->u.result.reason), "late");
+                char sidecar[200];
+                snprintf(sidecar, sizeof(sidecar), "{\"run_id\":\"%s\",\"executor\":\"fake\"}",
+                         f->run_id);
+                out->u.result.sidecar = sidecar;
+                out->u.result.sidecar_len = strlen(sidecar);
+                t_fake_send(router, rid, out);
+                live = zframe_dup(rid);
+                next_hb = 0;
+            }
+            break;
+        case KT_MSG_ASSIGN:
+            atomic_fetch_add(&f->assigns, 1);
+            if (f->mode == FAKE_SILENT || !f->cell_id[0]) {
+                snprintf(f->cell_id, sizeof(f->cell_id), "%s", m->u.assign.spec.cell_id);
+                snprintf(f->run_id, sizeof(f->run_id), "%s", m->u.assign.spec.run_id);
+                f->attempt = m->u.assign.attempt;
+            }
+            kt_msg_init(out, KT_MSG_ACCEPT);
+            snprintf(out->u.accept.cell_id, sizeof(out->u.accept.cell_id), "%s",
+                     m->u.assign.spec.cell_id);
+            out->u.accept.attempt = m->u.assign.attempt;
+            out->u.accept.ok = true;
+            t_fake_send(router, rid, out);
+            break;
+        case KT_MSG_RESULT_ACK:
+            atomic_fetch_add(&f->acks, 1);
+            if (strcmp(m->u.ack.cell_id, f->cell_id) == 0 && m->u.ack.attempt == f->attempt)
+                atomic_store(&f->late_acked, true);
+            break;
+        default:
+            break;
+        }
+        kt_msg_clear(m);
+        zframe_destroy(&rid);
+    }
+    zframe_destroy(&live);
+    free(m);
+    free(out);
+    zpoller_destroy(&p);
+    zsock_destroy(&router);
+}
+
+static zactor_t *t_fake_start(t_fake_t *f, enum t_fake_mode mode, uint32_t free_vcpus)
+{
+    memset(f, 0, sizeof(*f));
+    f->mode = mode;
+    f->free_vcpus = free_vcpus;
+    snprintf(f->endpoint, sizeof(f->endpoint), "inproc://test-dispatch-fake-%d-%u", (int)getpid(),
+             ++s_seq);
+    zactor_t *a = zactor_new(t_fake_actor, f);
+    assert_non_null(a);
+    return a;
+}
+
+static void test_late_result_is_stale(void **state)
+{
+    t_env_t e;
+    t_env_init(&e, 4, NULL);
+    t_fake_t f;
+    zactor_t *fake = t_fake_start(&f, FAKE_LATE, 4);
+    t_worker_t a;
+    t_worker_start(&a, "wa", kt_executor_sleep(300), 8);
+    kt_host_t hosts[2];
+    t_host(&hosts[0], "fake", f.endpoint);
+    t_host(&hosts[1], "a", a.endpoint);
+    kt_dispatch_config_t cfg = t_config(&e, hosts, 2);
+    kt_dispatch_summary_t sum;
+    assert_int_equal(kt_dispatch_run(&cfg, &e.run, NULL, &sum), 0);
+    /* The fake took one cell, went silent, was declared lost; the cell ran
+     * again on a; the fake's late result (a "fail") counted for nothing. */
+    assert_true(f.cell_id[0]);
+    assert_true(atomic_load(&f.sessions) >= 2);
+    assert_int_equal(sum.done, 4);
+    assert_int_equal(sum.pass, 4);
+    assert_int_equal(sum.fail, 0);
+    assert_true(sum.requeued >= 1);
+    t_check_exactly_once(&e, "pass");
+    for (unsigned i = 0; i < 4; i++)
+        assert_string_equal(e.worker[i], "wa");
+    /* Give the fake's result time to arrive if the run ended first: it
+     * must still end up as stale in the store. */
+    if (sum.stale == 0) {
+        print_message("late result arrived after the run ended; not checkable here\n");
+        fail();
+    }
+    assert_int_equal(sum.stale, 1);
+    unsigned stale = 0;
+    assert_int_equal(kt_store_stale_count(e.store, e.run.run_id, &stale), 0);
+    assert_int_equal(stale, 1);
+    zclock_sleep(100);
+    assert_true(atomic_load(&f.late_acked));
+    zactor_destroy(&fake);
+    zactor_destroy(&a.actor);
+    t_env_free(&e);
+}
+
+static void test_max_attempts_error(void **state)
+{
+    t_env_t e;
+    t_env_init(&e, 1, NULL);
+    t_fake_t f;
+    zactor_t *fake = t_fake_start(&f, FAKE_SILENT, 4);
+    kt_host_t host;
+    t_host(&host, "fake", f.endpoint);
+    kt_dispatch_config_t cfg = t_config(&e, &host, 1);
+    kt_dispatch_summary_t sum;
+    assert_int_equal(kt_dispatch_run(&cfg, &e.run, NULL, &sum), 0);
+    assert_int_equal(sum.done, 1);
+    assert_int_equal(sum.error, 1);
+    assert_int_equal(sum.requeued, 2);
+    assert_int_equal(atomic_load(&f.assigns), 3);
+    assert_int_equal(e.done[0], 1);
+    assert_string_equal(e.verdict[0], "error");
+    assert_string_equal(e.worker[0], "coordinator");
+    assert_non_null(strstr(e.reason[0], "lost 3 times"));
+    assert_non_null(strstr(e.reason[0], "silent"));
+    char v[16];
+    assert_int_equal(kt_store_cell_verdict(e.store, e.run.run_id, e.run.cells[0].spec.cell_id, v,
+                                           sizeof(v)),
+                     0);
+    assert_string_equal(v, "error");
+    unsigned last = 0;
+    assert_int_equal(kt_store_last_attempt(e.store, e.run.run_id, e.run.cells[0].spec.cell_id,
+                                           &last),
+                     0);
+    assert_int_equal(last, 4); /* three lost attempts, then the coordinator's verdict */
+    zactor_destroy(&fake);
+    t_env_free(&e);
+}
+
+static void test_oversize_cell_error(void **state)
+{
+    kt_topology_t topos[3];
+    assert_int_equal(kt_topology_parse("1,1,2,1", &topos[0]), 0); /* 2 vCPUs */
+    topos[1] = kt_topology_preset_find("tiny-1llc")->topo;         /* 4 vCPUs */
+    assert_int_equal(kt_topology_parse("1,1,2,1", &topos[2]), 0);
+    t_env_t e;
+    t_env_init(&e, 3, topos);
+    t_worker_t a;
+    t_worker_start(&a, "small", kt_executor_null(), 2);
+    kt_host_t host;
+    t_host(&host, "small", a.endpoint);
+    kt_dispatch_config_t cfg = t_config(&e, &host, 1);
+    kt_dispatch_summary_t sum;
+    assert_int_equal(kt_dispatch_run(&cfg, &e.run, NULL, &sum), 0);
+    assert_int_equal(sum.done, 3);
+    assert_int_equal(sum.pass, 2);
+    assert_int_equal(sum.error, 1);
+    assert_string_equal(e.verdict[1], "error");
+    assert_non_null(strstr(e.reason[1], "needs 4 vCPUs"));
+    assert_int_equal(e.assigned[1], 0);
+    assert_int_equal(e.assigned[0], 1);
+    t_check_exactly_once(&e, NULL);
+    zactor_destroy(&a.actor);
+    t_env_free(&e);
+}
+
+static void test_curve_refused(void **state)
+{
+    t_env_t e;
+    t_env_init(&e, 2, NULL);
+    char wsec[300], csec[300], allow[300], cpub[400];
+    zcert_t *wc = zcert_new(), *cc = zcert_new(), *other = zcert_new();
+    snprintf(wsec, sizeof(wsec), "%s/worker-%u.key", s_dir, ++s_seq);
+    snprintf(csec, sizeof(csec), "%s/coord-%u.key", s_dir, s_seq);
+    snprintf(allow, sizeof(allow), "%s/allow-%u", s_dir, s_seq);
+    assert_int_equal(zcert_save(wc, wsec), 0);
+    assert_int_equal(zcert_save(cc, csec), 0);
+    assert_int_equal(mkdir(allow, 0700), 0);
+    snprintf(cpub, sizeof(cpub), "%s/someone-else.key", allow);
+    assert_int_equal(zcert_save_public(other, cpub), 0);
+
+    t_worker_t w;
+    memset(&w, 0, sizeof(w));
+    snprintf(w.endpoint, sizeof(w.endpoint), "ipc://%s/curve-%u.ipc", s_dir, s_seq);
+    snprintf(w.cache, sizeof(w.cache), "%s/cache-curve-%u", s_dir, s_seq);
+    w.cfg.bind = w.endpoint;
+    w.cfg.worker_id = "locked";
+    w.cfg.cache_dir = w.cache;
+    w.cfg.executor = kt_executor_null();
+    w.cfg.accel_name = "tcg";
+    w.cfg.capacity_vcpus = 8;
+    w.cfg.capacity_memory_mib = 8192;
+    w.cfg.heartbeat_ms = T_HB_MS;
+    w.cfg.lost_after_ms = T_LOST_MS;
+    w.cfg.curve_secret = wsec;
+    w.cfg.allow_dir = allow;
+    w.actor = kt_serve_actor_new(&w.cfg);
+    assert_non_null(w.actor);
+
+    kt_host_t host;
+    t_host(&host, "locked", w.endpoint);
+    snprintf(host.curve_public, sizeof(host.curve_public), "%s", zcert_public_txt(wc));
+    kt_dispatch_config_t cfg = t_config(&e, &host, 1);
+    cfg.curve_secret = csec;
+    kt_dispatch_summary_t sum;
+    int64_t t0 = zclock_mono();
+    int r = kt_dispatch_run(&cfg, &e.run, NULL, &sum);
+    assert_int_equal(r, -EACCES);
+    assert_true(zclock_mono() - t0 < 4000);
+    assert_int_equal(sum.done, 0);
+    assert_int_equal(e.assigned[0] + e.assigned[1], 0);
+    assert_non_null(strstr(sum.why, "refused our key"));
+    assert_non_null(strstr(sum.why, "locked"));
+
+    /* With our key allowed, the same worker runs the cells. */
+    snprintf(cpub, sizeof(cpub), "%s/coordinator.key", allow);
+    assert_int_equal(zcert_save_public(cc, cpub), 0);
+    zactor_destroy(&w.actor);
+    w.actor = kt_serve_actor_new(&w.cfg);
+    assert_non_null(w.actor);
+    assert_int_equal(kt_dispatch_run(&cfg, &e.run, NULL, &sum), 0);
+    assert_int_equal(sum.pass, 2);
+    t_check_exactly_once(&e, "pass");
+    zactor_destroy(&w.actor);
+    zcert_destroy(&wc);
+    zcert_destroy(&cc);
+    zcert_destroy(&other);
+    t_env_free(&e);
+}
+
+static void test_no_worker(void **state)
+{
+    t_env_t e;
+    t_env_init(&e, 1, NULL);
+    kt_host_t host;
+    char ep[300];
+    snprintf(ep, sizeof(ep), "ipc://%s/nobody-%u.ipc", s_dir, ++s_seq);
+    t_host(&host, "nobody", ep);
+    kt_dispatch_config_t cfg = t_config(&e, &host, 1);
+    cfg.no_worker_timeout_ms = 600;
+    kt_dispatch_summary_t sum;
+    assert_int_equal(kt_dispatch_run(&cfg, &e.run, NULL, &sum), -EHOSTUNREACH);
+    assert_int_equal(sum.done, 0);
+    assert_int_equal(e.done[0], 0);
+    assert_non_null(strstr(sum.why, "nobody"));
+    t_env_free(&e);
+}
+
+static int t_setup(void **state)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(s_dir, sizeof(s_dir), "%s/test-dispatch-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(s_dir))
+        return -1;
+    return 0;
+}
+
+static int t_teardown(void **state)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_all_cells_once),
+        cmocka_unit_test(test_worker_destroyed_mid_run),
+        cmocka_unit_test(test_late_result_is_stale),
+        cmocka_unit_test(test_max_attempts_error),
+        cmocka_unit_test(test_oversize_cell_error),
+        cmocka_unit_test(test_curve_refused),
+        cmocka_unit_test(test_no_worker),
+    };
+    return cmocka_run_group_tests(tests, t_setup, t_teardown);
+}
