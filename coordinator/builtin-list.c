@@ -32,6 +32,11 @@ static void s_gauntlet_freep(kt_gauntlet_t **g)
     kt_gauntlet_free(g);
 }
 
+static const char *s_plural(unsigned n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
 static int s_parse_secs(const char *text, uint64_t *ret_ms)
 {
     char *end;
@@ -114,10 +119,13 @@ int builtin_list(int argc, char **argv)
         return 1;
     }
     fprintf(stderr,
-            "%u cells (%u kernels, %u schedulers, %u topologies, %u scenarios, repeat %u; "
-            "%u excluded by scenario constraints)",
-            run.n_cells, run.n_kernels, run.n_scheds, g->n_topologies, g->n_scenarios, g->repeat,
-            run.n_filtered);
+            "%u %s (%u %s, %u %s, %u %s, %u %s, repeat %u; %u excluded by scenario "
+            "constraints)",
+            run.n_cells, s_plural(run.n_cells, "cell", "cells"), run.n_kernels,
+            s_plural(run.n_kernels, "kernel", "kernels"), run.n_scheds,
+            s_plural(run.n_scheds, "scheduler", "schedulers"), g->n_topologies,
+            s_plural(g->n_topologies, "topology", "topologies"), g->n_scenarios,
+            s_plural(g->n_scenarios, "scenario", "scenarios"), g->repeat, run.n_filtered);
     if (budget_ms)
         fprintf(stderr, "; budget %.0f s keeps %u of %u (estimated %.0f s of %.0f s)",
                 (double)budget_ms / 1000.0, run.n_cells, expanded, (double)est / 1000.0,
