@@ -24,6 +24,7 @@
 
 struct kt_journal {
     char dir[PATH_MAX];
+    int dfd;                    /* the folder: *at() calls skip the path walk */
     zhashx_t *index;            /* "run/cell/attempt" -> kt_journal_entry_t */
     unsigned bad;
 };
@@ -45,17 +46,17 @@ static void s_key(char *buf, size_t len, const char *run_id, const char *cell_id
     snprintf(buf, len, "%s/%s/%u", run_id, cell_id, attempt);
 }
 
-/* {cell}-{attempt}-{first 16 hex of sha256(run_id)}.result: the run id is the
- * coordinator's text, so it only reaches the file name hashed. */
-static int s_file_name(const kt_journal_t *self, const char *run_id, const char *cell_id,
-                       uint32_t attempt, char *buf, size_t len)
+/* {cell}-{attempt}-{first 16 hex of sha256(run_id)}.result, relative to the
+ * folder: the run id is the coordinator's text, so it only reaches the file
+ * name hashed. */
+static int s_file_name(const char *run_id, const char *cell_id, uint32_t attempt, char *buf,
+                       size_t len)
 {
     char rh[KT_HASH_HEX_SIZE];
     int r = kt_hash_sha256_buf(run_id, strlen(run_id), rh);
     if (r < 0)
         return r;
-    if (snprintf(buf, len, "%s/%s-%u-%.16s" S_SUFFIX, self->dir, cell_id, attempt, rh) >=
-        (int)len)
+    if (snprintf(buf, len, "%s-%u-%.16s" S_SUFFIX, cell_id, attempt, rh) >= (int)len)
         return -ENAMETOOLONG;
     return 0;
 }
@@ -68,9 +69,9 @@ void kt_journal_entry_clear(kt_journal_entry_t *e)
     e->sidecar_len = e->console_len = 0;
 }
 
-static int s_read_all(const char *path, char **ret, size_t *ret_len)
+static int s_read_all(int dfd, const char *name, char **ret, size_t *ret_len)
 {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return -errno;
     struct stat st;
@@ -187,12 +188,12 @@ static int s_index_add(kt_journal_t *self, const kt_journal_entry_t *meta)
     return 0;
 }
 
-static void s_set_aside(const char *dir, const char *name)
+static void s_set_aside(int dfd, const char *name)
 {
-    char from[PATH_MAX], to[PATH_MAX + 8];
-    if (snprintf(from, sizeof(from), "%s/%s", dir, name) >= (int)sizeof(from) ||
-        snprintf(to, sizeof(to), "%s.bad", from) >= (int)sizeof(to) || rename(from, to) < 0)
-        unlink(from);
+    char to[NAME_MAX + 8];
+    if (snprintf(to, sizeof(to), "%s.bad", name) >= (int)sizeof(to) ||
+        renameat(dfd, name, dfd, to) < 0)
+        unlinkat(dfd, name, 0);
 }
 
 static int s_load(kt_journal_t *self)
@@ -207,31 +208,28 @@ static int s_load(kt_journal_t *self)
         if (name[0] == '.') {
             /* A temporary file of a writer that died before its rename. */
             if (strstr(name, ".tmp."))
-                unlinkat(dirfd(d), name, 0);
+                unlinkat(self->dfd, name, 0);
             continue;
         }
         if (n <= strlen(S_SUFFIX) || strcmp(name + n - strlen(S_SUFFIX), S_SUFFIX) != 0)
             continue;
         if (zhashx_size(self->index) >= KT_JOURNAL_MAX_ENTRIES)
             break;
-        char path[PATH_MAX], expect[PATH_MAX];
-        if (snprintf(path, sizeof(path), "%s/%s", self->dir, name) >= (int)sizeof(path))
-            continue;
+        char expect[NAME_MAX + 1];
         char *buf = NULL;
         size_t len = 0;
         kt_journal_entry_t e;
-        int r = s_read_all(path, &buf, &len);
+        int r = s_read_all(self->dfd, name, &buf, &len);
         if (r == 0)
             r = s_decode(buf, len, false, &e);
         free(buf);
         /* The name must be the one the content would get: no aliases. */
-        if (r == 0 && (s_file_name(self, e.run_id, e.cell_id, e.attempt, expect,
-                                   sizeof(expect)) < 0 ||
-                       strcmp(expect, path) != 0))
+        if (r == 0 && (s_file_name(e.run_id, e.cell_id, e.attempt, expect, sizeof(expect)) < 0 ||
+                       strcmp(expect, name) != 0))
             r = -EBADMSG;
         if (r < 0) {
             self->bad++;
-            s_set_aside(self->dir, name);
+            s_set_aside(self->dfd, name);
             continue;
         }
         if ((r = s_index_add(self, &e)) < 0) {
@@ -250,6 +248,7 @@ int kt_journal_open(const char *cache_dir, kt_journal_t **ret)
     kt_journal_t *self = calloc(1, sizeof(*self));
     if (!self)
         return -ENOMEM;
+    self->dfd = -1;
     int r;
     if (snprintf(self->dir, sizeof(self->dir), "%s/journal", cache_dir) >=
         (int)sizeof(self->dir)) {
@@ -261,6 +260,11 @@ int kt_journal_open(const char *cache_dir, kt_journal_t **ret)
         goto fail;
     }
     if (mkdir(self->dir, 0700) < 0 && errno != EEXIST) {
+        r = -errno;
+        goto fail;
+    }
+    self->dfd = open(self->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (self->dfd < 0) {
         r = -errno;
         goto fail;
     }
@@ -285,6 +289,8 @@ void kt_journal_destroy(kt_journal_t **self_p)
         return;
     kt_journal_t *self = *self_p;
     zhashx_destroy(&self->index);
+    if (self->dfd >= 0)
+        close(self->dfd);
     free(self);
     *self_p = NULL;
 }
@@ -354,13 +360,13 @@ int kt_journal_put(kt_journal_t *self, const kt_journal_entry_t *e)
     } else
         msgpack_pack_nil(&pk);
 
-    char path[PATH_MAX], tmp[PATH_MAX + 64];
-    int r = s_file_name(self, e->run_id, e->cell_id, e->attempt, path, sizeof(path));
+    char name[NAME_MAX + 1], tmp[NAME_MAX + 64];
+    int r = s_file_name(e->run_id, e->cell_id, e->attempt, name, sizeof(name));
     if (r < 0)
         goto out;
-    snprintf(tmp, sizeof(tmp), "%s/.%d.%u.tmp.%s", self->dir, (int)getpid(),
-             atomic_fetch_add(&s_tmp_counter, 1), strrchr(path, '/') + 1);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    snprintf(tmp, sizeof(tmp), ".%d.%u.tmp.%s", (int)getpid(), atomic_fetch_add(&s_tmp_counter, 1),
+             name);
+    int fd = openat(self->dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         r = -errno;
         goto out;
@@ -368,10 +374,10 @@ int kt_journal_put(kt_journal_t *self, const kt_journal_entry_t *e)
     r = s_write_all(fd, sb.data, sb.size);
     if (close(fd) < 0 && r == 0)
         r = -errno;
-    if (r == 0 && rename(tmp, path) < 0)
+    if (r == 0 && renameat(self->dfd, tmp, self->dfd, name) < 0)
         r = -errno;
     if (r < 0) {
-        unlink(tmp);
+        unlinkat(self->dfd, tmp, 0);
         goto out;
     }
     r = s_index_add(self, e);
@@ -383,15 +389,15 @@ out:
 int kt_journal_remove(kt_journal_t *self, const char *run_id, const char *cell_id,
                       uint32_t attempt)
 {
-    char key[160], path[PATH_MAX];
+    char key[160], name[NAME_MAX + 1];
     s_key(key, sizeof(key), run_id, cell_id, attempt);
     if (!zhashx_lookup(self->index, key))
         return -ENOENT;
-    int r = s_file_name(self, run_id, cell_id, attempt, path, sizeof(path));
+    int r = s_file_name(run_id, cell_id, attempt, name, sizeof(name));
     zhashx_delete(self->index, key);
     if (r < 0)
         return r;
-    if (unlink(path) < 0 && errno != ENOENT)
+    if (unlinkat(self->dfd, name, 0) < 0 && errno != ENOENT)
         return -errno;
     return 0;
 }
@@ -417,13 +423,13 @@ kt_journal_entry_t *kt_journal_next(kt_journal_t *self)
 int kt_journal_read(const kt_journal_t *self, const kt_journal_entry_t *meta,
                     kt_journal_entry_t *ret)
 {
-    char path[PATH_MAX];
-    int r = s_file_name(self, meta->run_id, meta->cell_id, meta->attempt, path, sizeof(path));
+    char name[NAME_MAX + 1];
+    int r = s_file_name(meta->run_id, meta->cell_id, meta->attempt, name, sizeof(name));
     if (r < 0)
         return r;
     char *buf = NULL;
     size_t len = 0;
-    if ((r = s_read_all(path, &buf, &len)) < 0)
+    if ((r = s_read_all(self->dfd, name, &buf, &len)) < 0)
         return r;
     kt_journal_entry_t e;
     r = s_decode(buf, len, true, &e);
