@@ -41,7 +41,7 @@ static void s_usage(FILE *f)
             "                       [--heartbeat MS] [--lost-after MS] [--max-attempts N]\n"
             "                       [--executor vm|null|sleep:MS] [--local-vcpus N]\n"
             "                       [--local-memory MIB] [--accel auto|kvm|tcg]\n"
-            "                       [--progress auto|tty|plain|quiet]\n"
+            "                       [--progress auto|tty|plain|quiet] [-v]\n"
             "Runs every cell of a gauntlet on the workers of a hosts file (`host[:port]\n"
             "[name=NAME] [key=PUBLIC_KEY]` per line) or list, or without --workers on\n"
             "this machine through an embedded worker. Results go to\n"
@@ -54,6 +54,9 @@ static void s_usage(FILE *f)
             "  --curve-secret FILE our certificate (ktstr-coord keygen); the hosts file\n"
             "                      gives each worker's public key as key=...\n"
             "  --heartbeat MS      default 1000; --lost-after MS default 5000\n"
+            "  --progress          a live line on a terminal (auto), lines, or nothing\n"
+            "  -v, --verbose       log everything (on a terminal only warnings show by\n"
+            "                      default, so the progress line stays readable)\n"
             "  --executor, --local-vcpus, --local-memory, --accel: the embedded worker\n"
             "                      only (null and sleep run no VM: tests and benches)\n"
             "Exit status: 0 all passed, 1 a cell failed, 2 an error (or no verdict).\n");
@@ -209,14 +212,17 @@ static int s_resolve_accel(const char *want, const char *kernel, enum kt_accel *
 typedef struct s_local {
     char dir[96];           /* an ipc:// path must fit a sockaddr_un */
     char endpoint[128];
-    char work_dir[128];
+    char work_dir[PATH_MAX];
     kt_vm_executor_config_t vmcfg;
     kt_serve_config_t cfg;
     kt_host_t host;
 } s_local_t;
 
-static int s_local_start(const s_opts_t *o, const kt_coord_run_t *run, s_local_t *l,
-                         zactor_t **ret_actor)
+/* The embedded worker keeps each cell's own output (full console log, QEMU
+ * log, its sidecar) under {run_dir}/worker-local/; its socket lives in a
+ * private directory of its own. */
+static int s_local_start(const s_opts_t *o, const kt_coord_run_t *run, const char *run_dir,
+                         s_local_t *l, zactor_t **ret_actor)
 {
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !*tmp || strlen(tmp) > 60)
@@ -226,7 +232,9 @@ static int s_local_start(const s_opts_t *o, const kt_coord_run_t *run, s_local_t
         return kt_log_error_errno(-errno, "run: cannot make a private directory in '%s': %m",
                                   tmp);
     snprintf(l->endpoint, sizeof(l->endpoint), "ipc://%s/worker.ipc", l->dir);
-    snprintf(l->work_dir, sizeof(l->work_dir), "%s/cells", l->dir);
+    if (snprintf(l->work_dir, sizeof(l->work_dir), "%s/worker-local", run_dir) >=
+        (int)sizeof(l->work_dir))
+        return kt_log_error_errno(-ENAMETOOLONG, "run: '%s' is too long a path", run_dir);
 
     unsigned largest = 1;
     for (unsigned i = 0; i < run->n_cells; i++)
@@ -299,7 +307,6 @@ static void s_local_cleanup(s_local_t *l)
     char sock[128];
     snprintf(sock, sizeof(sock), "%s/worker.ipc", l->dir);
     unlink(sock);
-    rmdir(l->work_dir);
     if (rmdir(l->dir) < 0 && errno != ENOENT)
         kt_log_debug("run: '%s' left behind: %m", l->dir);
 }
@@ -384,15 +391,16 @@ int builtin_run(int argc, char **argv)
         {"local-memory", required_argument, NULL, 'm'},
         {"accel", required_argument, NULL, 'a'},
         {"progress", required_argument, NULL, 'p'},
+        {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     s_opts_t o = {.results = "results"};
-    bool results_set = false;
+    bool results_set = false, verbose = false;
     int c;
     uint64_t v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "w:g:r:R:j:b:c:H:L:M:e:V:m:a:p:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "w:g:r:R:j:b:c:H:L:M:e:V:m:a:p:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'w': o.workers = optarg; break;
         case 'g': o.gauntlet = optarg; break;
@@ -406,6 +414,7 @@ int builtin_run(int argc, char **argv)
         case 'e': o.executor = optarg; break;
         case 'a': o.accel = optarg; break;
         case 'p': o.progress = optarg; break;
+        case 'v': verbose = true; break;
         case 'b':
             if (s_parse_secs(optarg, &o.budget_ms) < 0) {
                 fprintf(stderr, "ktstr-coord run: --budget '%s': expected seconds > 0\n", optarg);
@@ -473,6 +482,12 @@ int builtin_run(int argc, char **argv)
         }
         progress = (enum kt_report_progress)k;
     }
+    bool tty = progress == KT_REPORT_PROGRESS_TTY ||
+               (progress == KT_REPORT_PROGRESS_AUTO && isatty(STDOUT_FILENO) == 1);
+    if (verbose)
+        kt_log_set_level(KT_LOG_DEBUG);
+    else if (tty && kt_log_get_level() > KT_LOG_WARN)
+        kt_log_set_level(KT_LOG_WARN);
 
     char err[1024] = "";
     char db[PATH_MAX];
@@ -723,7 +738,7 @@ int builtin_run(int argc, char **argv)
     s_local_t local = {0};
     _cleanup_(s_actor_destroyp) zactor_t *actor = NULL;
     if (!n_hosts && n_todo) {
-        r = s_local_start(&o, &run, &local, &actor);
+        r = s_local_start(&o, &run, kt_report_run_dir(report), &local, &actor);
         if (r < 0) {
             s_local_cleanup(&local);
             kt_store_run_end(store, run.run_id, "failed");
@@ -772,7 +787,8 @@ int builtin_run(int argc, char **argv)
     }
     kt_store_run_end(store, run.run_id, status);
     if (strcmp(status, "done") != 0)
-        printf("run %s is %s; finish it with: ktstr-coord run --resume %s%s%s\n", run.run_id,
-               status, run.run_id, results_set ? " --results " : "", results_set ? o.results : "");
+        printf("run %s %s; finish it with: ktstr-coord run --resume %s%s%s\n", run.run_id,
+               strcmp(status, "interrupted") == 0 ? "was interrupted" : "could not run",
+               run.run_id, results_set ? " --results " : "", results_set ? o.results : "");
     return kt_report_exit_code(report);
 }

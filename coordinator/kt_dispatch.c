@@ -1344,10 +1344,9 @@ static void s_monitor_read(s_dispatch_t *d, s_worker_t *w)
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
             w->auth_failed = true;
             snprintf(w->why, sizeof(w->why),
-                     "worker %s refused our key (not in its allow list; ZAP status %u)",
-                     s_wname(w), value);
+                     "refused our key (not in its allow list; ZAP status %u)", value);
             if (first)
-                s_note(d, "%s", w->why);
+                s_note(d, "worker %s %s", s_wname(w), w->why);
             d->changed = true;
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
@@ -1355,22 +1354,20 @@ static void s_monitor_read(s_dispatch_t *d, s_worker_t *w)
             w->auth_failed = true;
             if (d->cert)
                 snprintf(w->why, sizeof(w->why),
-                         "CURVE handshake with worker %s failed (%s 0x%x): is its key= in the "
-                         "hosts file its public key, and does it run with --curve-secret?",
-                         s_wname(w),
+                         "CURVE handshake failed (%s 0x%x): is key= in the hosts file its "
+                         "public key, and does it run with --curve-secret?",
                          event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error"
                                                                       : "error",
                          value);
             else
                 snprintf(w->why, sizeof(w->why),
-                         "handshake with worker %s failed (%s 0x%x): does it require CURVE "
-                         "(pass --curve-secret and key= in the hosts file)?",
-                         s_wname(w),
+                         "handshake failed (%s 0x%x): does it require CURVE (pass "
+                         "--curve-secret and key= in the hosts file)?",
                          event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error"
                                                                       : "error",
                          value);
             if (first)
-                s_note(d, "%s", w->why);
+                s_note(d, "worker %s: %s", s_wname(w), w->why);
             d->changed = true;
             break;
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
@@ -1578,8 +1575,8 @@ static void s_why_nothing(s_dispatch_t *d)
         if (!w->auth_failed)
             all_auth = false;
         const char *why = w->why[0] ? w->why : "no answer";
-        int n = snprintf(d->sum.why + o, sizeof(d->sum.why) - o, "%s%s: %s", o ? "; " : "",
-                         s_wname(w), why);
+        int n = snprintf(d->sum.why + o, sizeof(d->sum.why) - o, "%sworker %s%s %s",
+                         o ? "; " : "", s_wname(w), w->auth_failed ? "" : ":", why);
         if (n < 0 || (size_t)n >= sizeof(d->sum.why) - o)
             break;
         o += (size_t)n;
