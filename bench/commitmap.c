@@ -75,6 +75,15 @@ static void s_make_tree(const char *dir, unsigned files, unsigned salt, char *re
                        i);
         s_age(full);
     }
+    /* The top-level files that make it a kernel source tree. */
+    snprintf(paths[0], strlen(paths[0]) + 1, "Kconfig");
+    snprintf(paths[1], strlen(paths[1]) + 1, "Makefile");
+    for (unsigned i = 0; i < 2; i++) {
+        char full[4096];
+        snprintf(full, sizeof(full), "%s/%s", dir, paths[i]);
+        kt_test_writef(full, "# %s of tree %u\n", paths[i], salt);
+        s_age(full);
+    }
     kt_test_git_commit(repo, (const char *const *)paths, files, "import", NULL);
     /* A few more commits touching some files. */
     for (unsigned c = 0; c < 4; c++) {

@@ -1,12 +1,14 @@
 /* Kernel resolution: a path names a bzImage, a build dir
  * (arch/x86/boot/bzImage in it), or a source dir with an in-tree or build/
  * build. The label defaults to the image's release; the content hash names
- * the artifact; and the commit map: inside a git work tree the commit is
- * HEAD's 7-digit short id, with "-dirty" when tracked files differ from HEAD
+ * the artifact; and the commit map: inside a git work tree that is a kernel
+ * source tree (a Kconfig and a Makefile at its top) the commit is HEAD's
+ * 7-digit short id, with "-dirty" when tracked files differ from HEAD
  * (in the index or the work tree). Untracked files do not count, as for
  * `git describe --dirty` and the kernel's own setlocalversion: a build
  * leaves untracked outputs everywhere. For an O= build dir the tree is the
- * one its `source` link names. One libgit2 resolution per call: callers
+ * one its `source` link names. A bzImage inside any other repository gets
+ * no commit. One libgit2 resolution per call: callers
  * resolve each kernel once per run (the commit map), never per cell. */
 #include "kt_kernel_resolve.h"
 
@@ -80,10 +82,28 @@ static void s_status_freep(git_status_list **s)
     git_status_list_free(*s);
 }
 
-/* The commit of the work tree holding path; *ret_opened says whether a
- * repository was found and read (a libgit2 resolution was made). */
-static int s_commit_of(const char *path, char *buf, size_t len, bool *ret_opened, char *err,
-                       size_t err_len)
+static bool s_is_file(const char *path);
+
+/* A kernel source tree has a Kconfig and a Makefile at its top. A bzImage
+ * copied into some other repository (this project's test fixtures, a
+ * dotfiles tree) must not be labelled with that repository's commit. */
+static bool s_kernel_tree(const char *workdir)
+{
+    char p[PATH_MAX];
+    if (!workdir)
+        return false;
+    int w = snprintf(p, sizeof(p), "%s/Kconfig", workdir);
+    if (w < 0 || (size_t)w >= sizeof(p) || !s_is_file(p))
+        return false;
+    w = snprintf(p, sizeof(p), "%s/Makefile", workdir);
+    return w > 0 && (size_t)w < sizeof(p) && s_is_file(p);
+}
+
+/* The commit of the work tree holding path (only a kernel source tree's
+ * when kernel_tree_only); *ret_opened says whether a repository was found
+ * and read (a libgit2 resolution was made). */
+static int s_commit_of(const char *path, bool kernel_tree_only, char *buf, size_t len,
+                       bool *ret_opened, char *err, size_t err_len)
 {
     pthread_once(&s_git_once, s_git_init);
     *ret_opened = false;
@@ -112,6 +132,11 @@ static int s_commit_of(const char *path, char *buf, size_t len, bool *ret_opened
     if (git_repository_is_bare(repo))
         return s_fail(err, err_len, -ENOENT, "'%s' is inside a bare repository, not a work tree",
                       path);
+    const char *workdir = git_repository_workdir(repo);
+    if (kernel_tree_only && !s_kernel_tree(workdir))
+        return s_fail(err, err_len, -ENOENT,
+                      "'%s' is in the git work tree '%s', which is not a kernel source tree", path,
+                      workdir ? workdir : "?");
     _cleanup_(s_ref_freep) git_reference *head = NULL;
     g = git_repository_head(&head, repo);
     if (g == GIT_EUNBORNBRANCH || g == GIT_ENOTFOUND)
@@ -148,7 +173,7 @@ int kt_git_commit_of(const char *path, char *buf, size_t len, char *err, size_t 
     bool opened;
     if (!path || !buf || !len)
         return -EINVAL;
-    return s_commit_of(path, buf, len, &opened, err, err_len);
+    return s_commit_of(path, false, buf, len, &opened, err, err_len);
 }
 
 static bool s_is_file(const char *path)
@@ -254,7 +279,7 @@ int kt_kernel_resolve(const char *path, const char *label, kt_coord_kernel_t *re
         return s_fail(err, err_len, r, "kernel '%s': cannot hash it: %s", real, strerror(-r));
     bool opened = false;
     char why[512] = "";
-    r = s_commit_of(tree, k.commit, sizeof(k.commit), &opened, why, sizeof(why));
+    r = s_commit_of(tree, true, k.commit, sizeof(k.commit), &opened, why, sizeof(why));
     if (opened && lookups)
         (*lookups)++;
     if (r == -ENOENT)

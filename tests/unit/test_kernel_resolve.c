@@ -139,11 +139,13 @@ static void test_git_states(void **state)
     char *repo_dir = s_path("linux");
     git_repository *repo = kt_test_git_init(repo_dir);
     char *makefile = s_path("linux/Makefile"), *img = s_path("linux/arch/x86/boot/bzImage");
+    char *kconfig = s_path("linux/Kconfig");
     kt_test_writef(makefile, "VERSION = 6\n");
+    kt_test_writef(kconfig, "mainmenu \"Linux\"\n");
     kt_test_fake_bzimage(img, "6.12.117", 6);
     char first[41], second[41];
-    const char *files[] = {"Makefile"};
-    kt_test_git_commit(repo, files, 1, "first", first);
+    const char *files[] = {"Makefile", "Kconfig"};
+    kt_test_git_commit(repo, files, 2, "first", first);
     kt_test_writef(makefile, "VERSION = 6\nPATCHLEVEL = 12\n");
     kt_test_git_commit(repo, files, 1, "second", second);
 
@@ -215,7 +217,7 @@ static void test_git_states(void **state)
 
     git_repository_free(repo);
     free(repo_dir), free(makefile), free(img), free(untracked), free(obuild), free(oimg);
-    free(olink);
+    free(olink), free(kconfig);
 }
 
 static void test_unborn_repo(void **state)
@@ -237,6 +239,35 @@ static void test_unborn_repo(void **state)
     free(dir), free(img);
 }
 
+/* A bzImage copied into a repository that is not a kernel tree (this
+ * project's fixtures, say) gets no commit: that repository's HEAD says
+ * nothing about the kernel. */
+static void test_other_repository(void **state)
+{
+    (void)state;
+    char *dir = s_path("project"), *readme = s_path("project/README");
+    char *img = s_path("project/tests/fixtures/kernel/bzImage");
+    git_repository *repo = kt_test_git_init(dir);
+    kt_test_writef(readme, "a project, not a kernel\n");
+    char hex[41];
+    const char *files[] = {"README"};
+    kt_test_git_commit(repo, files, 1, "init", hex);
+    kt_test_fake_bzimage(img, "6.1.0-28-cloud-amd64", 9);
+    kt_coord_kernel_t k;
+    unsigned lookups = 0;
+    char err[1024] = "";
+    assert_int_equal(kt_kernel_resolve(img, NULL, &k, &lookups, err, sizeof(err)), 0);
+    assert_string_equal(k.commit, "");
+    assert_int_equal(lookups, 1);
+    /* The generic lookup still reads that tree. */
+    char buf[48], want[16];
+    snprintf(want, sizeof(want), "%.7s", hex);
+    assert_int_equal(kt_git_commit_of(img, buf, sizeof(buf), err, sizeof(err)), 0);
+    assert_string_equal(buf, want);
+    git_repository_free(repo);
+    free(dir), free(readme), free(img);
+}
+
 static void s_gauntlet_freep(kt_gauntlet_t **g)
 {
     kt_gauntlet_free(g);
@@ -254,10 +285,13 @@ static void test_commit_map_once_per_kernel(void **state)
         dirs[i] = s_path("map%u", i);
         git_repository *repo = kt_test_git_init(dirs[i]);
         char *f = s_path("map%u/Kconfig", i), *img = s_path("map%u/arch/x86/boot/bzImage", i);
+        char *mk = s_path("map%u/Makefile", i);
         kt_test_writef(f, "config X%u\n", i);
+        kt_test_writef(mk, "VERSION = 6\n");
         kt_test_fake_bzimage(img, i ? "6.13.0" : "6.12.0", 10 + i);
-        const char *files[] = {"Kconfig"};
-        kt_test_git_commit(repo, files, 1, "base", hex[i]);
+        const char *files[] = {"Kconfig", "Makefile"};
+        kt_test_git_commit(repo, files, 2, "base", hex[i]);
+        free(mk);
         if (i == 1)
             kt_test_writef(f, "config CHANGED\n"); /* dirty */
         git_repository_free(repo);
@@ -319,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_what_a_path_names),
         cmocka_unit_test(test_git_states),
         cmocka_unit_test(test_unborn_repo),
+        cmocka_unit_test(test_other_repository),
         cmocka_unit_test(test_commit_map_once_per_kernel),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
