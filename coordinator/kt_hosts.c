@@ -5,7 +5,8 @@
  *   10.0.0.2:7500 name=rack2 key=<Z85 public key, 40 characters>
  *   [fd00::2]:7461                    IPv6 in brackets
  *
- * One worker per line: a host (DNS name, IPv4, or IPv6 in brackets) with an
+ * A '#' that begins a line or follows a blank starts a comment (Z85 keys may
+ * hold '#'). One worker per line: a host (DNS name, IPv4, or IPv6 in brackets) with an
  * optional port, then key=value words: name= (how logs and results call the
  * worker; default host:port) and key= (the worker's CURVE public key; a
  * worker without one is reached in plain text). Unknown keys, repeated keys,
@@ -271,9 +272,14 @@ int kt_hosts_parse(const char *text, size_t len, const char *origin, kt_host_t *
                               "column %zu: byte 0x%02x: only printable ASCII is allowed", i + 1,
                               ch);
         }
-        char *hash = strchr(buf, '#');
-        if (hash)
-            *hash = '\0';
+        /* A comment starts at a '#' that begins the line or follows a
+         * blank: Z85 keys may hold '#'. */
+        for (char *h = buf; (h = strchr(h, '#')); h++) {
+            if (h == buf || h[-1] == ' ' || h[-1] == '\t') {
+                *h = '\0';
+                break;
+            }
+        }
         if (strspn(buf, " \t\r") == strlen(buf))
             continue;
         kt_host_t h;

@@ -56,6 +56,18 @@ static void test_accepted_forms(void **state)
     assert_int_equal(h[5].port, 65535);
     assert_int_equal(h[5].line, 8);
     free(h);
+
+    /* Z85 keys may hold '#': only a '#' after a blank starts a comment. */
+    const char *hashed = "w:1 key=ab#defghijklmnopqrstuvwxyz0123456789ABCD #comment\n"
+                         "#w:2\n"
+                         "w:3\t# comment\n";
+    assert_int_equal(kt_hosts_parse(hashed, strlen(hashed), "h", &h, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(h[0].curve_public, "ab#defghijklmnopqrstuvwxyz0123456789ABCD");
+    assert_int_equal(h[1].port, 3);
+    free(h);
+    /* ... and a name may not. */
+    assert_int_equal(kt_hosts_parse("w:3 name=x#y\n", 13, "h", &h, &n, err, sizeof(err)), -EINVAL);
 }
 
 static void s_expect_error(const char *text, const char *want)
