@@ -969,8 +969,8 @@ int kt_scenario_yaml_from_node(struct fy_node *node, const char *origin, kt_scen
  * ("%\x9f"), and takes control characters in plain scalars. Returns 0, or
  * -EILSEQ with the 1-based position and a description of the first bad
  * character. */
-static int s_check_text(const char *text, size_t len, int *ret_line, int *ret_col, char *what,
-                        size_t what_len)
+int kt_yaml_check_text(const char *text, size_t len, int *ret_line, int *ret_col, char *what,
+                       size_t what_len)
 {
     const unsigned char *p = (const unsigned char *)text;
     int line = 1, col = 1;
@@ -1034,7 +1034,7 @@ int kt_scenario_yaml_parse(const char *text, size_t len, const char *origin, kt_
     }
     int line, col;
     char what[64];
-    if (s_check_text(text, len, &line, &col, what, sizeof(what)) < 0) {
+    if (kt_yaml_check_text(text, len, &line, &col, what, sizeof(what)) < 0) {
         snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, line, col, what);
         return -EINVAL;
     }

@@ -831,54 +831,6 @@ static int s_gauntlet(s_ctx_t *c, struct fy_node *root, kt_gauntlet_t *g)
     return 0;
 }
 
-/* YAML text is printable Unicode (YAML 1.2, 5.1). Checked before libfyaml
- * sees the text: libfyaml 0.7.12 loops forever on some invalid UTF-8 (a
- * directive followed by a stray continuation byte). The same rule as the
- * scenario reader's; -EILSEQ with the 1-based position of the first bad
- * character. */
-static int s_check_text(const char *text, size_t len, int *ret_line, int *ret_col, char *what,
-                        size_t what_len)
-{
-    const unsigned char *p = (const unsigned char *)text;
-    int line = 1, col = 1;
-    for (size_t i = 0; i < len; col++) {
-        unsigned b = p[i];
-        size_t n = b < 0x80             ? 1
-                   : (b & 0xe0) == 0xc0 ? 2
-                   : (b & 0xf0) == 0xe0 ? 3
-                   : (b & 0xf8) == 0xf0 ? 4
-                                        : 0;
-        uint32_t cp = n == 1 ? b : n == 2 ? b & 0x1f : n == 3 ? b & 0x0f : b & 0x07;
-        bool ok = n != 0 && i + n <= len;
-        for (size_t k = 1; ok && k < n; k++) {
-            ok = (p[i + k] & 0xc0) == 0x80;
-            cp = cp << 6 | (p[i + k] & 0x3f);
-        }
-        static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-        ok = ok && cp >= min_cp[n] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
-        if (!ok) {
-            snprintf(what, what_len, "invalid UTF-8 byte 0x%02x", b);
-            *ret_line = line;
-            *ret_col = col;
-            return -EILSEQ;
-        }
-        bool printable = cp == '\t' || cp == '\n' || cp == '\r' || (cp >= 0x20 && cp <= 0x7e) ||
-                         cp == 0x85 || (cp >= 0xa0 && cp != 0xfffe && cp != 0xffff);
-        if (!printable) {
-            snprintf(what, what_len, "character U+%04X is not allowed in YAML", (unsigned)cp);
-            *ret_line = line;
-            *ret_col = col;
-            return -EILSEQ;
-        }
-        if (cp == '\n') {
-            line++;
-            col = 0;
-        }
-        i += n;
-    }
-    return 0;
-}
-
 void kt_gauntlet_free(kt_gauntlet_t **g_p)
 {
     if (!g_p || !*g_p)
@@ -926,7 +878,7 @@ int kt_gauntlet_parse(const char *text, size_t len, const char *origin, const ch
     }
     int line, col;
     char what[64];
-    if (s_check_text(text, len, &line, &col, what, sizeof(what)) < 0) {
+    if (kt_yaml_check_text(text, len, &line, &col, what, sizeof(what)) < 0) {
         snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, line, col, what);
         return -EINVAL;
     }
