@@ -1,7 +1,9 @@
 /* ktstr-worker serve: the worker daemon. Parses its options, settles the
  * accelerator (a KVM canary boot for the VM executor, like run-cell), and
  * runs kt_serve_main until SIGINT, or until a SIGTERM drain has finished. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <glob.h>
 #include <limits.h>
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "builtins.h"
@@ -21,6 +24,10 @@
 #include "kt_serve.h"
 
 #define S_DEFAULT_BIND "tcp://*:7461"
+/* The VM executor keeps each cell's sidecar and full console log under
+ * {cache}/cells/{cell}-{attempt}/ (the coordinator gets the sidecar and the
+ * console's tail); older than this they go at start-up. */
+#define S_CELL_DIR_KEEP_SECS (3 * 24 * 3600)
 
 static void s_usage(FILE *f)
 {
@@ -147,6 +154,42 @@ static int s_resolve_accel(enum kt_accel requested, const char *canary_opt, cons
                     init ? "" : " or no ktstr-init");
     kt_image_release(&img);
     return 0;
+}
+
+/* Removes cell folders (plain files only, one level) older than keep_secs. */
+static void s_sweep_cells(const char *work, time_t keep_secs)
+{
+    DIR *d = opendir(work);
+    if (!d)
+        return;
+    time_t now = time(NULL);
+    unsigned removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        struct stat st;
+        if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISDIR(st.st_mode) || now - st.st_mtime < keep_secs)
+            continue;
+        int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            continue;
+        DIR *cd = fdopendir(fd);
+        if (!cd) {
+            close(fd);
+            continue;
+        }
+        struct dirent *ce;
+        while ((ce = readdir(cd)))
+            if (ce->d_name[0] != '.' || (strcmp(ce->d_name, ".") && strcmp(ce->d_name, "..")))
+                unlinkat(fd, ce->d_name, 0);
+        closedir(cd);
+        if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) == 0)
+            removed++;
+    }
+    closedir(d);
+    if (removed)
+        kt_log_info("serve: removed %u cell folders older than %ld days from '%s'", removed,
+                    (long)(keep_secs / 86400), work);
 }
 
 static void s_default_cache(char *buf, size_t len)
@@ -280,6 +323,7 @@ int builtin_serve(int argc, char **argv)
         uint32_t canary_ms = 0;
         if (s_resolve_accel(accel, canary, image_dir, &vm.accel, &canary_ms) < 0)
             return 1;
+        s_sweep_cells(work, S_CELL_DIR_KEEP_SECS);
         cfg.executor = kt_executor_vm(&vm);
         cfg.accel_name = kt_accel_name(vm.accel);
         cfg.canary_ms = canary_ms;

@@ -628,7 +628,7 @@ static void s_patch_sidecar(s_server_t *srv, s_cell_t *cell)
         json_object_set_new(doc, "timings", timings);
     }
     uint64_t started = cell->started_ms ? cell->started_ms : cell->finished_ms;
-    json_object_set_new(timings, "queue_ms",
+    json_object_set_new(timings, "worker_queue_ms",
                         json_integer((json_int_t)(started - cell->assigned_ms)));
     json_object_set_new(timings, "artifact_fetch_ms",
                         json_integer((json_int_t)(cell->fetched_ms ? cell->fetched_ms -
@@ -727,9 +727,10 @@ static void s_cell_complete(s_server_t *srv, s_cell_t *cell)
         srv->n_running--;
     zhashx_delete(srv->cells, cell->key);
 
-    kt_log(srv->cell_log_level, "cell=%.12s attempt=%u %s %s in %llu ms: %s", cell->spec.cell_id,
+    kt_log(srv->cell_log_level, "cell=%.12s attempt=%u %s %s in %llu ms%s%s", cell->spec.cell_id,
            cell->attempt, cell->spec.cell_name, res->verdict,
-           (unsigned long long)(cell->finished_ms - cell->assigned_ms), res->reason);
+           (unsigned long long)(cell->finished_ms - cell->assigned_ms),
+           res->reason[0] ? ": " : "", res->reason);
 
     s_session_t *s = s_session_for(srv, cell->coordinator_id, cell->session_serial);
     if (s) {

@@ -584,7 +584,7 @@ static void test_session_flow(void **state)
     assert_string_equal(json_string_value(json_object_get(doc, "run_id")), "run-flow");
     assert_string_equal(json_string_value(json_object_get(doc, "cell_id")), sp.cell_id);
     assert_int_equal(json_integer_value(json_object_get(doc, "attempt")), 1);
-    assert_non_null(json_object_get(json_object_get(doc, "timings"), "queue_ms"));
+    assert_non_null(json_object_get(json_object_get(doc, "timings"), "worker_queue_ms"));
     json_decref(doc);
 
     /* Verified and cached under its hash. */
