@@ -1070,6 +1070,71 @@ static void test_bind_and_curve(void **state)
     free(cache);
 }
 
+/* $TERM stops now: a running cell is abandoned (the coordinator will run it
+ * again), not reported as a result that did not happen, and not journaled. */
+static void test_term_abandons_running(void **state)
+{
+    s_w_t w = {0};
+    s_w_start(&w, kt_executor_sleep(20000), 4, 4096);
+    s_art_t k;
+    s_art_make(&k, 1000, 10);
+    s_fc_t *a = s_fc_new(w.endpoint, "coord-t");
+    a->arts[a->n_arts++] = &k;
+    s_fc_open(a);
+    kt_cellspec_t sp;
+    s_spec(&sp, "run-t", 1, &k, false);
+    s_fc_assign(a, &sp, 1);
+    while (s_fc_wait(a, KT_MSG_PROGRESS, 2000) && strcmp(a->msg->u.progress.phase, "running"))
+        ;
+    assert_string_equal(a->msg->u.progress.phase, "running");
+    uint64_t t0 = s_now_ms();
+    s_w_stop(&w, true);
+    assert_true(s_now_ms() - t0 < 1500);
+    s_fc_quiet(a, KT_MSG_RESULT, 300);
+    assert_int_equal(s_count_files(w.journal, ".result"), 0);
+    s_fc_destroy(&a);
+    s_rm_rf(w.cache);
+    free(w.cache);
+    free(k.data);
+}
+
+/* The same coordinator on a new connection takes over the old session: the
+ * running cell's result goes to the new one. */
+static void test_reconnect_takes_over(void **state)
+{
+    s_w_t w = {0};
+    s_w_start(&w, kt_executor_sleep(500), 4, 4096);
+    s_art_t k;
+    s_art_make(&k, 1000, 11);
+    s_fc_t *a = s_fc_new(w.endpoint, "coord-re");
+    a->arts[a->n_arts++] = &k;
+    s_fc_open(a);
+    kt_cellspec_t sp;
+    s_spec(&sp, "run-re", 1, &k, false);
+    s_fc_assign(a, &sp, 1);
+    while (s_fc_wait(a, KT_MSG_PROGRESS, 2000) && strcmp(a->msg->u.progress.phase, "running"))
+        ;
+    s_fc_t *a2 = s_fc_new(w.endpoint, "coord-re");
+    a2->session = 43;
+    s_fc_open(a2);
+    assert_int_equal(s_w_status(&w, "sessions"), 1);
+    assert_true(s_fc_wait(a2, KT_MSG_HEARTBEAT, 1000));
+    assert_int_equal(a2->msg->u.heartbeat.n_running, 1);
+    assert_string_equal(a2->msg->u.heartbeat.running[0].cell_id, sp.cell_id);
+    assert_true(s_fc_wait(a2, KT_MSG_RESULT, 3000));
+    assert_string_equal(a2->msg->u.result.cell_id, sp.cell_id);
+    s_fc_quiet(a, KT_MSG_RESULT, 100);
+    /* The old connection is forgotten: it is told to OPEN again. */
+    s_fc_beat(a);
+    assert_true(s_fc_wait(a, KT_MSG_ERROR, 1000));
+    assert_int_equal(a->msg->u.error.code, KT_CODE_GONE);
+    s_fc_ack(a2, sp.cell_id, 1, KT_MSG_RESULT_ACK);
+    s_fc_destroy(&a);
+    s_fc_destroy(&a2);
+    s_w_stop(&w, false);
+    free(k.data);
+}
+
 /* Two daemons cannot share one cache (the journal is per process). */
 static void test_cache_lock(void **state)
 {
@@ -1096,6 +1161,8 @@ int main(void)
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_bind_and_curve),
         cmocka_unit_test(test_cache_lock),
+        cmocka_unit_test(test_term_abandons_running),
+        cmocka_unit_test(test_reconnect_takes_over),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
