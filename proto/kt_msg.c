@@ -395,6 +395,11 @@ __attribute__((format(printf, 3, 4))) static int s_fail(const s_ctx_t *c, const 
         vsnprintf(c->why + n, c->wl - (size_t)n, fmt, ap);
         va_end(ap);
     }
+    /* Reasons quote the peer's values and end up in log lines: one line,
+     * no terminal control bytes. */
+    for (char *p = c->why; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     return -EBADMSG;
 }
 

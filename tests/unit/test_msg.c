@@ -1516,6 +1516,8 @@ static void test_ranges_and_consistency(void **state)
     REFUSED(KT_MSG_RESULT, "verdict", s_val_text(&v_, "PASS"), "not pass, fail, error or skip");
     REFUSED(KT_MSG_RESULT, "verdict", s_val_text(&v_, "passed"), "not pass, fail, error or skip");
     REFUSED(KT_MSG_RESULT, "verdict", s_val_text(&v_, "timeout"), "not pass");
+    /* A reason quoting the peer's value stays one line without control bytes. */
+    REFUSED(KT_MSG_RESULT, "verdict", s_val_text(&v_, "pas\n\x1b"), "'pas?" "?' is not pass");
     /* Integers do not wrap into narrower fields. */
     REFUSED(KT_MSG_DRAIN, "running", s_val_u64(&v_, (1ull << 32) + 5), "'running'");
     REFUSED(KT_MSG_HEARTBEAT, "free_vcpus", s_val_u64(&v_, 1ull << 32), "'free_vcpus'");
@@ -1702,7 +1704,7 @@ static void test_codec_speed(void **state)
             msgpack_sbuffer_destroy(&sb);
         }
         double us = (s_now() - t0) * 1e6 / n;
-        print_message("codec: %s (%zu bytes) encode+decode %.2f us\n", kt_msg_type_name(types[k]),
+        print_message("# codec: %s (%zu bytes) encode+decode %.2f us\n", kt_msg_type_name(types[k]),
                       bytes, us);
         assert_true(us < 500);
         if (types[k] == KT_MSG_RESULT) {
