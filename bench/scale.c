@@ -577,34 +577,37 @@ int main(int argc, char **argv)
                    : "on loopback TCP ports");
     if (!f.netns)
         printf("namespaces skipped: %s\n", why_loopback);
-    printf("\n%-4s %12s %12s %12s %10s %6s\n", "K", "makespan_ms", "ideal_ms", "overhead_ms",
-           "efficiency", "done");
+    fflush(stdout);
     uint64_t t_ns[8] = {0}, t1 = 0;
+    unsigned done[8] = {0};
     double eff[8] = {0};
     bool complete = true;
-    /* T1 first, whatever order K came in: efficiency needs it. */
     for (unsigned i = 0; i < nk; i++) {
-        s_count_t cnt;
+        s_count_t cnt = {0};
         if (s_pass(&f, ks[i], m, kernel, hold_ms, &t_ns[i], &cnt) < 0 || cnt.pass != m)
             complete = false;
+        done[i] = cnt.done;
         if (ks[i] == 1)
             t1 = t_ns[i];
-        uint64_t ideal = (uint64_t)((m + ks[i] - 1) / ks[i]) * hold_ms;
-        printf("%-4u %12.1f %12" PRIu64 " %12.1f %10s %6u\n", ks[i], (double)t_ns[i] / 1e6, ideal,
-               (double)t_ns[i] / 1e6 - (double)ideal, "", cnt.done);
-        fflush(stdout);
+        fprintf(stderr, "bench-scale: K=%u: %.1f ms\n", ks[i], (double)t_ns[i] / 1e6);
     }
+    /* Efficiency needs T1 even when K=1 was not asked for. */
     if (!t1) {
-        s_count_t cnt;
+        s_count_t cnt = {0};
         if (s_pass(&f, 1, m, kernel, hold_ms, &t1, &cnt) < 0 || cnt.pass != m)
             complete = false;
+        fprintf(stderr, "bench-scale: K=1 (for T1): %.1f ms\n", (double)t1 / 1e6);
     }
-    printf("\nefficiency T1/(K x TK):");
+    printf("\n%-4s %12s %12s %12s %10s %6s\n", "K", "makespan_ms", "ideal_ms", "overhead_ms",
+           "efficiency", "done");
     for (unsigned i = 0; i < nk; i++) {
+        uint64_t ideal = (uint64_t)((m + ks[i] - 1) / ks[i]) * hold_ms;
         eff[i] = t_ns[i] ? (double)t1 / ((double)ks[i] * (double)t_ns[i]) : 0;
-        printf("  K=%u %.3f", ks[i], eff[i]);
+        printf("%-4u %12.1f %12" PRIu64 " %12.1f %10.3f %6u\n", ks[i], (double)t_ns[i] / 1e6,
+               ideal, (double)t_ns[i] / 1e6 - (double)ideal, eff[i], done[i]);
     }
-    printf("\n");
+    printf("(ideal: ceil(M/K) x hold, what K perfectly used slots would take; efficiency: "
+           "T1 / (K x TK))\n");
     int target = -1;
     for (unsigned i = 0; i < nk; i++)
         if (ks[i] == 8)
