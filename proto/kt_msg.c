@@ -60,7 +60,7 @@ static const struct {
     {KT_CODE_OK, "ok"},
     {KT_CODE_BAD_MESSAGE, "bad message"},
     {KT_CODE_FORBIDDEN, "forbidden"},
-    {KT_CODE_UNKNOWN_TYPE, "unknown message type"},
+    {KT_CODE_UNKNOWN_TYPE, "not found"},
     {KT_CODE_NO_SESSION, "no session"},
     {KT_CODE_GONE, "session gone"},
     {KT_CODE_TOO_LARGE, "too large"},
