@@ -73,6 +73,8 @@ tap_check "both kernels ran ($labels labels)" test "$labels" -eq 2
 workers=$(dbw "$r" "SELECT count(DISTINCT worker) FROM verdicts WHERE run_id = '$run'")
 tap_check "the cells were spread over the fleet ($workers workers)" test "$workers" -ge 2
 
+rj=$(jq -r '[.status, (.workers | length), ([.workers[].done] | add)] | join(" ")' "$r/$run/run.json" 2>/dev/null)
+tap_check "run.json: done, the 3 workers, their done counts add up to $n ($rj)" test "$rj" = "done 3 $n"
 sidecars_of "$r/$run" >"$d/sidecars"
 bad=0
 while read -r f; do
