@@ -15,20 +15,13 @@
 #include "kt_topology.h"
 
 static const char *const s_type_names[KT_MSG__COUNT] = {
-    [KT_MSG_OPEN] = "OPEN",
-    [KT_MSG_HELLO] = "HELLO",
-    [KT_MSG_WELCOME] = "WELCOME",
-    [KT_MSG_REFUSE] = "REFUSE",
-    [KT_MSG_HEARTBEAT] = "HEARTBEAT",
-    [KT_MSG_ASSIGN] = "ASSIGN",
-    [KT_MSG_ACCEPT] = "ACCEPT",
-    [KT_MSG_FETCH] = "FETCH",
-    [KT_MSG_CHUNK] = "CHUNK",
-    [KT_MSG_PROGRESS] = "PROGRESS",
-    [KT_MSG_RESULT] = "RESULT",
-    [KT_MSG_RESULT_ACK] = "RESULT_ACK",
-    [KT_MSG_CANCEL] = "CANCEL",
-    [KT_MSG_DRAIN] = "DRAIN",
+    [KT_MSG_OPEN] = "OPEN",           [KT_MSG_HELLO] = "HELLO",
+    [KT_MSG_WELCOME] = "WELCOME",     [KT_MSG_REFUSE] = "REFUSE",
+    [KT_MSG_HEARTBEAT] = "HEARTBEAT", [KT_MSG_ASSIGN] = "ASSIGN",
+    [KT_MSG_ACCEPT] = "ACCEPT",       [KT_MSG_FETCH] = "FETCH",
+    [KT_MSG_CHUNK] = "CHUNK",         [KT_MSG_PROGRESS] = "PROGRESS",
+    [KT_MSG_RESULT] = "RESULT",       [KT_MSG_RESULT_ACK] = "RESULT_ACK",
+    [KT_MSG_CANCEL] = "CANCEL",       [KT_MSG_DRAIN] = "DRAIN",
     [KT_MSG_ERROR] = "ERROR",
 };
 
@@ -81,8 +74,7 @@ const char *kt_msg_code_name(uint32_t code)
 
 bool kt_msg_signature_ok(const void *data, size_t len)
 {
-    return data && len == strlen(KT_PROTO_SIGNATURE) &&
-           memcmp(data, KT_PROTO_SIGNATURE, len) == 0;
+    return data && len == strlen(KT_PROTO_SIGNATURE) && memcmp(data, KT_PROTO_SIGNATURE, len) == 0;
 }
 
 bool kt_msg_sha_valid(const char *s)
@@ -109,22 +101,37 @@ static size_t s_member_size(enum kt_msg_type type)
 {
     kt_msg_t *m = NULL;
     switch (type) {
-    case KT_MSG_OPEN: return sizeof(m->u.open);
-    case KT_MSG_HELLO: return sizeof(m->u.hello);
-    case KT_MSG_WELCOME: return sizeof(m->u.welcome);
-    case KT_MSG_REFUSE: return sizeof(m->u.refuse);
-    case KT_MSG_HEARTBEAT: return sizeof(m->u.heartbeat);
-    case KT_MSG_ASSIGN: return sizeof(m->u.assign);
-    case KT_MSG_ACCEPT: return sizeof(m->u.accept);
-    case KT_MSG_FETCH: return sizeof(m->u.fetch);
-    case KT_MSG_CHUNK: return sizeof(m->u.chunk);
-    case KT_MSG_PROGRESS: return sizeof(m->u.progress);
-    case KT_MSG_RESULT: return sizeof(m->u.result);
+    case KT_MSG_OPEN:
+        return sizeof(m->u.open);
+    case KT_MSG_HELLO:
+        return sizeof(m->u.hello);
+    case KT_MSG_WELCOME:
+        return sizeof(m->u.welcome);
+    case KT_MSG_REFUSE:
+        return sizeof(m->u.refuse);
+    case KT_MSG_HEARTBEAT:
+        return sizeof(m->u.heartbeat);
+    case KT_MSG_ASSIGN:
+        return sizeof(m->u.assign);
+    case KT_MSG_ACCEPT:
+        return sizeof(m->u.accept);
+    case KT_MSG_FETCH:
+        return sizeof(m->u.fetch);
+    case KT_MSG_CHUNK:
+        return sizeof(m->u.chunk);
+    case KT_MSG_PROGRESS:
+        return sizeof(m->u.progress);
+    case KT_MSG_RESULT:
+        return sizeof(m->u.result);
     case KT_MSG_RESULT_ACK:
-    case KT_MSG_CANCEL: return sizeof(m->u.ack);
-    case KT_MSG_DRAIN: return sizeof(m->u.drain);
-    case KT_MSG_ERROR: return sizeof(m->u.error);
-    default: return sizeof(m->u);
+    case KT_MSG_CANCEL:
+        return sizeof(m->u.ack);
+    case KT_MSG_DRAIN:
+        return sizeof(m->u.drain);
+    case KT_MSG_ERROR:
+        return sizeof(m->u.error);
+    default:
+        return sizeof(m->u);
     }
 }
 
@@ -377,13 +384,13 @@ int kt_msg_encode_body(const kt_msg_t *m, msgpack_sbuffer *out)
 /* Where a reason goes and how it starts: "ASSIGN: field 'spec.kernel_sha': ". */
 typedef struct s_ctx {
     const char *type;
-    const char *obj;            /* "" or "spec." */
+    const char *obj; /* "" or "spec." */
     char *why;
     size_t wl;
 } s_ctx_t;
 
 __attribute__((format(printf, 3, 4))) static int s_fail(const s_ctx_t *c, const char *key,
-                                                       const char *fmt, ...)
+                                                        const char *fmt, ...)
 {
     if (!c->why || !c->wl)
         return -EBADMSG;
@@ -406,18 +413,29 @@ __attribute__((format(printf, 3, 4))) static int s_fail(const s_ctx_t *c, const 
 static const char *s_type_word(msgpack_object_type t)
 {
     switch (t) {
-    case MSGPACK_OBJECT_NIL: return "nil";
-    case MSGPACK_OBJECT_BOOLEAN: return "a boolean";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: return "an integer";
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "a negative integer";
+    case MSGPACK_OBJECT_NIL:
+        return "nil";
+    case MSGPACK_OBJECT_BOOLEAN:
+        return "a boolean";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return "an integer";
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return "a negative integer";
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "a float";
-    case MSGPACK_OBJECT_STR: return "a string";
-    case MSGPACK_OBJECT_ARRAY: return "an array";
-    case MSGPACK_OBJECT_MAP: return "a map";
-    case MSGPACK_OBJECT_BIN: return "binary";
-    case MSGPACK_OBJECT_EXT: return "an extension";
-    default: return "unknown";
+    case MSGPACK_OBJECT_FLOAT64:
+        return "a float";
+    case MSGPACK_OBJECT_STR:
+        return "a string";
+    case MSGPACK_OBJECT_ARRAY:
+        return "an array";
+    case MSGPACK_OBJECT_MAP:
+        return "a map";
+    case MSGPACK_OBJECT_BIN:
+        return "binary";
+    case MSGPACK_OBJECT_EXT:
+        return "an extension";
+    default:
+        return "unknown";
     }
 }
 
@@ -475,8 +493,8 @@ static int s_bool(const s_ctx_t *c, const msgpack_object *map, const char *key, 
 enum {
     S_ANY = 0,
     S_NONEMPTY = 1 << 0,
-    S_PRINTABLE = 1 << 1,       /* ASCII 0x20..0x7e */
-    S_TOKEN = 1 << 2,           /* ASCII 0x21..0x7e, no '/' or '\' */
+    S_PRINTABLE = 1 << 1, /* ASCII 0x20..0x7e */
+    S_TOKEN = 1 << 2,     /* ASCII 0x21..0x7e, no '/' or '\' */
 };
 
 static int s_str(const s_ctx_t *c, const msgpack_object *map, const char *key, char *buf,
@@ -499,8 +517,10 @@ static int s_str(const s_ctx_t *c, const msgpack_object *map, const char *key, c
         if ((flags & S_PRINTABLE) && (ch < 0x20 || ch > 0x7e))
             return s_fail(c, key, "byte 0x%02x at %u is not printable ASCII", ch, i);
         if ((flags & S_TOKEN) && (ch <= 0x20 || ch > 0x7e || ch == '/' || ch == '\\'))
-            return s_fail(c, key, "byte 0x%02x at %u is not allowed (printable ASCII, no blank "
-                                  "or slash)", ch, i);
+            return s_fail(c, key,
+                          "byte 0x%02x at %u is not allowed (printable ASCII, no blank "
+                          "or slash)",
+                          ch, i);
     }
     memcpy(buf, p, n);
     buf[n] = '\0';
@@ -608,8 +628,8 @@ static int s_cellspec(const s_ctx_t *c, const msgpack_object *o, kt_cellspec_t *
                    S_NONEMPTY | S_TOKEN)) < 0 ||
         (r = s_str(c, o, "kernel_version", sp->kernel_version, sizeof(sp->kernel_version),
                    S_PRINTABLE)) < 0 ||
-        (r = s_str(c, o, "kernel_commit", sp->kernel_commit, sizeof(sp->kernel_commit),
-                   S_TOKEN)) < 0 ||
+        (r = s_str(c, o, "kernel_commit", sp->kernel_commit, sizeof(sp->kernel_commit), S_TOKEN)) <
+            0 ||
         (r = s_sha(c, o, "kernel_sha", sp->kernel_sha, false)) < 0 ||
         (r = s_u64(c, o, "kernel_size", 1, KT_ARTIFACT_MAX_BYTES, &sp->kernel_size)) < 0 ||
         (r = s_str(c, o, "sched_name", sp->sched_name, sizeof(sp->sched_name),
@@ -656,8 +676,8 @@ static int s_decode_hello(const s_ctx_t *c, const msgpack_object *o, kt_msg_t *m
     __typeof__(m->u.hello) *h = &m->u.hello;
     int r;
     if ((r = s_u32(c, o, "version", 1, 65535, &h->version)) < 0 ||
-        (r = s_str(c, o, "worker_id", h->worker_id, sizeof(h->worker_id),
-                   S_NONEMPTY | S_TOKEN)) < 0 ||
+        (r = s_str(c, o, "worker_id", h->worker_id, sizeof(h->worker_id), S_NONEMPTY | S_TOKEN)) <
+            0 ||
         (r = s_u64(c, o, "instance", 1, UINT64_MAX, &h->instance)) < 0 ||
         (r = s_str(c, o, "arch", h->arch, sizeof(h->arch), S_NONEMPTY | S_TOKEN)) < 0 ||
         (r = s_u32(c, o, "host_cpus", 1, 1u << 20, &h->host_cpus)) < 0 ||
@@ -707,8 +727,7 @@ static int s_decode_heartbeat(const s_ctx_t *c, const msgpack_object *o, kt_msg_
     if (!a)
         return r;
     if (a->via.array.size > KT_MSG_MAX_RUNNING)
-        return s_fail(c, "running", "%u entries, limit %d", a->via.array.size,
-                      KT_MSG_MAX_RUNNING);
+        return s_fail(c, "running", "%u entries, limit %d", a->via.array.size, KT_MSG_MAX_RUNNING);
     char obj[32];
     s_ctx_t ec = *c;
     ec.obj = obj;
@@ -768,10 +787,10 @@ static int s_decode_result(const s_ctx_t *c, const msgpack_object *o, kt_msg_t *
         known |= strcmp(res->verdict, verdicts[i]) == 0;
     if (!known)
         return s_fail(c, "verdict", "'%s' is not pass, fail, error or skip", res->verdict);
-    if ((r = s_blob(c, o, "sidecar", KT_MSG_MAX_SIDECAR, true, &res->sidecar,
-                    &res->sidecar_len)) < 0 ||
-        (r = s_blob(c, o, "console", KT_MSG_MAX_CONSOLE, false, &res->console,
-                    &res->console_len)) < 0)
+    if ((r = s_blob(c, o, "sidecar", KT_MSG_MAX_SIDECAR, true, &res->sidecar, &res->sidecar_len)) <
+            0 ||
+        (r = s_blob(c, o, "console", KT_MSG_MAX_CONSOLE, false, &res->console, &res->console_len)) <
+            0)
         return r;
     if (res->console_len == 0) {
         free(res->console);
@@ -833,8 +852,7 @@ static int s_decode(const s_ctx_t *c, const msgpack_object *o, kt_msg_t *m)
     case KT_MSG_ACCEPT:
         if ((r = s_cell_attempt(c, o, m->u.accept.cell_id, &m->u.accept.attempt)) < 0 ||
             (r = s_bool(c, o, "ok", &m->u.accept.ok)) < 0 ||
-            (r = s_str(c, o, "reason", m->u.accept.reason, sizeof(m->u.accept.reason),
-                       S_ANY)) < 0)
+            (r = s_str(c, o, "reason", m->u.accept.reason, sizeof(m->u.accept.reason), S_ANY)) < 0)
             return r;
         if (!m->u.accept.ok && !m->u.accept.reason[0])
             return s_fail(c, "reason", "empty, but ok is false");

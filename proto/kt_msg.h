@@ -34,7 +34,7 @@ enum kt_msg_code {
     KT_CODE_OK = 200,
     KT_CODE_BAD_MESSAGE = 400,     /* signature, frames or body not understood */
     KT_CODE_FORBIDDEN = 403,       /* not allowed (key, id) */
-    KT_CODE_UNKNOWN_TYPE = 404,    /* not found: a message type or an artifact this side does not know */
+    KT_CODE_UNKNOWN_TYPE = 404,    /* not found: a message type or an artifact */
     KT_CODE_NO_SESSION = 409,      /* not valid in this session state (no WELCOME yet) */
     KT_CODE_GONE = 410,            /* session expired or replaced: OPEN again */
     KT_CODE_TOO_LARGE = 413,       /* over a size limit */

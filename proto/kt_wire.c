@@ -140,8 +140,7 @@ static void s_printable(const void *data, size_t len, char *buf, size_t size)
     buf[o < size ? o : size - 1] = '\0';
 }
 
-int kt_wire_recv(zsock_t *sock, zframe_t **ret_routing_id, kt_msg_t *ret, char *why,
-                 size_t why_len)
+int kt_wire_recv(zsock_t *sock, zframe_t **ret_routing_id, kt_msg_t *ret, char *why, size_t why_len)
 {
     if (!sock || !ret)
         return -EINVAL;
@@ -206,8 +205,8 @@ int kt_wire_recv(zsock_t *sock, zframe_t **ret_routing_id, kt_msg_t *ret, char *
         r = s_bad(why, why_len, "unknown message type '%s'", name);
         goto out;
     }
-    r = kt_msg_decode_body(type, zmq_msg_data(&part[base + 2]), zmq_msg_size(&part[base + 2]),
-                           ret, why, why_len);
+    r = kt_msg_decode_body(type, zmq_msg_data(&part[base + 2]), zmq_msg_size(&part[base + 2]), ret,
+                           why, why_len);
 out:
     for (size_t i = 0; i < kept; i++)
         zmq_msg_close(&part[i]);

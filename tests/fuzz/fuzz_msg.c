@@ -152,12 +152,13 @@ static void s_check(const kt_msg_t *m, const void *body, size_t len)
     case KT_MSG_CHUNK: {
         const uint8_t *b = m->_body;
         s_check_sha(m->u.chunk.sha, false);
-        if (m->u.chunk.len > KT_CHUNK_MAX || m->u.chunk.offset + m->u.chunk.len > m->u.chunk.total ||
+        if (m->u.chunk.len > KT_CHUNK_MAX ||
+            m->u.chunk.offset + m->u.chunk.len > m->u.chunk.total ||
             m->u.chunk.last != (m->u.chunk.offset + m->u.chunk.len == m->u.chunk.total))
             abort();
         /* Inside the message's own copy, not the caller's buffer. */
-        if (!b || (m->u.chunk.len &&
-                   (m->u.chunk.data < b || m->u.chunk.data + m->u.chunk.len > b + len)))
+        if (!b ||
+            (m->u.chunk.len && (m->u.chunk.data < b || m->u.chunk.data + m->u.chunk.len > b + len)))
             abort();
         break;
     }
@@ -387,8 +388,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     enum kt_msg_type t;
-    if (kt_msg_type_parse((const char *)data, size, &t) == 0 &&
-        strlen(kt_msg_type_name(t)) != size)
+    if (kt_msg_type_parse((const char *)data, size, &t) == 0 && strlen(kt_msg_type_name(t)) != size)
         abort();
     (void)kt_msg_signature_ok(data, size);
     if (size < 1)

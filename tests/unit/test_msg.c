@@ -259,7 +259,8 @@ static void s_sample(enum kt_msg_type type, bool big, kt_msg_t *m)
     case KT_MSG_PROGRESS:
         snprintf(m->u.progress.cell_id, KT_SHA_HEX, "%s", S_SHA_C);
         m->u.progress.attempt = 1;
-        snprintf(m->u.progress.phase, sizeof(m->u.progress.phase), big ? "collecting_logs" : "booting");
+        snprintf(m->u.progress.phase, sizeof(m->u.progress.phase),
+                 big ? "collecting_logs" : "booting");
         break;
     case KT_MSG_RESULT: {
         __typeof__(m->u.result) *r = &m->u.result;
@@ -514,13 +515,20 @@ static void s_assert_msg_equal(const kt_msg_t *x, const kt_msg_t *y)
 static bool s_nondefault(const msgpack_object *o)
 {
     switch (o->type) {
-    case MSGPACK_OBJECT_BOOLEAN: return o->via.boolean;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: return o->via.u64 != 0;
-    case MSGPACK_OBJECT_STR: return o->via.str.size != 0;
-    case MSGPACK_OBJECT_BIN: return o->via.bin.size != 0;
-    case MSGPACK_OBJECT_ARRAY: return o->via.array.size != 0;
-    case MSGPACK_OBJECT_MAP: return o->via.map.size != 0;
-    default: return true;
+    case MSGPACK_OBJECT_BOOLEAN:
+        return o->via.boolean;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return o->via.u64 != 0;
+    case MSGPACK_OBJECT_STR:
+        return o->via.str.size != 0;
+    case MSGPACK_OBJECT_BIN:
+        return o->via.bin.size != 0;
+    case MSGPACK_OBJECT_ARRAY:
+        return o->via.array.size != 0;
+    case MSGPACK_OBJECT_MAP:
+        return o->via.map.size != 0;
+    default:
+        return true;
     }
 }
 
@@ -565,7 +573,7 @@ static void test_type_names(void **state)
     assert_string_equal(kt_msg_type_name(KT_MSG_RESULT_ACK), "RESULT_ACK");
     assert_null(kt_msg_type_name(0));
     assert_null(kt_msg_type_name(KT_MSG__COUNT));
-    assert_null(kt_msg_type_name((enum kt_msg_type)-1));
+    assert_null(kt_msg_type_name((enum kt_msg_type) - 1));
     enum kt_msg_type t;
     assert_int_equal(kt_msg_type_parse("", 0, &t), -EBADMSG);
     assert_int_equal(kt_msg_type_parse("HELLO\0", 6, &t), -EBADMSG);
@@ -1138,8 +1146,8 @@ static void test_missing_fields(void **state)
                 fail_msg("%s without '%s': got %d, want -EBADMSG", kt_msg_type_name(x.type),
                          paths[i], r);
             if (!strstr(why, last) || !strstr(why, "missing"))
-                fail_msg("%s without '%s': reason '%s' does not name it",
-                         kt_msg_type_name(x.type), paths[i], why);
+                fail_msg("%s without '%s': reason '%s' does not name it", kt_msg_type_name(x.type),
+                         paths[i], why);
             if (strncmp(why, kt_msg_type_name(x.type), strlen(kt_msg_type_name(x.type))) != 0)
                 fail_msg("%s without '%s': reason '%s' does not name the message",
                          kt_msg_type_name(x.type), paths[i], why);
@@ -1310,12 +1318,18 @@ static void test_string_sizes(void **state)
         enum kt_msg_type type;
         const char *path;
     } ne[] = {
-        {KT_MSG_OPEN, "coordinator_id"}, {KT_MSG_HELLO, "worker_id"},
-        {KT_MSG_HELLO, "arch"},          {KT_MSG_HELLO, "accel"},
-        {KT_MSG_REFUSE, "reason"},       {KT_MSG_ASSIGN, "spec.cell_name"},
-        {KT_MSG_ASSIGN, "spec.run_id"},  {KT_MSG_ASSIGN, "spec.kernel_label"},
-        {KT_MSG_ASSIGN, "spec.sched_name"}, {KT_MSG_ASSIGN, "spec.profile"},
-        {KT_MSG_PROGRESS, "phase"},      {KT_MSG_RESULT, "verdict"},
+        {KT_MSG_OPEN, "coordinator_id"},
+        {KT_MSG_HELLO, "worker_id"},
+        {KT_MSG_HELLO, "arch"},
+        {KT_MSG_HELLO, "accel"},
+        {KT_MSG_REFUSE, "reason"},
+        {KT_MSG_ASSIGN, "spec.cell_name"},
+        {KT_MSG_ASSIGN, "spec.run_id"},
+        {KT_MSG_ASSIGN, "spec.kernel_label"},
+        {KT_MSG_ASSIGN, "spec.sched_name"},
+        {KT_MSG_ASSIGN, "spec.profile"},
+        {KT_MSG_PROGRESS, "phase"},
+        {KT_MSG_RESULT, "verdict"},
     };
     for (size_t i = 0; i < sizeof(ne) / sizeof(ne[0]); i++)
         REFUSED(ne[i].type, ne[i].path, s_val_text(&v_, ""), "empty");
@@ -1352,11 +1366,11 @@ static void test_sha_fields(void **state)
         enum kt_msg_type type;
         const char *path;
     } f[] = {
-        {KT_MSG_HELLO, "artifacts.1"},        {KT_MSG_HEARTBEAT, "running.1.cell_id"},
-        {KT_MSG_ASSIGN, "spec.cell_id"},      {KT_MSG_ASSIGN, "spec.kernel_sha"},
-        {KT_MSG_ACCEPT, "cell_id"},           {KT_MSG_FETCH, "sha"},
-        {KT_MSG_CHUNK, "sha"},                {KT_MSG_PROGRESS, "cell_id"},
-        {KT_MSG_RESULT, "cell_id"},           {KT_MSG_RESULT_ACK, "cell_id"},
+        {KT_MSG_HELLO, "artifacts.1"},   {KT_MSG_HEARTBEAT, "running.1.cell_id"},
+        {KT_MSG_ASSIGN, "spec.cell_id"}, {KT_MSG_ASSIGN, "spec.kernel_sha"},
+        {KT_MSG_ACCEPT, "cell_id"},      {KT_MSG_FETCH, "sha"},
+        {KT_MSG_CHUNK, "sha"},           {KT_MSG_PROGRESS, "cell_id"},
+        {KT_MSG_RESULT, "cell_id"},      {KT_MSG_RESULT_ACK, "cell_id"},
         {KT_MSG_CANCEL, "cell_id"},
     };
     char sha[80];
@@ -1502,8 +1516,10 @@ static void test_ranges_and_consistency(void **state)
      * sample is 100 bytes at 1000 of 5000, not last. */
     REFUSED(KT_MSG_CHUNK, "total", s_val_int(&v_, 1099), "runs past total 1099");
     ACCEPTED(KT_MSG_CHUNK, "total", s_val_int(&v_, 1101));
-    REFUSED(KT_MSG_CHUNK, "total", s_val_int(&v_, 1100), "'last': false, but the chunk ends at 1100 of 1100");
-    REFUSED(KT_MSG_CHUNK, "last", s_val_bool(&v_, true), "'last': true, but the chunk ends at 1100 of 5000");
+    REFUSED(KT_MSG_CHUNK, "total", s_val_int(&v_, 1100),
+            "'last': false, but the chunk ends at 1100 of 1100");
+    REFUSED(KT_MSG_CHUNK, "last", s_val_bool(&v_, true),
+            "'last': true, but the chunk ends at 1100 of 5000");
     REFUSED(KT_MSG_CHUNK, "offset", s_val_u64(&v_, UINT64_MAX - 10), "'offset'");
     REFUSED(KT_MSG_CHUNK, "data", s_val_bin(&v_, 0), "empty, and not the last chunk");
     /* PROGRESS phases are lowercase words; RESULT verdicts are the four. */
@@ -1517,7 +1533,9 @@ static void test_ranges_and_consistency(void **state)
     REFUSED(KT_MSG_RESULT, "verdict", s_val_text(&v_, "passed"), "not pass, fail, error or skip");
     REFUSED(KT_MSG_RESULT, "verdict", s_val_text(&v_, "timeout"), "not pass");
     /* A reason quoting the peer's value stays one line without control bytes. */
-    REFUSED(KT_MSG_RESULT, "verdict", s_val_text(&v_, "pas\n\x1b"), "'pas?" "?' is not pass");
+    REFUSED(KT_MSG_RESULT, "verdict", s_val_text(&v_, "pas\n\x1b"),
+            "'pas?"
+            "?' is not pass");
     /* Integers do not wrap into narrower fields. */
     REFUSED(KT_MSG_DRAIN, "running", s_val_u64(&v_, (1ull << 32) + 5), "'running'");
     REFUSED(KT_MSG_HEARTBEAT, "free_vcpus", s_val_u64(&v_, 1ull << 32), "'free_vcpus'");
@@ -1570,9 +1588,9 @@ static void test_hostile_counts(void **state)
     for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
         for (int t = 1; t < KT_MSG__COUNT; t++) {
             s_biggest_alloc = 0;
-            assert_int_equal(s_decode((enum kt_msg_type)t, bodies[i].b, bodies[i].n, m, why,
-                                      sizeof(why)),
-                             -EBADMSG);
+            assert_int_equal(
+                s_decode((enum kt_msg_type)t, bodies[i].b, bodies[i].n, m, why, sizeof(why)),
+                -EBADMSG);
             if (S_TRACKS_ALLOC && s_biggest_alloc > (1u << 20))
                 fail_msg("body %zu as %s: an allocation of %zu bytes", i,
                          kt_msg_type_name((enum kt_msg_type)t), s_biggest_alloc);

@@ -213,8 +213,9 @@ static void test_round_trip(void **state)
 
 /* Sends one garbage message, then a good one: the reader gets -EBADMSG with
  * a reason containing want, and then the good message. */
-static void s_garbage_then_good(zsock_t *from, zsock_t *to, bool to_router, const char *const *frames,
-                                const size_t *lens, size_t n, const char *want)
+static void s_garbage_then_good(zsock_t *from, zsock_t *to, bool to_router,
+                                const char *const *frames, const size_t *lens, size_t n,
+                                const char *want)
 {
     kt_msg_t *m = calloc(1, sizeof(*m)), *back = calloc(1, sizeof(*back));
     assert_non_null(m);
@@ -267,7 +268,7 @@ static void test_garbage(void **state)
 {
     s_pair_t *p = *state;
     static const uint8_t good_body[] = {0x82, 0xa7, 'c', 'e', 'l', 'l', '_', 'i', 'd', 0xa0,
-                                        0xa7, 'a', 't', 't', 'e', 'm', 'p', 't', 0x01};
+                                        0xa7, 'a',  't', 't', 'e', 'm', 'p', 't', 0x01};
     const char *body = (const char *)good_body;
     size_t bl = sizeof(good_body);
 
