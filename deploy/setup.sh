@@ -26,7 +26,9 @@ packages=(
     # run: VMs and the guest's userland
     qemu-system-x86 busybox-static
     # tests and tools
-    jq cpio lz4 iproute2 procps
+    jq cpio lz4 iproute2 procps sqlite3
+    # fuzzing (tests/fuzz/run.sh): clang with its libFuzzer runtime
+    clang libclang-rt-14-dev
 )
 
 sudo=""

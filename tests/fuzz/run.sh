@@ -119,6 +119,7 @@ for src in "${targets[@]}"; do
     start=$(date +%s)
     # -timeout: one input may not take over 10 s; -rss_limit_mb: a decoder
     # that allocates what a hostile header announces is a finding.
+    LSAN_OPTIONS="suppressions=$root/tests/fuzz/lsan.supp:print_suppressions=0" \
     timeout --kill-after=10 $((secs + 60)) "$bin" -max_total_time="$secs" -timeout=10 \
         -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$out/$name.findings/" "${args[@]}" "$corpus" >"$log" 2>&1
