@@ -37,7 +37,7 @@
 #define S_DEFAULT_LEASE_SLACK_MS (300u * 1000)
 #define S_WHY_MAX 512
 #define S_MAX_DEFERRED 4096
-#define S_CONNECT_GRACE_FACTOR 2 /* lost_after x this: give up on an unanswered OPEN round */
+#define S_GARBAGE_NOTES 3        /* bad messages noted one by one per worker, then every 1000th */
 
 enum s_cell_state {
     C_IDLE = 0,   /* not part of this dispatch (done before, or not in todo) */
@@ -120,6 +120,7 @@ typedef struct s_worker {
     s_zombie_t zombies[S_MAX_ZOMBIES];
     unsigned n_zombies;
     uint64_t last_rx_us, open_tx_us, hb_seq;
+    uint64_t garbage;
     bool *has;                      /* per run artifact: the worker has it */
     unsigned done;
     char why[S_WHY_MAX];
@@ -1301,9 +1302,12 @@ static void s_worker_read(s_dispatch_t *d, s_worker_t *w)
         if (r == -EAGAIN)
             return;
         if (r == -EBADMSG) {
-            w->last_rx_us = d->now_us;
-            s_note(d, "worker %s (%s) sent a message we cannot read: %s; ignoring it",
-                   s_wname(w), w->host->endpoint, why);
+            /* Not a beat: a peer that only sends garbage is lost in time. */
+            w->garbage++;
+            if (w->garbage <= S_GARBAGE_NOTES || w->garbage % 1000 == 0)
+                s_note(d, "worker %s (%s) sent a message we cannot read (%llu so far): %s; "
+                          "ignoring it",
+                       s_wname(w), w->host->endpoint, (unsigned long long)w->garbage, why);
             continue;
         }
         if (r < 0) {

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zmq.h>
 
 #include "kt_dispatch.h"
 #include "kt_executor.h"
@@ -381,6 +382,7 @@ static void test_worker_destroyed_mid_run(void **state)
 enum t_fake_mode {
     FAKE_SILENT, /* every session: HELLO, take one cell, then say nothing */
     FAKE_LATE,   /* session 1: take a cell, go silent; session 2: re-offer its result late */
+    FAKE_GARBAGE, /* garbage first, then an honest worker that passes every cell at once */
 };
 
 typedef struct t_fake {
@@ -393,6 +395,29 @@ typedef struct t_fake {
     uint32_t attempt;
     char run_id[40];
 } t_fake_t;
+
+/* Frames straight onto the ROUTER: [rid, parts...]. */
+static void t_fake_raw(zsock_t *router, zframe_t *rid, unsigned n, const char *const *parts)
+{
+    void *h = zsock_resolve(router);
+    zmq_send(h, zframe_data(rid), zframe_size(rid), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    for (unsigned i = 0; i < n; i++)
+        zmq_send(h, parts[i], strlen(parts[i]), i + 1 < n ? ZMQ_SNDMORE : 0);
+}
+
+static void t_fake_garbage(zsock_t *router, zframe_t *rid)
+{
+    static const char *const one[] = {"hello?"};
+    static const char *const badsig[] = {"KTSTR9", "HELLO", "\x80"};
+    static const char *const badtype[] = {KT_PROTO_SIGNATURE, "HOWDY", "\x80"};
+    static const char *const badbody[] = {KT_PROTO_SIGNATURE, "HELLO", "\xc1\xc1\xc1"};
+    static const char *const five[] = {KT_PROTO_SIGNATURE, "HELLO", "a", "b", "c"};
+    t_fake_raw(router, rid, 1, one);
+    t_fake_raw(router, rid, 3, badsig);
+    t_fake_raw(router, rid, 3, badtype);
+    t_fake_raw(router, rid, 3, badbody);
+    t_fake_raw(router, rid, 5, five);
+}
 
 /* No cmocka asserts in the fake's thread: a send to a session the
  * coordinator has replaced fails, and that is fine. */
@@ -421,6 +446,10 @@ static void t_fake_actor(zsock_t *pipe, void *args)
         if (live && zclock_mono() >= next_hb) {
             kt_msg_init(out, KT_MSG_HEARTBEAT);
             out->u.heartbeat.seq = ++seq;
+            /* The honest fake is always free again at once; the late one
+             * takes nothing more. */
+            out->u.heartbeat.free_vcpus = f->mode == FAKE_GARBAGE ? f->free_vcpus : 0;
+            out->u.heartbeat.free_memory_mib = 4096;
             t_fake_send(router, live, out);
             next_hb = zclock_mono() + T_HB_MS;
         }
@@ -436,6 +465,8 @@ static void t_fake_actor(zsock_t *pipe, void *args)
         switch (m->type) {
         case KT_MSG_OPEN:
             session = atomic_fetch_add(&f->sessions, 1) + 1;
+            if (f->mode == FAKE_GARBAGE)
+                t_fake_garbage(router, rid);
             kt_msg_init(out, KT_MSG_HELLO);
             out->u.hello.version = KT_PROTO_VERSION;
             snprintf(out->u.hello.worker_id, sizeof(out->u.hello.worker_id), "fake");
@@ -452,6 +483,10 @@ static void t_fake_actor(zsock_t *pipe, void *args)
             t_fake_send(router, rid, out);
             break;
         case KT_MSG_WELCOME:
+            if (f->mode == FAKE_GARBAGE && !live) {
+                live = zframe_dup(rid);
+                next_hb = 0;
+            }
             if (f->mode == FAKE_LATE && session > 1 && f->cell_id[0] && !live) {
                 kt_msg_init(out, KT_MSG_RESULT);
                 snprintf(out->u.result.cell_id, sizeof(out->u.result.cell_id), "%s",
@@ -482,6 +517,19 @@ static void t_fake_actor(zsock_t *pipe, void *args)
             out->u.accept.attempt = m->u.assign.attempt;
             out->u.accept.ok = true;
             t_fake_send(router, rid, out);
+            if (f->mode == FAKE_GARBAGE) {
+                /* Garbage between the messages of a live session too. */
+                t_fake_garbage(router, rid);
+                kt_msg_init(out, KT_MSG_RESULT);
+                snprintf(out->u.result.cell_id, sizeof(out->u.result.cell_id), "%s",
+                         m->u.assign.spec.cell_id);
+                out->u.result.attempt = m->u.assign.attempt;
+                snprintf(out->u.result.verdict, sizeof(out->u.result.verdict), "pass");
+                static char sidecar[] = "{\"executor\":\"fake\"}";
+                out->u.result.sidecar = sidecar;
+                out->u.result.sidecar_len = strlen(sidecar);
+                t_fake_send(router, rid, out);
+            }
             break;
         case KT_MSG_RESULT_ACK:
             atomic_fetch_add(&f->acks, 1);
@@ -680,6 +728,29 @@ static void test_curve_refused(void **state)
     t_env_free(&e);
 }
 
+static void test_garbage_survived(void **state)
+{
+    t_env_t e;
+    t_env_init(&e, 3, NULL);
+    t_fake_t f;
+    zactor_t *fake = t_fake_start(&f, FAKE_GARBAGE, 4);
+    kt_host_t host;
+    t_host(&host, "noisy", f.endpoint);
+    kt_dispatch_config_t cfg = t_config(&e, &host, 1);
+    kt_dispatch_summary_t sum;
+    assert_int_equal(kt_dispatch_run(&cfg, &e.run, NULL, &sum), 0);
+    assert_int_equal(sum.pass, 3);
+    t_check_exactly_once(&e, "pass");
+    /* Each bad message was read and named, none taken for a beat. */
+    bool named = false;
+    for (unsigned i = 0; i < 8 && i < e.notes; i++)
+        named |= strstr(e.last_notes[i], "noisy") && strstr(e.last_notes[i], "cannot read");
+    assert_true(named);
+    assert_true(e.notes >= 3);
+    zactor_destroy(&fake);
+    t_env_free(&e);
+}
+
 static void test_no_worker(void **state)
 {
     t_env_t e;
@@ -723,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_max_attempts_error),
         cmocka_unit_test(test_oversize_cell_error),
         cmocka_unit_test(test_curve_refused),
+        cmocka_unit_test(test_garbage_survived),
         cmocka_unit_test(test_no_worker),
     };
     return cmocka_run_group_tests(tests, t_setup, t_teardown);
