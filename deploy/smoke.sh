@@ -1,43 +1,44 @@
 #!/usr/bin/env bash
-# The smoke set: a few cells on this machine through ktstr-worker run-cell,
-# one verdict line each and a summary. Exit 0 only when every cell passed.
+# The smoke set: a small gauntlet run on this machine through ktstr-coord
+# (its embedded worker, the same code a fleet worker runs), with a line per
+# cell, a summary table, sidecars, run.json and a JUnit file.
 # Kernel: $KTSTR_KERNEL, else the sched_ext test kernel in ../shared/kernels
-# when present (with its example schedulers), else Debian's cloud kernel.
+# when present (deploy/smoke.yaml: EEVDF and scx_simple, 6 cells), else
+# Debian's cloud kernel fetched with apt (EEVDF only, 5 cells).
+# Extra arguments go to `ktstr-coord run` (e.g. --accel tcg, --progress plain).
+# Exit status: ktstr-coord's (0 all passed, 1 a cell failed, 2 an error).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-worker=${KTSTR_WORKER:-$here/build/worker/ktstr-worker}
-out=${KTSTR_RESULTS:-$here/results/smoke-$(date +%Y%m%d-%H%M%S)}
+coord=${KTSTR_COORD:-$here/build/coordinator/ktstr-coord}
+results=${KTSTR_RESULTS:-$here/results}
 fixture=$here/../shared/kernels/sched-ext-6.12.117
-[ -x "$worker" ] || { echo "smoke: $worker not built; run deploy/setup.sh first" >&2; exit 2; }
+[ -x "$coord" ] || { echo "smoke: $coord not built; run deploy/setup.sh first" >&2; exit 2; }
 
 kernel=${KTSTR_KERNEL:-}
-bindir=""
-if [ -z "$kernel" ] && [ -f "$fixture/bzImage" ]; then
-    kernel=$fixture/bzImage
-    bindir=$fixture/bin
+gauntlet=""
+if [ -z "$kernel" ] && [ -f "$fixture/bzImage" ] && [ -x "$fixture/bin/scx_simple" ]; then
+    gauntlet=$here/deploy/smoke.yaml
+else
+    if [ -z "$kernel" ]; then
+        kernel=$("$here/deploy/fetch-debian-kernel.sh") || { echo "smoke: no kernel" >&2; exit 2; }
+    fi
+    [ -r "$kernel" ] || { echo "smoke: cannot read kernel '$kernel'" >&2; exit 2; }
+    gauntlet=$(mktemp /tmp/ktstr-smoke-XXXXXX.yaml)
+    trap 'rm -f "$gauntlet"' EXIT
+    cat >"$gauntlet" <<EOF
+# smoke.sh: a kernel without the sched_ext test schedulers: EEVDF only.
+kernels:
+  - path: "$kernel"
+schedulers:
+  - name: eevdf
+topologies: [tiny-1llc, tiny-2llc]
+scenarios: [steady, steady_llc, pipe_pingpong]
+duration: 3s
+EOF
 fi
-if [ -z "$kernel" ]; then
-    kernel=$("$here/deploy/fetch-debian-kernel.sh") || { echo "smoke: no kernel" >&2; exit 2; }
-fi
-mkdir -p "$out"
-echo "smoke: kernel '$kernel', results in '$out'"
-
-cells=(
-    "--topology tiny-2llc --scenario steady"
-    "--topology tiny-2llc --scenario steady_llc"
-    "--topology tiny-1llc --scenario pipe_pingpong"
-)
-if [ -n "$bindir" ]; then
-    cells+=("--topology tiny-2llc --scenario steady --scheduler $bindir/scx_simple")
-    cells+=("--topology tiny-2llc --scenario futex_pingpong --scheduler $bindir/scx_simple")
-fi
-
-pass=0; other=0
-for c in "${cells[@]}"; do
-    # shellcheck disable=SC2086
-    "$worker" run-cell --kernel "$kernel" $c --duration 3 --out "$out"
-    rc=$?
-    if [ $rc -eq 0 ]; then pass=$((pass + 1)); else other=$((other + 1)); fi
-done
-echo "smoke: $pass passed, $other not passed; sidecars in $out"
-[ $other -eq 0 ]
+mkdir -p "$results" || exit 2
+echo "smoke: gauntlet '$gauntlet', results in '$results'"
+"$coord" run --gauntlet "$gauntlet" --results "$results" --junit "$results/smoke.junit.xml" "$@"
+rc=$?
+echo "smoke: exit status $rc (0 all passed, 1 a cell failed, 2 an error); JUnit in $results/smoke.junit.xml"
+exit $rc
