@@ -8,6 +8,7 @@
  * CURVE key gets nothing run and the reason says so. */
 #include <czmq.h>
 #include <errno.h>
+#include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -26,6 +27,7 @@
 #include "kt_dispatch.h"
 #include "kt_executor.h"
 #include "kt_hash.h"
+#include "kt_report.h"
 #include "kt_scenario.h"
 #include "kt_serve.h"
 #include "kt_store.h"
@@ -769,6 +771,136 @@ static void test_no_worker(void **state)
     t_env_free(&e);
 }
 
+/* ---- the report: sidecars, JUnit, exit status ---- */
+
+static void test_report_files(void **state)
+{
+    t_env_t e;
+    t_env_init(&e, 4, NULL);
+    snprintf(e.run.cells[0].spec.kernel_commit, sizeof(e.run.cells[0].spec.kernel_commit),
+             "3f2a9c1-dirty");
+    char results[128];
+    snprintf(results, sizeof(results), "%s/results-%u", s_dir, ++s_seq);
+    FILE *out = fopen("/dev/null", "we");
+    assert_non_null(out);
+    kt_report_config_t rc = {.results_dir = results, .run = &e.run, .out = out,
+                             .progress = KT_REPORT_PROGRESS_PLAIN};
+    kt_report_t *r = NULL;
+    assert_int_equal(kt_report_new(&rc, &r), 0);
+    assert_int_equal(kt_report_exit_code(r), 2); /* nothing has a verdict yet */
+
+    /* A worker's result: its sidecar keeps its fields and gains ours; the
+     * verdict is the accepted one even if the JSON said otherwise. */
+    const char *ws = "{\"executor\":\"vm\",\"verdict\":\"fail\",\"timings\":{\"total_ms\":4200},"
+                     "\"console_log\":\"/w/c.log\",\"checks\":[1,2]}";
+    kt_dispatch_result_t res = {.cell = &e.run.cells[0], .index = 0, .attempt = 2,
+                                .worker = "w1", .verdict = "pass", .reason = "",
+                                .sidecar = ws, .sidecar_len = strlen(ws),
+                                .console = "line 1\nline 2\n", .console_len = 14,
+                                .queue_ms = 77, .run_ms = 4300};
+    char path[4096];
+    assert_int_equal(kt_report_write_result(r, &res, path, sizeof(path)), 0);
+    char want_dir[512];
+    snprintf(want_dir, sizeof(want_dir), "%s/%s/6.12.117-3f2a9c1-dirty/", results, e.run.run_id);
+    assert_memory_equal(path, want_dir, strlen(want_dir));
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "run_id")), e.run.run_id);
+    assert_string_equal(json_string_value(json_object_get(doc, "worker")), "w1");
+    assert_string_equal(json_string_value(json_object_get(doc, "verdict")), "pass");
+    assert_true(json_is_true(json_object_get(doc, "passed")));
+    assert_int_equal(json_integer_value(json_object_get(doc, "attempt")), 2);
+    assert_string_equal(json_string_value(json_object_get(doc, "kernel_commit")), "3f2a9c1-dirty");
+    assert_string_equal(json_string_value(json_object_get(doc, "cell_name")),
+                        e.run.cells[0].spec.cell_name);
+    assert_string_equal(json_string_value(json_object_get(doc, "executor")), "vm");
+    assert_int_equal(json_array_size(json_object_get(doc, "checks")), 2);
+    json_t *t = json_object_get(doc, "timings");
+    assert_int_equal(json_integer_value(json_object_get(t, "queue_ms")), 77);
+    assert_int_equal(json_integer_value(json_object_get(t, "total_ms")), 4200);
+    assert_string_equal(json_string_value(json_object_get(doc, "worker_console_log")), "/w/c.log");
+    const char *clog = json_string_value(json_object_get(doc, "console_log"));
+    assert_non_null(clog);
+    FILE *cf = fopen(clog, "re");
+    assert_non_null(cf);
+    char line[64] = "";
+    assert_non_null(fgets(line, sizeof(line), cf));
+    assert_string_equal(line, "line 1\n");
+    fclose(cf);
+    json_decref(doc);
+    kt_report_cell_done(r, &e.run.cells[0], 2, "w1", "pass", "");
+
+    /* The coordinator's own verdict, and a fail and a skip with awkward reasons. */
+    kt_dispatch_result_t lost = {.cell = &e.run.cells[1], .index = 1, .attempt = 4,
+                                 .worker = "coordinator", .verdict = "error",
+                                 .reason = "lost 3 times: <a & b>", .from_coordinator = true};
+    assert_int_equal(kt_report_write_result(r, &lost, path, sizeof(path)), 0);
+    doc = json_load_file(path, 0, &jerr);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "verdict_by")), "coordinator");
+    assert_string_equal(json_string_value(json_object_get(doc, "scenario")), "steady");
+    assert_true(json_is_null(json_object_get(doc, "kernel_commit")));
+    json_decref(doc);
+    kt_report_cell_done(r, &e.run.cells[1], 4, "coordinator", "error", lost.reason);
+    assert_int_equal(kt_report_exit_code(r), 2);
+    kt_report_cell_done(r, &e.run.cells[2], 1, "w2", "fail",
+                        "check \"spread\" failed:\x01 \xff\xfe 15% > 10%");
+    kt_report_cell_done(r, &e.run.cells[3], 1, "w2", "skip", "needs SMT");
+    assert_int_equal(kt_report_exit_code(r), 1); /* a fail wins over an error */
+    unsigned p, f, er, sk, m;
+    kt_report_counts(r, &p, &f, &er, &sk, &m);
+    assert_int_equal(p, 1);
+    assert_int_equal(f, 1);
+    assert_int_equal(er, 1);
+    assert_int_equal(sk, 1);
+    assert_int_equal(m, 0);
+
+    char junit[256];
+    snprintf(junit, sizeof(junit), "%s/junit.xml", results);
+    assert_int_equal(kt_report_junit(r, junit), 0);
+    FILE *jf = fopen(junit, "re");
+    assert_non_null(jf);
+    char buf[16384];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, jf);
+    buf[n] = '\0';
+    fclose(jf);
+    assert_non_null(strstr(buf, "tests=\"4\" failures=\"1\" errors=\"1\" skipped=\"1\""));
+    assert_non_null(strstr(buf, "<failure type=\"fail\" message=\"check &quot;spread&quot; "
+                                "failed:? ?? 15% &gt; 10%\""));
+    assert_non_null(strstr(buf, "message=\"lost 3 times: &lt;a &amp; b&gt;\""));
+    assert_non_null(strstr(buf, "<skipped message=\"needs SMT\"/>"));
+    for (const char *q = buf; *q; q++)
+        assert_true((unsigned char)*q >= 0x20 || *q == '\n');
+
+    assert_int_equal(kt_report_write_run_json(r, NULL, "done", NULL, NULL), 0);
+    char rj[512];
+    snprintf(rj, sizeof(rj), "%s/%s/run.json", results, e.run.run_id);
+    doc = json_load_file(rj, 0, &jerr);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "status")), "done");
+    assert_int_equal(json_array_size(json_object_get(doc, "cells")), 4);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(doc,
+                                                                                         "cells"),
+                                                                         2),
+                                                          "verdict")),
+                        "fail");
+    json_decref(doc);
+    kt_report_free(&r);
+    fclose(out);
+    t_env_free(&e);
+}
+
+static void test_xml_escape(void **state)
+{
+    char *x = kt_report_xml_escape("a<b>&\"c'\td\ne\x01\x7f \xc3\xa9 \xc3 \xed\xa0\x80 \xf0\x9f\x98\x80 "
+                                   "\xef\xbf\xbf");
+    assert_non_null(x);
+    assert_string_equal(x, "a&lt;b&gt;&amp;&quot;c&apos;&#9;d&#10;e?? \xc3\xa9 ? ??? "
+                           "\xf0\x9f\x98\x80 ???");
+    free(x);
+}
+
 static int t_setup(void **state)
 {
     const char *tmp = getenv("TMPDIR");
@@ -796,6 +928,8 @@ int main(void)
         cmocka_unit_test(test_curve_refused),
         cmocka_unit_test(test_garbage_survived),
         cmocka_unit_test(test_no_worker),
+        cmocka_unit_test(test_report_files),
+        cmocka_unit_test(test_xml_escape),
     };
     return cmocka_run_group_tests(tests, t_setup, t_teardown);
 }
