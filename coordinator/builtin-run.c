@@ -128,32 +128,50 @@ static void s_actor_destroyp(zactor_t **a)
 
 /* ---- dispatcher events -> report ---- */
 
+#define S_RUN_JSON_EVERY_MS 30000
+
+typedef struct s_events {
+    kt_report_t *report;
+    json_t *inputs;
+    int64_t run_json_at;    /* run.json rewritten now and then, for readers mid-run */
+} s_events_t;
+
 static void s_ev_cell_done(void *ud, const kt_coord_cell_t *cell, unsigned attempt,
                            const char *worker, const char *verdict, const char *reason,
                            const char *sidecar_json, size_t sidecar_len, const char *console,
                            size_t console_len)
 {
-    kt_report_cell_done(ud, cell, attempt, worker, verdict, reason);
+    s_events_t *ev = ud;
+    kt_report_cell_done(ev->report, cell, attempt, worker, verdict, reason);
 }
 
 __attribute__((format(printf, 2, 3))) static void s_ev_note(void *ud, const char *fmt, ...)
 {
+    s_events_t *ev = ud;
     char buf[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    kt_report_note(ud, buf);
+    kt_report_note(ev->report, buf);
 }
 
 static int s_ev_write(void *ud, const kt_dispatch_result_t *r, char *ret_path, size_t len)
 {
-    return kt_report_write_result(ud, r, ret_path, len);
+    s_events_t *ev = ud;
+    return kt_report_write_result(ev->report, r, ret_path, len);
 }
 
 static void s_ev_status(void *ud, const kt_dispatch_status_t *st)
 {
-    kt_report_status(ud, st);
+    s_events_t *ev = ud;
+    kt_report_status(ev->report, st);
+    int64_t now = zclock_mono();
+    if (now - ev->run_json_at >= S_RUN_JSON_EVERY_MS) {
+        ev->run_json_at = now;
+        if (kt_report_write_run_json(ev->report, ev->inputs, "running", NULL, NULL) < 0)
+            kt_log_debug("run: run.json not refreshed, ignoring");
+    }
 }
 
 /* ---- the embedded worker ---- */
@@ -746,6 +764,7 @@ int builtin_run(int argc, char **argv)
         }
     }
 
+    s_events_t events = {.report = report, .inputs = inputs, .run_json_at = zclock_mono()};
     kt_dispatch_config_t dc = {
         .hosts = n_hosts ? hosts : &local.host,
         .n_hosts = n_hosts ? n_hosts : 1,
@@ -756,7 +775,7 @@ int builtin_run(int argc, char **argv)
         .store = store,
         .events = {.cell_done = s_ev_cell_done,
                    .note = s_ev_note,
-                   .userdata = report,
+                   .userdata = &events,
                    .write_result = s_ev_write,
                    .status = s_ev_status},
     };
