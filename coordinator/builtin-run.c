@@ -179,8 +179,9 @@ static void s_ev_status(void *ud, const kt_dispatch_status_t *st)
 /* auto: KVM only when the device works and a canary boot of the run's first
  * kernel reaches ktstr-init under it (as `ktstr-worker check` decides). */
 static int s_resolve_accel(const char *want, const char *kernel, enum kt_accel *ret,
-                           char *why, size_t why_len)
+                           uint32_t *ret_canary_ms, char *why, size_t why_len)
 {
+    *ret_canary_ms = 0;
     if (strcmp(want, "tcg") == 0) {
         *ret = KT_ACCEL_TCG;
         snprintf(why, why_len, "tcg requested");
@@ -214,6 +215,8 @@ static int s_resolve_accel(const char *want, const char *kernel, enum kt_accel *
         kt_log_info("embedded worker: KVM canary boot of '%s'", kernel);
         kt_kvm_check(kernel, kt_image_path(img), NULL, &st);
         kt_image_release(&img);
+        if (st.usable)
+            *ret_canary_ms = (uint32_t)st.canary_ms;
     }
     int r = kt_accel_resolve(requested, &st, ret);
     if (r < 0) {
@@ -274,8 +277,9 @@ static int s_local_start(const s_opts_t *o, const kt_coord_run_t *run, const cha
         }
         char why[400];
         enum kt_accel accel;
-        int r = s_resolve_accel(o->accel ? o->accel : "auto", run->kernels[0].path, &accel, why,
-                                sizeof(why));
+        uint32_t canary_ms = 0;
+        int r = s_resolve_accel(o->accel ? o->accel : "auto", run->kernels[0].path, &accel,
+                                &canary_ms, why, sizeof(why));
         if (r < 0) {
             kt_log_error("run: %s", why);
             return r;
@@ -286,6 +290,7 @@ static int s_local_start(const s_opts_t *o, const kt_coord_run_t *run, const cha
         l->vmcfg.image_dir = NULL;
         l->cfg.executor = kt_executor_vm(&l->vmcfg);
         l->cfg.accel_name = kt_accel_name(accel);
+        l->cfg.canary_ms = canary_ms;
     } else if (strcmp(ex, "null") == 0) {
         l->cfg.executor = kt_executor_null();
         l->cfg.accel_name = "tcg";
