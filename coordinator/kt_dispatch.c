@@ -814,8 +814,11 @@ static void s_check_oversize(s_dispatch_t *d)
             max_v = v;
             best = s_wname(w);
         }
-        if (w->best_mem > max_m)
-            max_m = w->best_mem;
+        /* Never offered any memory yet (busy with another coordinator):
+         * judge by what the host has, not by zero. */
+        uint64_t m = w->best_mem ? w->best_mem : w->host_mem;
+        if (m > max_m)
+            max_m = m;
     }
     if (!d->any_up_ever)
         return;
