@@ -37,6 +37,7 @@
 #define S_DEFAULT_LEASE_SLACK_MS (300u * 1000)
 #define S_WHY_MAX 512
 #define S_MAX_DEFERRED 4096
+#define S_STALL_NOTE_MS 60000    /* say why cells wait when nothing moved this long */
 #define S_GARBAGE_NOTES 3        /* bad messages noted one by one per worker, then every 1000th */
 
 enum s_cell_state {
@@ -176,6 +177,7 @@ typedef struct s_dispatch {
     unsigned n_held;
     uint64_t all_heard_us;
     uint64_t t0_us, now_us, next_hb_us, next_status_us, next_lease_us, next_gone_us, last_up_us;
+    uint64_t last_move_us;  /* last assignment or result */
     bool any_up_ever;
     unsigned rr;          /* round-robin start for assignment */
     unsigned mon_seq;
@@ -651,6 +653,7 @@ static void s_cell_error(s_dispatch_t *d, unsigned ci, const char *reason)
     if (d->cfg->events.cell_done)
         d->cfg->events.cell_done(d->cfg->events.userdata, cc, attempt, "coordinator", "error",
                                  reason, NULL, 0, NULL, 0);
+    d->last_move_us = d->now_us;
 }
 
 static void s_history_add(s_cell_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -770,6 +773,7 @@ static bool s_assign(s_dispatch_t *d, s_worker_t *w, unsigned ci)
     if (d->cfg->events.assigned)
         d->cfg->events.assigned(d->cfg->events.userdata, cc, attempt, w->worker_id);
     d->changed = true;
+    d->last_move_us = d->now_us;
     return true;
 }
 
@@ -1225,6 +1229,7 @@ static void s_on_result(s_dispatch_t *d, s_worker_t *w, const kt_msg_t *m)
         return;
     }
     w->done++;
+    d->last_move_us = d->now_us;
     s_cell_done(d, ci, res->verdict);
     if (d->cfg->events.cell_done)
         d->cfg->events.cell_done(d->cfg->events.userdata, cc, res->attempt, w->worker_id,
@@ -1488,6 +1493,30 @@ static void s_check_leases(s_dispatch_t *d)
             ci = next;
         }
     }
+}
+
+/* Cells wait, none runs, and nothing has moved for a minute: say what each
+ * worker offers, so an operator sees why (busy with other coordinators,
+ * draining, too small, gone). */
+static void s_check_stall(s_dispatch_t *d)
+{
+    if (!d->n_queued || d->n_running ||
+        d->now_us - d->last_move_us < (uint64_t)S_STALL_NOTE_MS * 1000)
+        return;
+    d->last_move_us = d->now_us;
+    char buf[768];
+    size_t o = 0;
+    for (unsigned i = 0; i < d->n_workers && o < sizeof(buf); i++) {
+        const s_worker_t *w = &d->workers[i];
+        int n = snprintf(buf + o, sizeof(buf) - o, "%s%s %s %u/%u vCPUs", o ? ", " : "",
+                         s_wname(w), s_wstate_names[w->state], w->out_vcpus, w->cap_vcpus);
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
+    s_note(d, "%u cell(s) waiting, %u running, nothing assigned for %u s; workers (ours/offered): "
+              "%s",
+           d->n_queued, d->n_running, S_STALL_NOTE_MS / 1000, buf);
 }
 
 static void s_status(s_dispatch_t *d, bool force)
@@ -1756,6 +1785,7 @@ int kt_dispatch_run(const kt_dispatch_config_t *cfg, kt_coord_run_t *run, const 
     d.next_hb_us = d.now_us + (uint64_t)d.hb_ms * 1000;
     d.next_status_us = d.now_us;
     d.next_lease_us = d.now_us + 1000000;
+    d.last_move_us = d.now_us;
     d.changed = true;
     r = 0;
     while (d.n_done < d.total) {
@@ -1808,6 +1838,7 @@ int kt_dispatch_run(const kt_dispatch_config_t *cfg, kt_coord_run_t *run, const 
         if (d.now_us >= d.next_lease_us) {
             s_check_leases(&d);
             s_check_oversize(&d);
+            s_check_stall(&d);
             s_held_release(&d);
             d.next_lease_us = d.now_us + (d.n_held ? 100000 : 1000000);
         }
