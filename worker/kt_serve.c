@@ -68,6 +68,8 @@ typedef struct s_session {
     bool welcomed;
     uint64_t last_rx_ms, last_hb_ms, hb_seq;
     unsigned n_offered;             /* results sent and not acked */
+    uint64_t scanned_gen;           /* offer_gen when the journal was last scanned for it */
+    bool window_full;               /* that scan stopped at S_OFFER_WINDOW */
     unsigned n_runs;
     char runs[S_MAX_RUNS][40];      /* runs this session assigned or was offered */
 } s_session_t;
@@ -149,6 +151,7 @@ struct s_server {
     unsigned n_running;
     uint64_t next_serial;
     unsigned n_unoffered;           /* journal entries offered to nobody */
+    uint64_t offer_gen;             /* bumped when something new may be offerable */
     uint64_t last_reoffer_scan_ms;
     bool draining, drained_sent;
     uint64_t drain_idle_since_ms;
@@ -414,10 +417,11 @@ static bool s_session_has_run(const s_session_t *s, const char *run_id)
     return false;
 }
 
-static void s_session_add_run(s_session_t *s, const char *run_id)
+static void s_session_add_run(s_server_t *srv, s_session_t *s, const char *run_id)
 {
     if (s_session_has_run(s, run_id))
         return;
+    srv->offer_gen++;
     if (s->n_runs == S_MAX_RUNS) {
         memmove(s->runs[0], s->runs[1], sizeof(s->runs[0]) * (S_MAX_RUNS - 1));
         s->n_runs--;
@@ -448,9 +452,10 @@ static void s_entry_set_offered(s_server_t *srv, kt_journal_entry_t *e, s_sessio
         if (old && old->n_offered)
             old->n_offered--;
     }
-    if (to == 0)
+    if (to == 0) {
         srv->n_unoffered++;
-    else
+        srv->offer_gen++;
+    } else
         s->n_offered++;
     e->offered_to = to;
     e->offered_at_ms = s ? s_now_ms() : 0;
@@ -483,24 +488,36 @@ static int s_offer_entry(s_server_t *srv, s_session_t *s, kt_journal_entry_t *me
     m.u.result.console_len = full.console_len;
     r = s_send(srv, s, &m);
     kt_journal_entry_clear(&full);
-    s_session_add_run(s, meta->run_id);
+    s_session_add_run(srv, s, meta->run_id);
     s_entry_set_offered(srv, meta, s);
     kt_log_debug("offered journaled result cell=%.12s attempt=%u to coordinator=%s",
                  meta->cell_id, meta->attempt, s->coordinator_id);
     return r;
 }
 
-/* Offers what the journal holds for s, within the offer window. */
+/* Offers what the journal holds for s, within the offer window. The
+ * journal is scanned again only when something may have become offerable
+ * (offer_gen moved) or the window has room after it was full: results of a
+ * coordinator that never comes back must not cost a scan per ACK. */
 static void s_offer_more(s_server_t *srv, s_session_t *s)
 {
     if (!s->welcomed || srv->n_unoffered == 0)
         return;
-    for (kt_journal_entry_t *e = kt_journal_first(srv->journal);
-         e && s->n_offered < S_OFFER_WINDOW && srv->n_unoffered > 0;
+    if (s->scanned_gen == srv->offer_gen && !(s->window_full && s->n_offered < S_OFFER_WINDOW))
+        return;
+    uint64_t gen = srv->offer_gen;
+    s->window_full = false;
+    for (kt_journal_entry_t *e = kt_journal_first(srv->journal); e && srv->n_unoffered > 0;
          e = kt_journal_next(srv->journal)) {
-        if (e->offered_to == 0 && s_entry_for_session(e, s))
-            s_offer_entry(srv, s, e);
+        if (e->offered_to != 0 || !s_entry_for_session(e, s))
+            continue;
+        if (s->n_offered >= S_OFFER_WINDOW) {
+            s->window_full = true;
+            break;
+        }
+        s_offer_entry(srv, s, e);
     }
+    s->scanned_gen = gen;
 }
 
 static void s_offer_all(s_server_t *srv)
@@ -718,8 +735,10 @@ static void s_cell_complete(s_server_t *srv, s_cell_t *cell)
                      strerror(-r));
     else {
         je = kt_journal_find(srv->journal, e.run_id, e.cell_id, e.attempt);
-        if (je)
+        if (je) {
             srv->n_unoffered++;
+            srv->offer_gen++;
+        }
     }
 
     s_release(srv, cell);
@@ -745,7 +764,7 @@ static void s_cell_complete(s_server_t *srv, s_cell_t *cell)
         m.u.result.console = res->console;
         m.u.result.console_len = res->console ? res->console_len : 0;
         s_send(srv, s, &m);
-        s_session_add_run(s, cell->spec.run_id);
+        s_session_add_run(srv, s, cell->spec.run_id);
         if (je)
             s_entry_set_offered(srv, je, s);
     } else if (je)
@@ -1128,11 +1147,13 @@ static void s_on_open(s_server_t *srv, zframe_t *rid, const char *key, kt_msg_t 
     s->welcomed = false;
     s->last_rx_ms = s_now_ms();
     s->n_offered = 0;
+    s->scanned_gen = 0;
+    s->window_full = false;
     for (s_cell_t *c = zhashx_first(srv->cells); c; c = zhashx_next(srv->cells))
         if (c->session_serial && (c->session_serial == old_serials[0] ||
                                   c->session_serial == old_serials[1])) {
             c->session_serial = s->serial;
-            s_session_add_run(s, c->spec.run_id);
+            s_session_add_run(srv, s, c->spec.run_id);
         }
     for (s_fetch_t *f = zhashx_first(srv->fetches); f; f = zhashx_next(srv->fetches))
         if (f->session_serial && (f->session_serial == old_serials[0] ||
@@ -1219,7 +1240,7 @@ static void s_on_assign(s_server_t *srv, s_session_t *s, kt_msg_t *m)
         s_reply_accept(srv, s, m, false, "bad cell: its topology has no CPUs");
         return;
     }
-    s_session_add_run(s, spec->run_id);
+    s_session_add_run(srv, s, spec->run_id);
     char key[160];
     s_cell_key(key, sizeof(key), spec->run_id, spec->cell_id, attempt);
     if (zhashx_lookup(srv->cells, key)) {
@@ -1820,6 +1841,7 @@ static int s_server_start(s_server_t *srv)
     if ((r = kt_journal_open(srv->cache_dir, &srv->journal)) < 0)
         return s_fail(srv, r, "journal in '%s': %s", srv->cache_dir, strerror(-r));
     srv->n_unoffered = kt_journal_count(srv->journal);
+    srv->offer_gen = 1;
     if (kt_journal_count(srv->journal) || kt_journal_bad(srv->journal))
         kt_log_info("journal: %u unacknowledged results to re-offer%s%u unreadable set aside)",
                     kt_journal_count(srv->journal), kt_journal_bad(srv->journal) ? " (" : " (",
