@@ -68,6 +68,7 @@ typedef struct s_session {
     bool welcomed;
     uint64_t last_rx_ms, last_hb_ms, hb_seq;
     unsigned n_offered;             /* results sent and not acked */
+    uint32_t hb_ms, lost_ms;        /* ours, merged with the WELCOME's */
     uint64_t scanned_gen;           /* offer_gen when the journal was last scanned for it */
     bool window_full;               /* that scan stopped at S_OFFER_WINDOW */
     unsigned n_runs;
@@ -141,6 +142,8 @@ struct s_server {
     char arch[16];
     kt_host_info_t host;
     uint32_t cap_vcpus, max_vcpus, heartbeat_ms, lost_after_ms;
+    uint32_t tick_ms;
+    int tick_id;
     uint64_t cap_memory_mib;
     uint32_t used_vcpus;
     uint64_t used_memory_mib;
@@ -1149,6 +1152,8 @@ static void s_on_open(s_server_t *srv, zframe_t *rid, const char *key, kt_msg_t 
     s->n_offered = 0;
     s->scanned_gen = 0;
     s->window_full = false;
+    s->hb_ms = srv->heartbeat_ms;
+    s->lost_ms = srv->lost_after_ms;
     for (s_cell_t *c = zhashx_first(srv->cells); c; c = zhashx_next(srv->cells))
         if (c->session_serial && (c->session_serial == old_serials[0] ||
                                   c->session_serial == old_serials[1])) {
@@ -1167,10 +1172,37 @@ static void s_on_open(s_server_t *srv, zframe_t *rid, const char *key, kt_msg_t 
     s_send_hello(srv, s);
 }
 
+static int s_on_tick(zloop_t *loop, int timer_id, void *arg);
+
+/* The timer ticks at a quarter of the shortest heartbeat any session needs
+ * (5 to 250 ms): beats go out on time and silence is noticed promptly. */
+static void s_set_tick(s_server_t *srv, uint32_t heartbeat_ms)
+{
+    uint32_t tick = heartbeat_ms / 4;
+    if (tick > 250)
+        tick = 250;
+    if (tick < 5)
+        tick = 5;
+    if (srv->tick_ms && tick >= srv->tick_ms)
+        return;
+    if (srv->tick_ms)
+        zloop_timer_end(srv->loop, srv->tick_id);
+    srv->tick_ms = tick;
+    srv->tick_id = zloop_timer(srv->loop, tick, 0, s_on_tick, srv);
+}
+
 static void s_on_welcome(s_server_t *srv, s_session_t *s, kt_msg_t *m)
 {
     bool first = !s->welcomed;
     s->welcomed = true;
+    /* Beat as often as either side wants; give up on silence only as late
+     * as either side would. */
+    s->hb_ms = m->u.welcome.heartbeat_ms && m->u.welcome.heartbeat_ms < srv->heartbeat_ms
+                   ? m->u.welcome.heartbeat_ms
+                   : srv->heartbeat_ms;
+    s->lost_ms = m->u.welcome.lost_after_ms > srv->lost_after_ms ? m->u.welcome.lost_after_ms
+                                                                  : srv->lost_after_ms;
+    s_set_tick(srv, s->hb_ms);
     if (first)
         kt_log_info("session open coordinator=%s peer=%s session=%llu", s->coordinator_id,
                     s->peer, (unsigned long long)s->session);
@@ -1604,12 +1636,12 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     s_session_t *expired[S_MAX_SESSIONS];
     unsigned n_exp = 0;
     for (s_session_t *s = zhashx_first(srv->sessions); s; s = zhashx_next(srv->sessions)) {
-        if (now - s->last_rx_ms >= srv->lost_after_ms) {
+        if (now - s->last_rx_ms >= s->lost_ms) {
             if (n_exp < S_MAX_SESSIONS)
                 expired[n_exp++] = s;
             continue;
         }
-        if (s->welcomed && now - s->last_hb_ms >= srv->heartbeat_ms)
+        if (s->welcomed && now - s->last_hb_ms >= s->hb_ms)
             s_send_heartbeat(srv, s);
     }
     for (unsigned i = 0; i < n_exp; i++) {
@@ -1916,12 +1948,7 @@ static int s_server_start(s_server_t *srv)
     zloop_reader(srv->loop, srv->router, s_on_router, srv);
     zmq_pollitem_t item = {NULL, srv->pool->efd, ZMQ_POLLIN, 0};
     zloop_poller(srv->loop, &item, s_on_done, srv);
-    uint32_t tick = srv->heartbeat_ms / 4;
-    if (tick > 250)
-        tick = 250;
-    if (tick < 5)
-        tick = 5;
-    zloop_timer(srv->loop, tick, 0, s_on_tick, srv);
+    s_set_tick(srv, srv->heartbeat_ms);
     kt_log_info("serving on %s worker=%s executor=%s accel=%s capacity=%u vCPUs %llu MiB "
                 "(max %u per VM) cache='%s'",
                 srv->endpoint, srv->worker_id, cfg->executor.name,
