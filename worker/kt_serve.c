@@ -130,6 +130,7 @@ struct s_server {
     zsock_t *pipe;
     zsock_t *router;
     zactor_t *auth;
+    zsock_t *monitor;               /* CURVE handshake failures, for the log */
     zloop_t *loop;
     s_pool_t *pool;
     kt_artifacts_t *artifacts;
@@ -1464,22 +1465,27 @@ static void s_on_cancel(s_server_t *srv, s_session_t *s, kt_msg_t *m)
 }
 
 /* One line per bad message, at most S_GARBAGE_LOG_PER_SEC a second. */
-static void s_garbage(s_server_t *srv, const char *peer, const char *why)
+static void s_garbage_as(s_server_t *srv, const char *what, const char *peer, const char *why)
 {
     srv->garbage++;
     uint64_t now = s_now_ms();
     if (now - srv->garbage_window_ms >= 1000) {
         if (srv->garbage_suppressed)
-            kt_log_warn("%u more bad messages in the last second (not shown)",
+            kt_log_warn("%u more bad messages or refused peers in the last second (not shown)",
                         srv->garbage_suppressed);
         srv->garbage_window_ms = now;
         srv->garbage_in_window = 0;
         srv->garbage_suppressed = 0;
     }
     if (srv->garbage_in_window++ < S_GARBAGE_LOG_PER_SEC)
-        kt_log_warn("bad message from peer=%s: %s, ignoring", peer, why);
+        kt_log_warn("%s peer=%s: %s, ignoring", what, peer, why);
     else
         srv->garbage_suppressed++;
+}
+
+static void s_garbage(s_server_t *srv, const char *peer, const char *why)
+{
+    s_garbage_as(srv, "bad message from", peer, why);
 }
 
 static void s_handle(s_server_t *srv, zframe_t *rid, kt_msg_t *m)
@@ -1803,6 +1809,42 @@ static int s_fail(s_server_t *srv, int r, const char *fmt, ...)
     return r < 0 ? r : -EINVAL;
 }
 
+/* A peer that failed the CURVE handshake never reaches s_handle: say so in
+ * the log (rate-limited like garbage), so an operator sees why a
+ * coordinator gets nothing here. */
+static int s_on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    s_server_t *srv = arg;
+    zmsg_t *msg = zmsg_recv(sock);
+    if (!msg)
+        return 0;
+    zframe_t *ev = zmsg_first(msg);
+    zframe_t *addr = zmsg_next(msg);
+    if (ev && zframe_size(ev) >= 6) {
+        const uint8_t *d = zframe_data(ev);
+        uint16_t event;
+        uint32_t value;
+        memcpy(&event, d, sizeof(event));
+        memcpy(&value, d + 2, sizeof(value));
+        char where[128] = "?";
+        if (addr)
+            snprintf(where, sizeof(where), "%.*s", (int)zframe_size(addr),
+                     (const char *)zframe_data(addr));
+        char why[200];
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            snprintf(why, sizeof(why),
+                     "CURVE: the coordinator's key is not in '%s' (ZAP status %u)",
+                     srv->cfg->allow_dir, value);
+        else
+            snprintf(why, sizeof(why), "CURVE handshake failed (%s 0x%x)",
+                     event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol" : "no detail",
+                     value);
+        s_garbage_as(srv, "refused a connection on", where, why);
+    }
+    zmsg_destroy(&msg);
+    return 0;
+}
+
 static int s_curve_setup(s_server_t *srv)
 {
     const kt_serve_config_t *cfg = srv->cfg;
@@ -1830,6 +1872,15 @@ static int s_curve_setup(s_server_t *srv)
     zsock_wait(srv->auth);
     zcert_apply(cert, srv->router);
     zsock_set_curve_server(srv->router, 1);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "inproc://kt-serve-monitor-%p", (void *)srv);
+    if (zmq_socket_monitor(zsock_resolve(srv->router), ep,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        srv->monitor = zsock_new(ZMQ_PAIR);
+        if (srv->monitor && zsock_connect(srv->monitor, "%s", ep) < 0)
+            zsock_destroy(&srv->monitor);
+    }
     kt_log_info("CURVE on: worker key %s, coordinators allowed from '%s'",
                 zcert_public_txt(cert), cfg->allow_dir);
     zcert_destroy(&cert);
@@ -1946,6 +1997,8 @@ static int s_server_start(s_server_t *srv)
     zloop_set_nonstop(srv->loop, true);
     zloop_reader(srv->loop, srv->pipe, s_on_pipe, srv);
     zloop_reader(srv->loop, srv->router, s_on_router, srv);
+    if (srv->monitor)
+        zloop_reader(srv->loop, srv->monitor, s_on_monitor, srv);
     zmq_pollitem_t item = {NULL, srv->pool->efd, ZMQ_POLLIN, 0};
     zloop_poller(srv->loop, &item, s_on_done, srv);
     s_set_tick(srv, srv->heartbeat_ms);
@@ -2011,6 +2064,9 @@ static void s_server_stop(s_server_t *srv)
     zhashx_destroy(&srv->fetches);
     zhashx_destroy(&srv->have);
     zhashx_destroy(&srv->sessions);
+    if (srv->router && srv->monitor)
+        zmq_socket_monitor(zsock_resolve(srv->router), NULL, 0);
+    zsock_destroy(&srv->monitor);
     zsock_destroy(&srv->router);
     zactor_destroy(&srv->auth);
     kt_journal_destroy(&srv->journal);

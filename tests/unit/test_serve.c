@@ -1111,6 +1111,12 @@ static void test_bind_and_curve(void **state)
     bad->beat = false;
     assert_false(s_fc_wait(bad, KT_MSG_HELLO, 800));
     free(ep);
+    /* The worker logged (and counted) the refused handshake. */
+    zstr_send(actor, "STATUS");
+    char *st = zstr_recv(actor);
+    assert_non_null(strstr(st, "sessions=1 "));
+    assert_null(strstr(st, "garbage=0"));
+    free(st);
 
     s_fc_destroy(&ok);
     s_fc_destroy(&bad);
