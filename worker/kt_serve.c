@@ -1478,14 +1478,14 @@ static void s_garbage_as(s_server_t *srv, const char *what, const char *peer, co
         srv->garbage_suppressed = 0;
     }
     if (srv->garbage_in_window++ < S_GARBAGE_LOG_PER_SEC)
-        kt_log_warn("%s peer=%s: %s, ignoring", what, peer, why);
+        kt_log_warn("%s%s: %s, ignoring", what, peer, why);
     else
         srv->garbage_suppressed++;
 }
 
 static void s_garbage(s_server_t *srv, const char *peer, const char *why)
 {
-    s_garbage_as(srv, "bad message from", peer, why);
+    s_garbage_as(srv, "bad message from peer=", peer, why);
 }
 
 static void s_handle(s_server_t *srv, zframe_t *rid, kt_msg_t *m)
@@ -1839,7 +1839,7 @@ static int s_on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
             snprintf(why, sizeof(why), "CURVE handshake failed (%s 0x%x)",
                      event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol" : "no detail",
                      value);
-        s_garbage_as(srv, "refused a connection on", where, why);
+        s_garbage_as(srv, "refused a connection on endpoint=", where, why);
     }
     zmsg_destroy(&msg);
     return 0;
