@@ -1539,7 +1539,9 @@ static void s_handle(s_server_t *srv, zframe_t *rid, kt_msg_t *m)
                     m->u.error.code, m->u.error.text);
         break;
     default:
-        s_garbage(srv, s->peer, kt_msg_type_name(m->type));
+        char why[64];
+        snprintf(why, sizeof(why), "%s, which only a worker sends", kt_msg_type_name(m->type));
+        s_garbage(srv, s->peer, why);
         kt_wire_send_error(srv->router, rid, KT_CODE_BAD_MESSAGE, "%s is not a coordinator's message",
                          kt_msg_type_name(m->type));
         break;
