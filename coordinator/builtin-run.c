@@ -193,36 +193,13 @@ static int s_resolve_accel(const char *want, const char *kernel, enum kt_accel *
     }
     enum kt_accel requested = strcmp(want, "kvm") == 0 ? KT_ACCEL_KVM : KT_ACCEL_AUTO;
     kt_kvm_status_t st;
-    kt_kvm_probe_device(&st);
-    if (st.present && st.openable && st.api_version == 12) {
-        const char *init = kt_runcell_find_init();
-        if (!init) {
-            snprintf(why, why_len, "ktstr-init not found for the KVM canary (set KTSTR_INIT)");
-            return -ENOENT;
-        }
-        kt_image_entry_t entries[] = {
-            {.guest_path = "init", .host_path = init, .mode = 0755},
-            {.guest_path = "bin/busybox", .host_path = "/bin/busybox", .mode = 0755},
-        };
-        const char *dir = getenv("KTSTR_IMAGE_DIR");
-        kt_image_t *img = NULL;
-        int r = kt_image_acquire(dir && *dir ? dir : KT_IMAGE_DEFAULT_DIR, entries,
-                                 KT_ARRAY_SIZE(entries), &img);
-        if (r < 0) {
-            snprintf(why, why_len, "cannot build the canary image: %s", strerror(-r));
-            return r;
-        }
-        kt_log_info("embedded worker: KVM canary boot of '%s'", kernel);
-        kt_kvm_check(kernel, kt_image_path(img), NULL, &st);
-        kt_image_release(&img);
-        if (st.usable)
-            *ret_canary_ms = (uint32_t)st.canary_ms;
-    }
-    int r = kt_accel_resolve(requested, &st, ret);
+    int r = kt_accel_choose(requested, kernel, NULL, true, ret, &st);
     if (r < 0) {
         snprintf(why, why_len, "--accel kvm, but KVM is unusable: %s", st.reason);
         return r;
     }
+    if (*ret == KT_ACCEL_KVM)
+        *ret_canary_ms = (uint32_t)st.canary_ms;
     snprintf(why, why_len, "%s%s", *ret == KT_ACCEL_TCG && requested == KT_ACCEL_AUTO
                                         ? "KVM not usable, TCG: "
                                         : "",
@@ -235,6 +212,7 @@ typedef struct s_local {
     char endpoint[128];
     char work_dir[PATH_MAX];
     kt_vm_executor_config_t vmcfg;
+    char accel_reason[400];
     kt_serve_config_t cfg;
     kt_host_t host;
 } s_local_t;
@@ -286,6 +264,8 @@ static int s_local_start(const s_opts_t *o, const kt_coord_run_t *run, const cha
         }
         kt_log_info("embedded worker: accel=%s (%s)", kt_accel_name(accel), why);
         l->vmcfg.accel = accel;
+        snprintf(l->accel_reason, sizeof(l->accel_reason), "%s", why);
+        l->vmcfg.accel_reason = l->accel_reason;
         l->vmcfg.work_dir = l->work_dir;
         l->vmcfg.image_dir = NULL;
         l->cfg.executor = kt_executor_vm(&l->vmcfg);

@@ -89,12 +89,10 @@ static char *s_canary_kernel(const char *opt)
 /* The accelerator the VM executor will use, proven by a canary boot where
  * one is possible. 0, or -1 after saying why the worker cannot start. */
 static int s_resolve_accel(enum kt_accel requested, const char *canary_opt, const char *image_dir,
-                           enum kt_accel *ret, uint32_t *ret_canary_ms)
+                           enum kt_accel *ret, uint32_t *ret_canary_ms, char *reason,
+                           size_t reason_len)
 {
     *ret_canary_ms = 0;
-    kt_kvm_status_t st;
-    kt_kvm_probe_device(&st);
-    bool device_ok = st.present && st.openable && st.api_version == 12;
     _cleanup_free_ char *kernel = s_canary_kernel(canary_opt);
     if (kernel && access(kernel, R_OK) != 0) {
         kt_log_error("serve: canary kernel '%s': %m", kernel);
@@ -115,28 +113,19 @@ static int s_resolve_accel(enum kt_accel requested, const char *canary_opt, cons
                         strerror(-r));
     }
 
-    if (requested != KT_ACCEL_TCG) {
-        if (device_ok && img) {
-            kt_log_info("serve: canary boot under kvm kernel='%s'", kernel);
-            kt_kvm_check(kernel, kt_image_path(img), NULL, &st);
-        } else if (device_ok) {
-            st.usable = false;
-            snprintf(st.reason, sizeof(st.reason),
-                     "/dev/kvm is there but no canary kernel%s could prove it boots (pass "
-                     "--canary-kernel PATH)",
-                     init ? "" : " or ktstr-init");
-        }
-        if (kt_accel_resolve(requested, &st, ret) < 0) {
-            kt_log_error("serve: --accel kvm requested but KVM is unusable: %s", st.reason);
-            kt_image_release(&img);
-            return -1;
-        }
-        if (*ret == KT_ACCEL_KVM)
-            *ret_canary_ms = (uint32_t)st.canary_ms;
-        else
-            kt_log_info("serve: KVM not usable, falling back to TCG: %s", st.reason);
-    } else
-        *ret = KT_ACCEL_TCG;
+    kt_kvm_status_t st;
+    if (kt_accel_choose(requested, kernel, image_dir, true, ret, &st) < 0) {
+        kt_log_error("serve: --accel kvm requested but KVM is unusable: %s", st.reason);
+        kt_image_release(&img);
+        return -1;
+    }
+    snprintf(reason, reason_len, "%s%s",
+             *ret == KT_ACCEL_TCG && requested != KT_ACCEL_TCG ? "KVM not usable, TCG: " : "",
+             st.reason);
+    if (*ret == KT_ACCEL_KVM)
+        *ret_canary_ms = (uint32_t)st.canary_ms;
+    else
+        kt_log_info("serve: %s", reason);
 
     if (*ret == KT_ACCEL_TCG && img) {
         kt_canary_t c;
@@ -321,8 +310,11 @@ int builtin_serve(int argc, char **argv)
     kt_vm_executor_config_t vm = {.work_dir = work, .image_dir = image_dir};
     if (strcmp(executor, "vm") == 0) {
         uint32_t canary_ms = 0;
-        if (s_resolve_accel(accel, canary, image_dir, &vm.accel, &canary_ms) < 0)
+        static char accel_reason[400];
+        if (s_resolve_accel(accel, canary, image_dir, &vm.accel, &canary_ms, accel_reason,
+                            sizeof(accel_reason)) < 0)
             return 1;
+        vm.accel_reason = accel_reason;
         s_sweep_cells(work, S_CELL_DIR_KEEP_SECS);
         cfg.executor = kt_executor_vm(&vm);
         cfg.accel_name = kt_accel_name(vm.accel);

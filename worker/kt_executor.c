@@ -258,6 +258,7 @@ int kt_executor_vm_request(const kt_vm_executor_config_t *cfg, const kt_cellspec
     req->sched_args = spec->sched_args[0] ? spec->sched_args : NULL;
     req->profile = spec->profile[0] ? spec->profile : NULL;
     req->accel = cfg->accel;
+    req->accel_reason = cfg->accel_reason;
     req->out_dir = out_dir;
     req->cell_name = spec->cell_name;
     req->image_dir = cfg->image_dir;

@@ -36,6 +36,7 @@ typedef struct kt_executor {
 
 typedef struct kt_vm_executor_config {
     enum kt_accel accel;    /* resolved: KVM or TCG */
+    const char *accel_reason; /* why (the canary's verdict), copied into sidecars */
     const char *work_dir;   /* sidecars and console logs of this worker */
     const char *image_dir;  /* NULL: default */
 } kt_vm_executor_config_t;

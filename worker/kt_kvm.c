@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "kt_cleanup.h"
+#include "kt_image.h"
+#include "kt_runcell.h"
 
 #define S_KVM_DEV "/dev/kvm"
 #define S_KVM_API 12
@@ -344,4 +346,92 @@ int kt_accel_resolve(enum kt_accel requested, const kt_kvm_status_t *st, enum kt
         return 0;
     }
     return -EINVAL;
+}
+
+/* ---- the accelerator decision, cached per boot ---- */
+
+static void s_accel_cache_path(char *buf, size_t len)
+{
+    char boot_id[64] = "unknown";
+    if (s_read_small("/proc/sys/kernel/random/boot_id", boot_id, sizeof(boot_id)) >= 0)
+        boot_id[strcspn(boot_id, "\n")] = '\0';
+    snprintf(buf, len, "/dev/shm/ktstr-accel-%u-%.40s", (unsigned)getuid(), boot_id);
+}
+
+static bool s_accel_cache_read(kt_kvm_status_t *st)
+{
+    char path[128], line[320];
+    struct stat sb;
+    s_accel_cache_path(path, sizeof(path));
+    if (getenv("KTSTR_NO_ACCEL_CACHE") || stat(path, &sb) < 0 || time(NULL) - sb.st_mtime > 3600)
+        return false;
+    if (s_read_small(path, line, sizeof(line)) < 0)
+        return false;
+    if (strncmp(line, "kvm ", 4) != 0 && strncmp(line, "tcg ", 4) != 0)
+        return false;
+    line[strcspn(line, "\n")] = '\0';
+    memset(st, 0, sizeof(*st));
+    st->present = st->openable = true;
+    st->api_version = 12;
+    st->usable = line[0] == 'k';
+    snprintf(st->reason, sizeof(st->reason), "%.200s (cached)", line + 4);
+    return true;
+}
+
+static void s_accel_cache_write(const kt_kvm_status_t *st)
+{
+    char path[128], tmp[160];
+    s_accel_cache_path(path, sizeof(path));
+    snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "we");
+    if (!f)
+        return;
+    fprintf(f, "%s %s\n", st->usable ? "kvm" : "tcg", st->reason);
+    if (fclose(f) != 0 || rename(tmp, path) < 0)
+        unlink(tmp);
+}
+
+int kt_accel_choose(enum kt_accel requested, const char *kernel, const char *image_dir,
+                    bool use_cache, enum kt_accel *ret, kt_kvm_status_t *st)
+{
+    if (requested == KT_ACCEL_TCG) {
+        memset(st, 0, sizeof(*st));
+        st->api_version = -1;
+        snprintf(st->reason, sizeof(st->reason), "tcg requested");
+        *ret = KT_ACCEL_TCG;
+        return 0;
+    }
+    if (!(use_cache && s_accel_cache_read(st))) {
+        kt_kvm_probe_device(st);
+        bool device_ok = st->present && st->openable && st->api_version == 12;
+        const char *init = kt_runcell_find_init();
+        if (device_ok && kernel && init) {
+            kt_image_entry_t entries[] = {
+                {.guest_path = "init", .host_path = init, .mode = 0755},
+                {.guest_path = "bin/busybox", .host_path = "/bin/busybox", .mode = 0755},
+            };
+            const char *env = getenv("KTSTR_IMAGE_DIR");
+            const char *dir = image_dir && *image_dir ? image_dir : env && *env ? env : NULL;
+            kt_image_t *img = NULL;
+            int r = kt_image_acquire(dir ? dir : KT_IMAGE_DEFAULT_DIR, entries,
+                                     KT_ARRAY_SIZE(entries), &img);
+            if (r < 0) {
+                st->usable = false;
+                s_say(st->reason, sizeof(st->reason), "cannot build the canary image: %s",
+                      strerror(-r));
+            } else {
+                kt_kvm_check(kernel, kt_image_path(img), NULL, st);
+                kt_image_release(&img);
+                /* A verdict from a real canary describes the host: keep it. */
+                if (use_cache)
+                    s_accel_cache_write(st);
+            }
+        } else if (device_ok) {
+            st->usable = false;
+            s_say(st->reason, sizeof(st->reason),
+                  "/dev/kvm is there but no canary %s could prove it boots",
+                  kernel ? "image (ktstr-init not found)" : "kernel");
+        }
+    }
+    return kt_accel_resolve(requested, st, ret);
 }

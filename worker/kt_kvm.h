@@ -58,3 +58,15 @@ int kt_canary_boot(enum kt_accel accel, const char *kernel, const char *initrd,
 /* Resolve AUTO to KVM or TCG given the status; -ENODEV for KVM requested
  * but unusable. */
 int kt_accel_resolve(enum kt_accel requested, const kt_kvm_status_t *st, enum kt_accel *ret);
+
+/* The accelerator VMs on this host will use. TCG when asked; otherwise KVM
+ * only after a canary boot of `kernel` with an image holding ktstr-init (in
+ * image_dir, NULL: $KTSTR_IMAGE_DIR or /dev/shm) reached ktstr-init under
+ * KVM. The verdict is a property of the host: with use_cache it is kept per
+ * boot for an hour in /dev/shm/ktstr-accel-{uid}-{boot_id}
+ * (KTSTR_NO_ACCEL_CACHE=1 disables it); only a canary that reached
+ * ktstr-init can make it say KVM. kernel may be NULL: no canary, so no KVM.
+ * ret_status receives the reason (ending in "(cached)" when it came from the
+ * cache). -ENODEV when KVM was requested and is unusable. */
+int kt_accel_choose(enum kt_accel requested, const char *kernel, const char *image_dir,
+                    bool use_cache, enum kt_accel *ret, kt_kvm_status_t *ret_status);

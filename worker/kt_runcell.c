@@ -147,59 +147,6 @@ out:
     return r;
 }
 
-/* The KVM verdict is a property of the host, not of the cell: it is cached
- * per boot for an hour so that a host whose KVM guest hangs silently pays the
- * canary's bound once, not per cell. Only a canary that reached ktstr-init
- * can make the cache say KVM. */
-static void s_accel_cache_path(char *buf, size_t len)
-{
-    char boot_id[64] = "unknown";
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
-    if (f) {
-        if (fgets(boot_id, sizeof(boot_id), f))
-            boot_id[strcspn(boot_id, "\n")] = '\0';
-        fclose(f);
-    }
-    snprintf(buf, len, "/dev/shm/ktstr-accel-%u-%.40s", (unsigned)getuid(), boot_id);
-}
-
-static bool s_accel_cache_read(kt_kvm_status_t *st)
-{
-    char path[128];
-    s_accel_cache_path(path, sizeof(path));
-    struct stat sb;
-    if (getenv("KTSTR_NO_ACCEL_CACHE") || stat(path, &sb) < 0 || time(NULL) - sb.st_mtime > 3600)
-        return false;
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    char line[320] = "";
-    bool ok = fgets(line, sizeof(line), f) != NULL;
-    fclose(f);
-    if (!ok || (strncmp(line, "kvm ", 4) != 0 && strncmp(line, "tcg ", 4) != 0))
-        return false;
-    memset(st, 0, sizeof(*st));
-    st->present = st->openable = true;
-    st->api_version = 12;
-    st->usable = line[0] == 'k';
-    line[strcspn(line, "\n")] = '\0';
-    snprintf(st->reason, sizeof(st->reason), "%.200s (cached)", line + 4);
-    return true;
-}
-
-static void s_accel_cache_write(const kt_kvm_status_t *st)
-{
-    char path[128], tmp[160];
-    s_accel_cache_path(path, sizeof(path));
-    snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "we");
-    if (!f)
-        return;
-    fprintf(f, "%s %s\n", st->usable ? "kvm" : "tcg", st->reason);
-    if (fclose(f) != 0 || rename(tmp, path) < 0)
-        unlink(tmp);
-}
-
 static bool s_console_has(const char *tail, const char *needle)
 {
     return tail && strstr(tail, needle) != NULL;
@@ -446,21 +393,13 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
                                   kt_image_built(img)));
 
     /* Accelerator: KVM only after a canary boot proved it works here. */
-    if (req->accel == KT_ACCEL_TCG) {
-        accel = KT_ACCEL_TCG;
-        snprintf(accel_reason, sizeof(accel_reason), "tcg requested");
-    } else {
+    {
         kt_kvm_status_t st;
         uint64_t tk = s_now_ms();
-        if (!s_accel_cache_read(&st)) {
-            kt_kvm_check(req->kernel, kt_image_path(img), workdir, &st);
-            /* A device that is missing says nothing about the kernel. */
-            if (st.present)
-                s_accel_cache_write(&st);
-        }
+        r = kt_accel_choose(req->accel, req->kernel, image_dir, true, &accel, &st);
         json_object_set_new(timings, "kvm_check_ms", json_integer((json_int_t)(s_now_ms() - tk)));
-        r = kt_accel_resolve(req->accel, &st, &accel);
-        snprintf(accel_reason, sizeof(accel_reason), "%s", st.reason);
+        snprintf(accel_reason, sizeof(accel_reason), "%s",
+                 req->accel != KT_ACCEL_AUTO && req->accel_reason ? req->accel_reason : st.reason);
         if (r < 0) {
             phase = "accel";
             snprintf(reason, sizeof(reason), "--accel kvm requested but KVM is unusable: %s",

@@ -24,6 +24,7 @@ typedef struct kt_cell_request {
     const char *profile;           /* flag profile name, NULL: "default" */
     uint32_t duration_ms;          /* 0: the scenario's */
     enum kt_accel accel;           /* AUTO runs the KVM check first */
+    const char *accel_reason;      /* why accel was chosen, when the caller chose it */
     enum kt_machine machine;
     const char *out_dir;           /* sidecar and console log go here */
     const char *cell_name;         /* NULL: cell/{scenario}/{topo}/{sched}/{kernel} */
