@@ -68,6 +68,14 @@ typedef struct kt_cgroup_spec {
     int nice;
 } kt_cgroup_spec_t;
 
+/* A bound on the mean cost of the BPF programs of one name (bpf check). */
+#define KT_BPF_NAME_MAX 16          /* BPF_OBJ_NAME_LEN, NUL included */
+#define KT_MAX_CALLBACK_BOUNDS 8
+typedef struct kt_callback_bound {
+    char prog[KT_BPF_NAME_MAX];
+    uint32_t max_ns;
+} kt_callback_bound_t;
+
 /* Check thresholds. A zero/false optional threshold means "off". */
 typedef struct kt_thresholds {
     bool check_starved;
@@ -78,6 +86,12 @@ typedef struct kt_thresholds {
     uint32_t max_gap_ms;        /* longest gap between a worker's checkpoints */
     uint32_t max_p99_wake_us;   /* optional */
     double min_work_rate;       /* optional: work units per second per worker */
+    /* optional (bpf_callback_ns): mean ns per call over the workload phase;
+     * max_callback_ns bounds every struct_ops program (0: off), each
+     * callback_bounds entry the programs of its name. */
+    uint32_t max_callback_ns;
+    unsigned n_callback_bounds;
+    kt_callback_bound_t callback_bounds[KT_MAX_CALLBACK_BOUNDS];
 } kt_thresholds_t;
 
 /* Fault injection for the harness's own tests: SIGSTOP a worker so that the
