@@ -3,6 +3,7 @@
  * and cgroup, carrying the worst worker's value. */
 #include "kt_checks.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@ static const char *const s_check_names[KT_CHECK__COUNT] = {
     [KT_CHECK_ISOLATION] = "cpuset_isolation",
     [KT_CHECK_WAKE_P99] = "wake_p99",
     [KT_CHECK_WORK_RATE] = "work_rate",
+    [KT_CHECK_BPF_CALLBACK] = "bpf_callback_ns",
 };
 
 const char *kt_check_name(enum kt_check_id id)
@@ -215,6 +217,16 @@ void kt_check_report_reason(const kt_check_report_t *r, const kt_plan_t *plan, c
             snprintf(buf + off, len - off, "; and %u more", r->n_failed - shown);
             return;
         }
+        if (c->id == KT_CHECK_BPF_CALLBACK) {
+            /* Not about a cgroup: the detail names the program and value. */
+            int w = snprintf(buf + off, len - off, "%s%s: %s", shown ? "; " : "",
+                             kt_check_name(c->id), c->detail);
+            if (w < 0)
+                return;
+            off += (size_t)w;
+            shown++;
+            continue;
+        }
         const char *cg = c->cgroup >= 0 && (unsigned)c->cgroup < plan->n_cgroups
                              ? plan->cgroups[c->cgroup].name
                              : "-";
@@ -227,4 +239,110 @@ void kt_check_report_reason(const kt_check_report_t *r, const kt_plan_t *plan, c
         off += (size_t)w;
         shown++;
     }
+}
+
+/* ---- bpf_callback_ns ---- */
+
+double kt_bpf_prog_ns_per_call(const kt_bpf_prog_cost_t *p)
+{
+    return p->run_cnt ? (double)p->run_time_ns / (double)p->run_cnt : 0.0;
+}
+
+bool kt_checks_bpf_bounded(const kt_thresholds_t *t)
+{
+    return t->max_callback_ns > 0 || t->n_callback_bounds > 0;
+}
+
+static bool s_bpf_name_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len >= KT_BPF_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '.';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+int kt_checks_callback_bound_add(kt_thresholds_t *t, const char *prog, uint32_t max_ns)
+{
+    if (!prog || !s_bpf_name_valid(prog) || max_ns == 0)
+        return -EINVAL;
+    for (unsigned i = 0; i < t->n_callback_bounds && i < KT_MAX_CALLBACK_BOUNDS; i++)
+        if (strcmp(t->callback_bounds[i].prog, prog) == 0)
+            return -EEXIST;
+    if (t->n_callback_bounds >= KT_MAX_CALLBACK_BOUNDS)
+        return -E2BIG;
+    kt_callback_bound_t *b = &t->callback_bounds[t->n_callback_bounds++];
+    snprintf(b->prog, sizeof(b->prog), "%s", prog);
+    b->max_ns = max_ns;
+    return 0;
+}
+
+static unsigned s_bpf_judge(kt_check_report_t *r, const kt_bpf_prog_cost_t *p, uint32_t bound)
+{
+    char detail[160];
+    double v = kt_bpf_prog_ns_per_call(p);
+    bool passed = v <= (double)bound;
+    snprintf(detail, sizeof(detail), "program '%s' (%s) %.1f ns per call %s %u ns over %llu calls",
+             p->name, p->type, v, passed ? "<=" : ">", bound, (unsigned long long)p->run_cnt);
+    s_add(r, KT_CHECK_BPF_CALLBACK, -1, -1, passed, v, bound, "ns", detail);
+    return passed ? 0 : 1;
+}
+
+int kt_checks_evaluate_bpf(const kt_thresholds_t *t, const kt_bpf_prog_cost_t *progs, size_t n,
+                           kt_check_report_t *r)
+{
+    unsigned failed = 0, struct_ops = 0;
+    char detail[160];
+    for (size_t i = 0; i < n; i++)
+        struct_ops += progs[i].struct_ops;
+    if (t->max_callback_ns > 0) {
+        unsigned judged = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!progs[i].struct_ops || progs[i].run_cnt == 0)
+                continue;
+            failed += s_bpf_judge(r, &progs[i], t->max_callback_ns);
+            judged++;
+        }
+        if (judged == 0) {
+            snprintf(detail, sizeof(detail),
+                     struct_ops ? "no struct_ops program was called during the workload"
+                                : "no struct_ops program is loaded (no sched_ext scheduler)");
+            s_add(r, KT_CHECK_BPF_CALLBACK, -1, -1, true, 0, t->max_callback_ns, "ns", detail);
+        }
+    }
+    for (unsigned b = 0; b < t->n_callback_bounds && b < KT_MAX_CALLBACK_BOUNDS; b++) {
+        const kt_callback_bound_t *cb = &t->callback_bounds[b];
+        unsigned loaded = 0, judged = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(progs[i].name, cb->prog) != 0)
+                continue;
+            loaded++;
+            if (progs[i].run_cnt == 0)
+                continue;
+            failed += s_bpf_judge(r, &progs[i], cb->max_ns);
+            judged++;
+        }
+        if (judged > 0)
+            continue;
+        bool passed = loaded > 0 || struct_ops == 0;
+        if (loaded > 0)
+            snprintf(detail, sizeof(detail), "program '%s' was not called during the workload",
+                     cb->prog);
+        else if (passed)
+            snprintf(detail, sizeof(detail),
+                     "no program is named '%s' (no sched_ext scheduler is loaded)", cb->prog);
+        else
+            snprintf(detail, sizeof(detail),
+                     "no loaded program is named '%s' (the scheduler has %u struct_ops programs)",
+                     cb->prog, struct_ops);
+        s_add(r, KT_CHECK_BPF_CALLBACK, -1, -1, passed, 0, cb->max_ns, "ns", detail);
+        failed += !passed;
+    }
+    return (int)failed;
 }

@@ -39,6 +39,7 @@ enum kt_check_id {
     KT_CHECK_ISOLATION,
     KT_CHECK_WAKE_P99,
     KT_CHECK_WORK_RATE,
+    KT_CHECK_BPF_CALLBACK,
     KT_CHECK__COUNT,
 };
 
@@ -86,3 +87,37 @@ int kt_checks_evaluate(const kt_plan_t *plan, const kt_worker_stats_t *workers, 
 /* A short human reason from the first failures, e.g.
  * "spread 41.2 pct > 15.0 in cgroup 'cg_0'". */
 void kt_check_report_reason(const kt_check_report_t *r, const kt_plan_t *plan, char *buf, size_t len);
+
+/* ---- bpf_callback_ns: the mean cost of the scheduler's BPF callbacks ---- */
+
+/* One BPF program as ktstr-init saw it: absolute counters in a snapshot, or
+ * the deltas over the workload phase (run-time stats must be on). */
+typedef struct kt_bpf_prog_cost {
+    uint32_t id;
+    char name[KT_BPF_NAME_MAX];
+    char type[24];                /* libbpf's name of the program type */
+    bool struct_ops;              /* BPF_PROG_TYPE_STRUCT_OPS: a scheduler callback */
+    uint32_t verified_insns;
+    uint64_t run_cnt;
+    uint64_t run_time_ns;
+} kt_bpf_prog_cost_t;
+
+/* Mean ns per call; 0 when it was not called. */
+double kt_bpf_prog_ns_per_call(const kt_bpf_prog_cost_t *p);
+
+/* True when t bounds any BPF program's cost. */
+bool kt_checks_bpf_bounded(const kt_thresholds_t *t);
+
+/* Adds a bound on the programs named prog (1..15 of [A-Za-z0-9_.], as the
+ * kernel allows). -EINVAL for a bad name or max_ns 0, -EEXIST when prog is
+ * bounded already, -E2BIG past KT_MAX_CALLBACK_BOUNDS. */
+int kt_checks_callback_bound_add(kt_thresholds_t *t, const char *prog, uint32_t max_ns);
+
+/* Appends the bpf_callback_ns results to r (after kt_checks_evaluate): one
+ * per judged program that was called during the workload, the struct_ops
+ * ones against max_callback_ns and those of a bounded name against their
+ * bound. A named bound that matches no loaded program fails when the cell
+ * has a sched_ext scheduler (a struct_ops program), and passes with a note
+ * otherwise (EEVDF). Returns the number of failures it added. */
+int kt_checks_evaluate_bpf(const kt_thresholds_t *t, const kt_bpf_prog_cost_t *progs, size_t n,
+                           kt_check_report_t *r);

@@ -95,6 +95,7 @@ static void test_names(void **state)
     assert_string_equal(kt_check_name(KT_CHECK_ISOLATION), "cpuset_isolation");
     assert_string_equal(kt_check_name(KT_CHECK_WAKE_P99), "wake_p99");
     assert_string_equal(kt_check_name(KT_CHECK_WORK_RATE), "work_rate");
+    assert_string_equal(kt_check_name(KT_CHECK_BPF_CALLBACK), "bpf_callback_ns");
     assert_string_equal(kt_check_name(KT_CHECK__COUNT), "unknown");
 
     kt_worker_stats_t w = {.cpu_time_ns = 250 * MS, .wall_time_ns = SEC};
@@ -334,6 +335,12 @@ static void test_disabled(void **state)
         case KT_CHECK_WORK_RATE:
             p.thresholds.min_work_rate = 10;
             break;
+        case KT_CHECK_BPF_CALLBACK:
+            /* Judged by kt_checks_evaluate_bpf, never from worker telemetry. */
+            p.thresholds.max_callback_ns = 1;
+            assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+            assert_int_equal(r.n_results, 0);
+            continue;
         }
         assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
         for (unsigned i = 0; i < r.n_results; i++)
@@ -424,6 +431,147 @@ static void test_all_fail(void **state)
     free(r);
 }
 
+/* bpf_callback_ns: scx_simple-like callbacks against a bound for all
+ * struct_ops programs and per-name bounds. */
+static void s_bpf_progs(kt_bpf_prog_cost_t *p, size_t *ret_n)
+{
+    static const struct {
+        const char *name;
+        bool struct_ops;
+        uint64_t cnt, ns;
+    } t[] = {
+        {"simple_enqueue", true, 1000, 2500000}, /* 2500 ns per call */
+        {"simple_dispatch", true, 4000, 4000000}, /* 1000 */
+        {"simple_init", true, 0, 0},              /* not called */
+        {"iter_prog", false, 10, 900000},         /* 90000, not struct_ops */
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        memset(&p[i], 0, sizeof(p[i]));
+        p[i].id = (uint32_t)(10 + i);
+        snprintf(p[i].name, sizeof(p[i].name), "%s", t[i].name);
+        snprintf(p[i].type, sizeof(p[i].type), "%s", t[i].struct_ops ? "struct_ops" : "tracing");
+        p[i].struct_ops = t[i].struct_ops;
+        p[i].run_cnt = t[i].cnt;
+        p[i].run_time_ns = t[i].ns;
+    }
+    *ret_n = sizeof(t) / sizeof(t[0]);
+}
+
+static void test_bpf_callback(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_bpf_prog_cost_t progs[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_SPIN);
+    s_bpf_progs(progs, &n);
+    assert_true(kt_bpf_prog_ns_per_call(&progs[0]) == 2500.0);
+    assert_true(kt_bpf_prog_ns_per_call(&progs[2]) == 0.0);
+
+    /* Off: nothing judged. */
+    assert_false(kt_checks_bpf_bounded(&p.thresholds));
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(kt_checks_evaluate_bpf(&p.thresholds, progs, n, &r), 0);
+    assert_int_equal(r.n_results, 0);
+
+    /* A generous bound passes the two called struct_ops programs only. */
+    p.thresholds.max_callback_ns = 5000;
+    assert_true(kt_checks_bpf_bounded(&p.thresholds));
+    assert_int_equal(kt_checks_evaluate_bpf(&p.thresholds, progs, n, &r), 0);
+    assert_int_equal(r.n_results, 2);
+    assert_true(r.results[0].passed && r.results[1].passed);
+    assert_true(r.results[0].measured == 2500.0);
+    assert_string_equal(r.results[0].unit, "ns");
+
+    /* 1 ns: every called callback fails, the tracing program is not judged. */
+    memset(&r, 0, sizeof(r));
+    p.thresholds.max_callback_ns = 1;
+    assert_int_equal(kt_checks_evaluate_bpf(&p.thresholds, progs, n, &r), 2);
+    assert_int_equal(r.n_failed, 2);
+    assert_int_equal(s_count(&r, KT_CHECK_BPF_CALLBACK), 2);
+    s_reason(&r, &p,
+             "bpf_callback_ns: program 'simple_enqueue' (struct_ops) 2500.0 ns per call > 1 ns "
+             "over 1000 calls; bpf_callback_ns: program 'simple_dispatch' (struct_ops) 1000.0 ns "
+             "per call > 1 ns over 4000 calls");
+
+    /* Between the two: only simple_enqueue fails. */
+    memset(&r, 0, sizeof(r));
+    p.thresholds.max_callback_ns = 2000;
+    assert_int_equal(kt_checks_evaluate_bpf(&p.thresholds, progs, n, &r), 1);
+    assert_false(r.results[0].passed);
+    assert_true(r.results[1].passed);
+
+    /* Per name, any type: the tracing program is judged by name. */
+    p.thresholds.max_callback_ns = 0;
+    assert_int_equal(kt_checks_callback_bound_add(&p.thresholds, "iter_prog", 100000), 0);
+    assert_int_equal(kt_checks_callback_bound_add(&p.thresholds, "simple_dispatch", 999), 0);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(kt_checks_evaluate_bpf(&p.thresholds, progs, n, &r), 1);
+    assert_int_equal(r.n_results, 2);
+    assert_true(r.results[0].passed);
+    assert_false(r.results[1].passed);
+    assert_true(r.results[1].threshold == 999.0);
+
+    /* A bounded name that is loaded but not called passes with a note; one
+     * that names nothing fails under a sched_ext scheduler... */
+    assert_int_equal(kt_checks_callback_bound_add(&p.thresholds, "simple_init", 10), 0);
+    assert_int_equal(kt_checks_callback_bound_add(&p.thresholds, "simple_enqeue", 10), 0);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(kt_checks_evaluate_bpf(&p.thresholds, progs, n, &r), 2);
+    assert_int_equal(r.n_results, 4);
+    assert_true(r.results[2].passed);
+    assert_non_null(strstr(r.results[2].detail, "not called"));
+    assert_false(r.results[3].passed);
+    assert_non_null(strstr(r.results[3].detail, "no loaded program is named 'simple_enqeue'"));
+
+    /* ...and passes under EEVDF (no struct_ops program), as does the bound
+     * for all struct_ops programs, with a line saying why. */
+    kt_thresholds_t t = {.max_callback_ns = 1};
+    assert_int_equal(kt_checks_callback_bound_add(&t, "simple_enqueue", 1), 0);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(kt_checks_evaluate_bpf(&t, &progs[3], 1, &r), 0);
+    assert_int_equal(r.n_results, 2);
+    assert_true(r.results[0].passed && r.results[1].passed);
+    assert_non_null(strstr(r.results[0].detail, "no struct_ops program is loaded"));
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(kt_checks_evaluate_bpf(&t, NULL, 0, &r), 0);
+    assert_int_equal(r.n_results, 2);
+
+    /* It appends to the worker checks' report. */
+    kt_worker_stats_t ws[8];
+    kt_thresholds_default(&p.thresholds);
+    p.thresholds.max_callback_ns = 1;
+    s_healthy(&p, ws, &n);
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    unsigned before = r.n_results;
+    s_bpf_progs(progs, &n);
+    assert_int_equal(kt_checks_evaluate_bpf(&p.thresholds, progs, n, &r), 2);
+    assert_int_equal(r.n_results, before + 2);
+    assert_int_equal(r.n_failed, 2);
+}
+
+static void test_bpf_bound_add(void **state)
+{
+    (void)state;
+    kt_thresholds_t t = {0};
+    assert_int_equal(kt_checks_callback_bound_add(&t, "", 5), -EINVAL);
+    assert_int_equal(kt_checks_callback_bound_add(&t, "a-b", 5), -EINVAL);
+    assert_int_equal(kt_checks_callback_bound_add(&t, "x", 0), -EINVAL);
+    assert_int_equal(kt_checks_callback_bound_add(&t, "sixteen_chars_xx", 5), -EINVAL);
+    assert_int_equal(kt_checks_callback_bound_add(&t, "fifteen_chars_x", 5), 0);
+    assert_int_equal(kt_checks_callback_bound_add(&t, "fifteen_chars_x", 6), -EEXIST);
+    for (unsigned i = 1; i < KT_MAX_CALLBACK_BOUNDS; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "p%u.x", i);
+        assert_int_equal(kt_checks_callback_bound_add(&t, name, i), 0);
+    }
+    assert_int_equal(kt_checks_callback_bound_add(&t, "one_more", 5), -E2BIG);
+    assert_int_equal(t.n_callback_bounds, KT_MAX_CALLBACK_BOUNDS);
+    assert_string_equal(t.callback_bounds[0].prog, "fifteen_chars_x");
+    assert_int_equal(t.callback_bounds[0].max_ns, 5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_isolation),   cmocka_unit_test(test_wake_p99),
         cmocka_unit_test(test_work_rate),   cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_reason_many), cmocka_unit_test(test_all_fail),
+        cmocka_unit_test(test_bpf_callback), cmocka_unit_test(test_bpf_bound_add),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
