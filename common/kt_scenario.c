@@ -11,17 +11,29 @@
 
 static const struct {
     const char *name;
-    const char *alias;
+    const char *alias; /* ktstr's name where it differs */
     unsigned group;
     bool wakes;
 } s_work_types[KT_WORK__COUNT] = {
-    [KT_WORK_SPIN] = {"spin", NULL, 1, false},
+    [KT_WORK_SPIN] = {"spin", "spin-wait", 1, false},
     [KT_WORK_YIELD] = {"yield", "yield-heavy", 1, false},
     [KT_WORK_MIXED] = {"mixed", NULL, 1, false},
     [KT_WORK_BURSTY] = {"bursty", NULL, 1, false},
     [KT_WORK_IO_SYNC] = {"io-sync", NULL, 1, false},
     [KT_WORK_PIPE_PINGPONG] = {"pipe-pingpong", "pipe-io", 2, true},
     [KT_WORK_FUTEX_PINGPONG] = {"futex-pingpong", "futex-ping-pong", 2, true},
+    [KT_WORK_CACHE_PRESSURE] = {"cache-pressure", NULL, 1, false},
+    [KT_WORK_CACHE_YIELD] = {"cache-yield", NULL, 1, false},
+    [KT_WORK_CACHE_PIPE] = {"cache-pipe", NULL, 2, true},
+    [KT_WORK_FUTEX_FAN_OUT] = {"futex-fan-out", NULL, 5, true},
+    [KT_WORK_FAN_OUT_COMPUTE] = {"fan-out-compute", NULL, 5, true},
+    [KT_WORK_SEQUENCE] = {"sequence", NULL, 1, false},
+    [KT_WORK_FORK_EXIT] = {"fork-exit", NULL, 1, false},
+    [KT_WORK_NICE_SWEEP] = {"nice-sweep", NULL, 1, false},
+    [KT_WORK_AFFINITY_CHURN] = {"affinity-churn", NULL, 1, false},
+    [KT_WORK_POLICY_CHURN] = {"policy-churn", NULL, 1, false},
+    [KT_WORK_PAGE_FAULT_CHURN] = {"page-fault-churn", NULL, 1, false},
+    [KT_WORK_MUTEX_CONTENTION] = {"mutex-contention", NULL, 4, true},
 };
 
 const char *kt_work_type_name(enum kt_work_type type)
@@ -337,4 +349,29 @@ unsigned kt_plan_total_workers(const kt_plan_t *p)
     for (unsigned i = 0; i < p->n_cgroups; i++)
         n += p->cgroups[i].workers;
     return n;
+}
+
+void kt_scenario_override_work(kt_scenario_t *s, enum kt_work_type type)
+{
+    for (unsigned i = 0; i < s->n_cgroups && i < KT_MAX_CGROUPS; i++)
+        s->cgroups[i].work = type;
+}
+
+int kt_plan_override_work(kt_plan_t *p, enum kt_work_type type, char *why, size_t wl)
+{
+    if ((unsigned)type >= KT_WORK__COUNT) {
+        snprintf(why, wl, "unknown work type %u", (unsigned)type);
+        return -EINVAL;
+    }
+    unsigned group = kt_work_type_group_size(type);
+    for (unsigned i = 0; i < p->n_cgroups; i++) {
+        if (p->cgroups[i].workers % group) {
+            snprintf(why, wl, "cgroup '%s': %s workers come in groups of %u, the plan has %u",
+                     p->cgroups[i].name, kt_work_type_name(type), group, p->cgroups[i].workers);
+            return -EINVAL;
+        }
+    }
+    for (unsigned i = 0; i < p->n_cgroups; i++)
+        p->cgroups[i].work = type;
+    return 0;
 }

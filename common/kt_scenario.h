@@ -24,16 +24,36 @@ enum kt_work_type {
     KT_WORK_IO_SYNC,
     KT_WORK_PIPE_PINGPONG,
     KT_WORK_FUTEX_PINGPONG,
+    /* ktstr's other work types; worker/guest/kt_workload.h says what each
+     * does and what its unit and wake latency are. */
+    KT_WORK_CACHE_PRESSURE,
+    KT_WORK_CACHE_YIELD,
+    KT_WORK_CACHE_PIPE,         /* pairs */
+    KT_WORK_FUTEX_FAN_OUT,      /* groups of 1 waker + 4 waiters */
+    KT_WORK_FAN_OUT_COMPUTE,    /* groups of 1 waker + 4 workers */
+    KT_WORK_SEQUENCE,
+    KT_WORK_FORK_EXIT,
+    KT_WORK_NICE_SWEEP,
+    KT_WORK_AFFINITY_CHURN,
+    KT_WORK_POLICY_CHURN,
+    KT_WORK_PAGE_FAULT_CHURN,
+    KT_WORK_MUTEX_CONTENTION,   /* groups of 4 contenders */
     KT_WORK__COUNT,
 };
 
 const char *kt_work_type_name(enum kt_work_type type);
-/* Accepts the canonical names and ktstr's aliases (yield-heavy, pipe-io,
- * futex-ping-pong). -EINVAL when unknown. */
+/* Accepts the canonical names (dashes or underscores) and ktstr's aliases
+ * (yield-heavy, pipe-io, futex-ping-pong, spin-wait). -EINVAL when unknown;
+ * ret is untouched then. */
 int kt_work_type_parse(const char *name, enum kt_work_type *ret);
-/* Workers of this type come in groups of this size (2 for ping-pong). */
+/* Workers of this type come in groups of this size: 2 for the ping-pong
+ * pairs, 5 for the fan-outs (one waker, four waiters), 4 for mutex
+ * contention, 1 otherwise. A cgroup's worker count must be a multiple. */
 unsigned kt_work_type_group_size(enum kt_work_type type);
-/* True for types that block and wake, so wake latency is measured. */
+/* True for types whose members block on each other and wake, so that the
+ * wake-latency check applies (the ping-pongs, the fan-outs, mutex
+ * contention). Types that only sleep on timers (mixed, bursty, sequence)
+ * record wake latency too but are not judged on it. */
 bool kt_work_type_wakes(enum kt_work_type type);
 
 enum kt_cpuset_kind {
@@ -169,3 +189,14 @@ int kt_scenario_resolve(const kt_scenario_t *s, const kt_topology_t *t, uint32_t
                         kt_plan_t *ret, char *why, size_t why_len);
 
 unsigned kt_plan_total_workers(const kt_plan_t *p);
+
+/* The --work-type override (`ktstr-worker run-cell --work-type`, a
+ * gauntlet's `work_type:`): every cgroup of the scenario gets this work
+ * type. Apply it before kt_scenario_resolve, so that the group-size rule is
+ * the one a declared type gets: a count from workers_per_cpu rounds up to
+ * the group size, an explicit count that is not a multiple is refused. */
+void kt_scenario_override_work(kt_scenario_t *s, enum kt_work_type type);
+/* The same on a plan that is already resolved (a fleet cell): every count
+ * must already be a multiple of the type's group size; otherwise -EINVAL
+ * with the cgroup named in why, and the plan is left alone. */
+int kt_plan_override_work(kt_plan_t *p, enum kt_work_type type, char *why, size_t why_len);

@@ -49,6 +49,25 @@ static void test_work_types(void **state)
         {"futex-pingpong", KT_WORK_FUTEX_PINGPONG},
         {"futex-ping-pong", KT_WORK_FUTEX_PINGPONG},
         {"futex_ping_pong", KT_WORK_FUTEX_PINGPONG},
+        {"spin-wait", KT_WORK_SPIN},
+        {"cache-pressure", KT_WORK_CACHE_PRESSURE},
+        {"cache_pressure", KT_WORK_CACHE_PRESSURE},
+        {"cache-yield", KT_WORK_CACHE_YIELD},
+        {"cache-pipe", KT_WORK_CACHE_PIPE},
+        {"futex-fan-out", KT_WORK_FUTEX_FAN_OUT},
+        {"futex_fan_out", KT_WORK_FUTEX_FAN_OUT},
+        {"fan-out-compute", KT_WORK_FAN_OUT_COMPUTE},
+        {"sequence", KT_WORK_SEQUENCE},
+        {"fork-exit", KT_WORK_FORK_EXIT},
+        {"fork_exit", KT_WORK_FORK_EXIT},
+        {"nice-sweep", KT_WORK_NICE_SWEEP},
+        {"affinity-churn", KT_WORK_AFFINITY_CHURN},
+        {"affinity_churn", KT_WORK_AFFINITY_CHURN},
+        {"policy-churn", KT_WORK_POLICY_CHURN},
+        {"page-fault-churn", KT_WORK_PAGE_FAULT_CHURN},
+        {"page_fault_churn", KT_WORK_PAGE_FAULT_CHURN},
+        {"mutex-contention", KT_WORK_MUTEX_CONTENTION},
+        {"mutex_contention", KT_WORK_MUTEX_CONTENTION},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (kt_work_type_parse(names[i].name, &w) != 0)
@@ -61,6 +80,9 @@ static void test_work_types(void **state)
                                           "pipe",
                                           "_",
                                           "spin ",
+                                          "fan-out",
+                                          "cache",
+                                          "fork-exit-",
                                           "a_very_long_name_with_underscores_over_32_bytes"};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         w = KT_WORK_MIXED;
@@ -71,11 +93,30 @@ static void test_work_types(void **state)
         const char *n = kt_work_type_name((enum kt_work_type)i);
         assert_int_equal(kt_work_type_parse(n, &w), 0);
         assert_int_equal(w, i);
-        bool pair = i == KT_WORK_PIPE_PINGPONG || i == KT_WORK_FUTEX_PINGPONG;
-        assert_int_equal(kt_work_type_group_size((enum kt_work_type)i), pair ? 2 : 1);
-        assert_int_equal(kt_work_type_wakes((enum kt_work_type)i), pair);
+        unsigned group = 1;
+        if (i == KT_WORK_PIPE_PINGPONG || i == KT_WORK_FUTEX_PINGPONG || i == KT_WORK_CACHE_PIPE)
+            group = 2;
+        else if (i == KT_WORK_FUTEX_FAN_OUT || i == KT_WORK_FAN_OUT_COMPUTE)
+            group = 5;
+        else if (i == KT_WORK_MUTEX_CONTENTION)
+            group = 4;
+        assert_int_equal(kt_work_type_group_size((enum kt_work_type)i), group);
+        /* Exactly the types whose members block on each other. */
+        assert_int_equal(kt_work_type_wakes((enum kt_work_type)i), group > 1);
     }
+    /* Every type, ktstr's 19, under its own name. */
+    assert_int_equal(KT_WORK__COUNT, 19);
+    for (unsigned i = 0; i < KT_WORK__COUNT; i++)
+        for (unsigned j = 0; j < i; j++)
+            assert_string_not_equal(kt_work_type_name((enum kt_work_type)i),
+                                    kt_work_type_name((enum kt_work_type)j));
+    /* The values written into plans and messages before these types
+     * existed keep their meaning. */
+    assert_int_equal(KT_WORK_SPIN, 0);
+    assert_int_equal(KT_WORK_FUTEX_PINGPONG, 6);
     assert_string_equal(kt_work_type_name(KT_WORK__COUNT), "unknown");
+    assert_int_equal(kt_work_type_group_size(KT_WORK__COUNT), 1);
+    assert_false(kt_work_type_wakes(KT_WORK__COUNT));
 }
 
 static void test_defaults(void **state)
@@ -329,6 +370,84 @@ static void test_pingpong_counts(void **state)
     assert_string_equal(why, "cgroup 'pp': futex-pingpong workers come in groups of 2, 3 given");
 }
 
+/* The grouped types: counts from workers_per_cpu round up to the group size,
+ * explicit counts that are no multiple are refused. */
+static void test_group_counts(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    kt_plan_t p;
+    kt_topology_t t = s_topo("tiny-2llc"); /* 4 CPUs */
+    kt_scenario_t s;
+    kt_scenario_init(&s, "groups");
+    s.cgroups[s.n_cgroups++] = s_cg("fan", 0, 1.0, KT_CPUSET_ALL, 0, NULL);
+    s.cgroups[0].work = KT_WORK_FUTEX_FAN_OUT;
+    s.cgroups[s.n_cgroups++] = s_cg("mutex", 0, 1.5, KT_CPUSET_ALL, 0, NULL);
+    s.cgroups[1].work = KT_WORK_MUTEX_CONTENTION;
+    s.cgroups[s.n_cgroups++] = s_cg("cpipe", 0, 0.75, KT_CPUSET_ALL, 0, NULL);
+    s.cgroups[2].work = KT_WORK_CACHE_PIPE;
+    s.cgroups[s.n_cgroups++] = s_cg("forks", 0, 0.75, KT_CPUSET_ALL, 0, NULL);
+    s.cgroups[3].work = KT_WORK_FORK_EXIT;
+    assert_int_equal(kt_scenario_resolve(&s, &t, 0, &p, why, sizeof(why)), 0);
+    assert_int_equal(p.cgroups[0].workers, 5); /* 4 -> one group of 5 */
+    assert_int_equal(p.cgroups[1].workers, 8); /* 6 -> two groups of 4 */
+    assert_int_equal(p.cgroups[2].workers, 4); /* 3 -> two pairs */
+    assert_int_equal(p.cgroups[3].workers, 3); /* ungrouped: as computed */
+    assert_int_equal(p.cgroups[1].work, KT_WORK_MUTEX_CONTENTION);
+
+    s.cgroups[0] = s_cg("fan", 10, 0, KT_CPUSET_ALL, 0, NULL);
+    s.cgroups[0].work = KT_WORK_FAN_OUT_COMPUTE;
+    assert_int_equal(kt_scenario_resolve(&s, &t, 0, &p, why, sizeof(why)), 0);
+    assert_int_equal(p.cgroups[0].workers, 10);
+    s.cgroups[0].workers = 4;
+    assert_int_equal(kt_scenario_resolve(&s, &t, 0, &p, why, sizeof(why)), -EINVAL);
+    assert_string_equal(why, "cgroup 'fan': fan-out-compute workers come in groups of 5, 4 given");
+}
+
+/* --work-type: before resolution it replaces every cgroup's type and the
+ * group rule applies as for a declared type; on a resolved plan it refuses
+ * counts that do not divide and leaves the plan alone. */
+static void test_override_work(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    kt_topology_t t = s_topo("tiny-2llc");
+    kt_scenario_t s = *kt_scenario_builtin_find("steady");
+    kt_scenario_override_work(&s, KT_WORK_MUTEX_CONTENTION);
+    kt_plan_t p;
+    assert_int_equal(kt_scenario_resolve(&s, &t, 0, &p, why, sizeof(why)), 0);
+    assert_int_equal(p.n_cgroups, 2);
+    for (unsigned i = 0; i < 2; i++) {
+        assert_int_equal(p.cgroups[i].work, KT_WORK_MUTEX_CONTENTION);
+        assert_int_equal(p.cgroups[i].workers, 4); /* 2 per cgroup -> a group of 4 */
+    }
+    /* The built-in itself is untouched. */
+    assert_int_equal(kt_scenario_builtin_find("steady")->cgroups[0].work, KT_WORK_SPIN);
+
+    kt_scenario_t e;
+    kt_scenario_init(&e, "explicit");
+    e.cgroups[e.n_cgroups++] = s_cg("three", 3, 0, KT_CPUSET_ALL, 0, NULL);
+    kt_scenario_override_work(&e, KT_WORK_PIPE_PINGPONG);
+    assert_int_equal(kt_scenario_resolve(&e, &t, 0, &p, why, sizeof(why)), -EINVAL);
+    assert_string_equal(why, "cgroup 'three': pipe-pingpong workers come in groups of 2, 3 given");
+
+    /* On a plan: steady's 2 + 2 spinners take pairs but not groups of 5. */
+    assert_int_equal(kt_scenario_resolve(kt_scenario_builtin_find("steady"), &t, 0, &p, why,
+                                         sizeof(why)),
+                     0);
+    kt_plan_t before = p;
+    assert_int_equal(kt_plan_override_work(&p, KT_WORK_FUTEX_FAN_OUT, why, sizeof(why)),
+                     -EINVAL);
+    assert_string_equal(why, "cgroup 'cg_0': futex-fan-out workers come in groups of 5, the "
+                             "plan has 2");
+    assert_memory_equal(&p, &before, sizeof(p));
+    assert_int_equal(kt_plan_override_work(&p, KT_WORK__COUNT, why, sizeof(why)), -EINVAL);
+    assert_int_equal(kt_plan_override_work(&p, KT_WORK_CACHE_PIPE, why, sizeof(why)), 0);
+    assert_int_equal(p.cgroups[0].work, KT_WORK_CACHE_PIPE);
+    assert_int_equal(p.cgroups[1].work, KT_WORK_CACHE_PIPE);
+    assert_int_equal(p.cgroups[1].workers, 2);
+}
+
 /* Resolution fails with exactly this reason and leaves the plan alone. */
 static void s_expect_refused(const kt_scenario_t *s, const char *topo, const char *reason)
 {
@@ -429,6 +548,8 @@ int main(void)
         cmocka_unit_test(test_constraints),
         cmocka_unit_test(test_per_llc_and_cpusets),
         cmocka_unit_test(test_pingpong_counts),
+        cmocka_unit_test(test_group_counts),
+        cmocka_unit_test(test_override_work),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_faults),
     };

@@ -197,7 +197,10 @@ static void test_malformed_files(void **state)
                         "cgroups[1]: unknown key 'wrkers' in cgroup (did you mean 'workers'?)");
     s_expect_file_error("bad_work_type.yaml", 7, 11,
                         "cgroups[1].work: unknown work type 'spinn' (known: spin, yield, mixed, "
-                        "bursty, io-sync, pipe-pingpong, futex-pingpong)");
+                        "bursty, io-sync, pipe-pingpong, futex-pingpong, cache-pressure, "
+                        "cache-yield, cache-pipe, futex-fan-out, fan-out-compute, sequence, "
+                        "fork-exit, nice-sweep, affinity-churn, policy-churn, page-fault-churn, "
+                        "mutex-contention)");
     s_expect_file_error("bad_duration.yaml", 3, 11,
                         "duration: '3x' is not a duration (a whole number of ms, or with a unit: "
                         "250ms, 3s, 1.5s, 2m, 1h)");
@@ -561,7 +564,9 @@ static void test_from_node(void **state)
                      -EINVAL);
     assert_string_equal(err, "g.yaml:6:37: cgroups[0].work: unknown work type 'spinn' (known: "
                              "spin, yield, mixed, bursty, io-sync, pipe-pingpong, "
-                             "futex-pingpong)");
+                             "futex-pingpong, cache-pressure, cache-yield, cache-pipe, "
+                             "futex-fan-out, fan-out-compute, sequence, fork-exit, nice-sweep, "
+                             "affinity-churn, policy-churn, page-fault-churn, mutex-contention)");
     assert_int_equal(kt_scenario_yaml_from_node(NULL, "g.yaml", &s, err, sizeof(err)), -EINVAL);
     fy_document_destroy(doc);
 }
