@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kt_checks.h"
+
 void kt_cell_msg_init(kt_cell_msg_t *m)
 {
     memset(m, 0, sizeof(*m));
@@ -164,7 +166,11 @@ int kt_chanmsg_type(const msgpack_object *obj, char *type, size_t len)
 
 static void s_pack_thresholds(msgpack_packer *pk, const kt_thresholds_t *t)
 {
-    msgpack_pack_map(pk, 8);
+    /* The bpf_callback_ns bounds only when set: thresholds without them stay
+     * as they were, and an older decoder reads them as before. */
+    unsigned nb = t->n_callback_bounds < KT_MAX_CALLBACK_BOUNDS ? t->n_callback_bounds
+                                                                : KT_MAX_CALLBACK_BOUNDS;
+    msgpack_pack_map(pk, 8 + (t->max_callback_ns > 0) + (nb > 0));
     kt_mp_pack_kv_bool(pk, "check_starved", t->check_starved);
     kt_mp_pack_kv_bool(pk, "check_isolation", t->check_isolation);
     kt_mp_pack_kv_bool(pk, "check_spread", t->check_spread);
@@ -173,6 +179,14 @@ static void s_pack_thresholds(msgpack_packer *pk, const kt_thresholds_t *t)
     kt_mp_pack_kv_u64(pk, "max_gap_ms", t->max_gap_ms);
     kt_mp_pack_kv_u64(pk, "max_p99_wake_us", t->max_p99_wake_us);
     kt_mp_pack_kv_double(pk, "min_work_rate", t->min_work_rate);
+    if (t->max_callback_ns > 0)
+        kt_mp_pack_kv_u64(pk, "max_callback_ns", t->max_callback_ns);
+    if (nb > 0) {
+        kt_mp_pack_str(pk, "callback_bounds");
+        msgpack_pack_map(pk, nb);
+        for (unsigned i = 0; i < nb; i++)
+            kt_mp_pack_kv_u64(pk, t->callback_bounds[i].prog, t->callback_bounds[i].max_ns);
+    }
 }
 
 void kt_plan_pack(msgpack_packer *pk, const kt_plan_t *p)
@@ -294,6 +308,47 @@ static const msgpack_object *s_typed(const msgpack_object *map, const char *key,
     return o && o->type == type ? o : NULL;
 }
 
+#define S_CALLBACK_NS_MAX 1000000000u
+
+/* The optional bpf_callback_ns bounds: absent means off. */
+static int s_decode_callback_bounds(const msgpack_object *o, kt_thresholds_t *t, char *why,
+                                    size_t wl)
+{
+    int r;
+    t->max_callback_ns = 0;
+    t->n_callback_bounds = 0;
+    memset(t->callback_bounds, 0, sizeof(t->callback_bounds));
+    if (kt_mp_get(o, "max_callback_ns") &&
+        (r = s_u32(o, "max_callback_ns", S_CALLBACK_NS_MAX, &t->max_callback_ns, why, wl)) < 0)
+        return r;
+    const msgpack_object *cb = kt_mp_get(o, "callback_bounds");
+    if (!cb)
+        return 0;
+    if (cb->type != MSGPACK_OBJECT_MAP)
+        S_FAIL(why, wl, "field 'callback_bounds': not a map");
+    if (cb->via.map.size > KT_MAX_CALLBACK_BOUNDS)
+        S_FAIL(why, wl, "field 'callback_bounds': %u entries, limit %d", cb->via.map.size,
+               KT_MAX_CALLBACK_BOUNDS);
+    for (uint32_t i = 0; i < cb->via.map.size; i++) {
+        const msgpack_object *k = &cb->via.map.ptr[i].key, *v = &cb->via.map.ptr[i].val;
+        char name[KT_BPF_NAME_MAX];
+        if (k->type != MSGPACK_OBJECT_STR || k->via.str.size >= sizeof(name))
+            S_FAIL(why, wl, "field 'callback_bounds': key %u is not a program name", i);
+        memcpy(name, k->via.str.ptr, k->via.str.size);
+        name[k->via.str.size] = '\0';
+        if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 == 0 ||
+            v->via.u64 > S_CALLBACK_NS_MAX)
+            S_FAIL(why, wl, "field 'callback_bounds.%s': not an integer in 1..%u", name,
+                   S_CALLBACK_NS_MAX);
+        r = kt_checks_callback_bound_add(t, name, (uint32_t)v->via.u64);
+        if (r == -EEXIST)
+            S_FAIL(why, wl, "field 'callback_bounds.%s': named twice", name);
+        if (r < 0)
+            S_FAIL(why, wl, "field 'callback_bounds': '%s' is not a BPF program name", name);
+    }
+    return 0;
+}
+
 static int s_decode_thresholds(const msgpack_object *o, kt_thresholds_t *t, char *why, size_t wl)
 {
     uint32_t v;
@@ -308,7 +363,7 @@ static int s_decode_thresholds(const msgpack_object *o, kt_thresholds_t *t, char
         (r = s_double(o, "min_work_rate", 0, 1e12, &t->min_work_rate, why, wl)) < 0)
         return r;
     t->max_p99_wake_us = v;
-    return 0;
+    return s_decode_callback_bounds(o, t, why, wl);
 }
 
 int kt_plan_decode(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "kt_chanmsg.h"
+#include "kt_checks.h"
 
 static void s_sample(kt_cell_msg_t *m)
 {
@@ -818,6 +819,109 @@ static void test_accessors(void **state)
     s_val_destroy(&v);
 }
 
+/* A map value built by a packer: {name: ns, ...}. */
+static const msgpack_object *s_val_bounds(s_val_t *v, const char *const *names, unsigned n)
+{
+    msgpack_packer *pk = s_val_begin(v);
+    msgpack_pack_map(pk, n);
+    for (unsigned i = 0; i < n; i++)
+        kt_mp_pack_kv_u64(pk, names[i], 100 + i);
+    return s_val_end(v);
+}
+
+/* bpf_callback_ns bounds: absent means off (a plan without them carries no
+ * such key), set they round-trip, and bad ones are refused by name. */
+static void test_callback_bounds(void **state)
+{
+    (void)state;
+    kt_cell_msg_t *m = malloc(sizeof(*m)), *back = malloc(sizeof(*back));
+    assert_non_null(m);
+    assert_non_null(back);
+    s_sample(m);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(kt_cell_msg_encode(m, &sb), 0);
+    assert_null(memmem(sb.data, sb.size, "callback", 8));
+    char why[256];
+    memset(back, 0x77, sizeof(*back));
+    if (s_decode(sb.data, sb.size, back, why, sizeof(why)) < 0)
+        fail_msg("%s", why);
+    assert_int_equal(back->plan.thresholds.max_callback_ns, 0);
+    assert_int_equal(back->plan.thresholds.n_callback_bounds, 0);
+    msgpack_sbuffer_destroy(&sb);
+
+    kt_thresholds_t *t = &m->plan.thresholds;
+    t->max_callback_ns = 5000;
+    assert_int_equal(kt_checks_callback_bound_add(t, "simple_enqueue", 2000), 0);
+    assert_int_equal(kt_checks_callback_bound_add(t, "simple_dispatch", 1000000000), 0);
+    s_msg_t x;
+    msgpack_sbuffer_init(&x.sb);
+    assert_int_equal(kt_cell_msg_encode(m, &x.sb), 0);
+    memset(back, 0x77, sizeof(*back));
+    if (s_decode(x.sb.data, x.sb.size, back, why, sizeof(why)) < 0)
+        fail_msg("%s", why);
+    s_assert_msg_equal(m, back);
+    const kt_thresholds_t *bt = &back->plan.thresholds;
+    assert_int_equal(bt->max_callback_ns, 5000);
+    assert_int_equal(bt->n_callback_bounds, 2);
+    assert_string_equal(bt->callback_bounds[0].prog, "simple_enqueue");
+    assert_int_equal(bt->callback_bounds[0].max_ns, 2000);
+    assert_string_equal(bt->callback_bounds[1].prog, "simple_dispatch");
+    assert_int_equal(bt->callback_bounds[1].max_ns, 1000000000);
+
+    msgpack_unpacked_init(&x.up);
+    assert_int_equal(msgpack_unpack_next(&x.up, x.sb.data, x.sb.size, NULL),
+                     MSGPACK_UNPACK_SUCCESS);
+    s_val_t v;
+    /* Either may be left out. */
+    s_accepted(&x, "plan.thresholds.max_callback_ns", NULL);
+    s_accepted(&x, "plan.thresholds.callback_bounds", NULL);
+    s_accepted(&x, "plan.thresholds.max_callback_ns", s_val_int(&v, 0));
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.max_callback_ns", s_val_int(&v, -1), "'max_callback_ns'");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.max_callback_ns", s_val_int(&v, 1000000001), "over the limit");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.max_callback_ns", s_val_text(&v, "5us"), "'max_callback_ns'");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.callback_bounds", s_val_int(&v, 5), "not a map");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.callback_bounds.simple_enqueue", s_val_int(&v, 0),
+              "'callback_bounds.simple_enqueue': not an integer in 1..1000000000");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.callback_bounds.simple_enqueue", s_val_double(&v, 1.5),
+              "callback_bounds.simple_enqueue");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.callback_bounds.simple_enqueue", s_val_int(&v, 1000000001),
+              "callback_bounds.simple_enqueue");
+    s_val_destroy(&v);
+    static const char *const bad[] = {"bad-name"};
+    s_refused(&x, "plan.thresholds.callback_bounds", s_val_bounds(&v, bad, 1),
+              "'bad-name' is not a BPF program name");
+    s_val_destroy(&v);
+    static const char *const empty[] = {""};
+    s_refused(&x, "plan.thresholds.callback_bounds", s_val_bounds(&v, empty, 1),
+              "is not a BPF program name");
+    s_val_destroy(&v);
+    static const char *const longer[] = {"sixteen_chars_xx"};
+    s_refused(&x, "plan.thresholds.callback_bounds", s_val_bounds(&v, longer, 1),
+              "key 0 is not a program name");
+    s_val_destroy(&v);
+    static const char *const twice[] = {"a", "b", "a"};
+    s_refused(&x, "plan.thresholds.callback_bounds", s_val_bounds(&v, twice, 3),
+              "'callback_bounds.a': named twice");
+    s_val_destroy(&v);
+    static const char *const nine[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i"};
+    s_accepted(&x, "plan.thresholds.callback_bounds", s_val_bounds(&v, nine, 8));
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.callback_bounds", s_val_bounds(&v, nine, 9),
+              "9 entries, limit 8");
+    s_val_destroy(&v);
+    s_msg_destroy(&x);
+    free(m);
+    free(back);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -825,6 +929,7 @@ int main(void)
         cmocka_unit_test(test_missing_fields),   cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_sizes_and_ranges), cmocka_unit_test(test_faults_and_type),
         cmocka_unit_test(test_accessors),        cmocka_unit_test(test_hostile_counts),
+        cmocka_unit_test(test_callback_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
