@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kt_checks.h"
 #include "kt_cleanup.h"
 
 /* A scenario file is a few hundred bytes; anything this big is a mistake. */
@@ -826,10 +827,77 @@ static int s_constraints(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_
     return 0;
 }
 
+#define S_MAX_CALLBACK_NS 1000000000
+
+/* checks.bpf_callback_ns: a mean ns per call that bounds every struct_ops
+ * program (a number), or {"*": ns, <program name>: ns, ...}; false is off.
+ * The value replaces whatever bpf bounds came before. */
+static int s_bpf_callback(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thresholds_t *t)
+{
+    static const char path[] = "checks.bpf_callback_ns";
+    bool b;
+    int r;
+    if (s_is_bool(n, &b)) {
+        if (b)
+            return s_fail(c, n, key, "%s: has no default: give ns per call such as 5000", path);
+        t->max_callback_ns = 0;
+        t->n_callback_bounds = 0;
+        return 0;
+    }
+    struct fy_node *map = n;
+    if ((r = s_deref(c, &map, key, path)) < 0)
+        return r;
+    kt_thresholds_t nt = *t;
+    nt.max_callback_ns = 0;
+    nt.n_callback_bounds = 0;
+    long long v;
+    if (!map || !fy_node_is_mapping(map)) {
+        if ((r = s_int(c, n, key, path, 1, S_MAX_CALLBACK_NS, &v)) < 0)
+            return r;
+        t->max_callback_ns = (uint32_t)v;
+        t->n_callback_bounds = 0;
+        return 0;
+    }
+    if (fy_node_mapping_item_count(map) == 0)
+        return s_fail(c, n, key, "%s: an empty mapping: give '*' or program names with ns", path);
+    void *it = NULL;
+    struct fy_node_pair *p;
+    while ((p = fy_node_mapping_iterate(map, &it))) {
+        struct fy_node *k = fy_node_pair_key(p), *val = fy_node_pair_value(p);
+        char name[64], sub[S_PATH_MAX];
+        bool fits;
+        if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || s_is_null(k))
+            return s_fail(c, k, map, "%s: a key is not a program name", path);
+        if ((r = s_value(c, k, map, path, "a program name", name, sizeof(name), &fits, NULL)) < 0)
+            return r;
+        snprintf(sub, sizeof(sub), "%s.%s", path, name);
+        if ((r = s_int(c, val, k, sub, 1, S_MAX_CALLBACK_NS, &v)) < 0)
+            return r;
+        if (strcmp(name, "*") == 0) {
+            nt.max_callback_ns = (uint32_t)v;
+            continue;
+        }
+        r = fits ? kt_checks_callback_bound_add(&nt, name, (uint32_t)v) : -EINVAL;
+        if (r == -E2BIG)
+            return s_fail(c, k, map, "%s: more than %d program names", path,
+                          KT_MAX_CALLBACK_BOUNDS);
+        if (r == -EEXIST)
+            return s_fail(c, k, map, "%s: '%s' is named twice", path, name);
+        if (r < 0)
+            return s_fail(c, k, map,
+                          "%s: '%s%s' is not a BPF program name (1 to 15 of A-Z a-z 0-9 _ .) "
+                          "nor '*'",
+                          path, name, fits ? "" : "...");
+    }
+    *t = nt;
+    return 0;
+}
+
 static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thresholds_t *t)
 {
     s_field_t f[] = {{"not_starved"}, {"cpuset_isolation"}, {"fairness_spread"},
-                     {"max_gap"},     {"wake_p99"},         {"work_rate"}};
+                     {"max_gap"},     {"wake_p99"},         {"work_rate"},
+                     {"bpf_callback_ns"}};
     int r = s_fields(c, n, key, "checks", "checks", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
@@ -902,6 +970,8 @@ static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thres
                           "checks.work_rate: must be more than 0 (false disables it)");
         }
     }
+    if ((x = S_F(f, "bpf_callback_ns")) && (r = s_bpf_callback(c, x->value, x->key, t)) < 0)
+        return r;
     return 0;
 }
 

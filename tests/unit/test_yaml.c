@@ -621,6 +621,70 @@ static void test_duration_parse(void **state)
     }
 }
 
+/* checks.bpf_callback_ns: a number bounds every struct_ops program, a
+ * mapping bounds '*' and programs by name, false turns it off. */
+static void test_bpf_callback_ns(void **state)
+{
+    (void)state;
+    kt_scenario_t s;
+    assert_int_equal(s_parse("name: x\n" CG, &s), 0);
+    assert_int_equal(s.thresholds.max_callback_ns, 0);
+    assert_int_equal(s.thresholds.n_callback_bounds, 0);
+    assert_int_equal(s_parse("name: x\nchecks: {bpf_callback_ns: 5000}\n" CG, &s), 0);
+    assert_int_equal(s.thresholds.max_callback_ns, 5000);
+    assert_int_equal(s.thresholds.n_callback_bounds, 0);
+    assert_int_equal(s_parse("name: x\nchecks:\n  bpf_callback_ns:\n    \"*\": 7000\n"
+                             "    simple_enqueue: 2000\n    simple.disp_: 1\n" CG,
+                             &s),
+                     0);
+    assert_int_equal(s.thresholds.max_callback_ns, 7000);
+    assert_int_equal(s.thresholds.n_callback_bounds, 2);
+    assert_string_equal(s.thresholds.callback_bounds[0].prog, "simple_enqueue");
+    assert_int_equal(s.thresholds.callback_bounds[0].max_ns, 2000);
+    assert_string_equal(s.thresholds.callback_bounds[1].prog, "simple.disp_");
+    assert_int_equal(s.thresholds.callback_bounds[1].max_ns, 1);
+    /* Names only: no bound for all struct_ops programs. */
+    assert_int_equal(s_parse("name: x\nchecks: {bpf_callback_ns: {simple_init: 9}}\n" CG, &s), 0);
+    assert_int_equal(s.thresholds.max_callback_ns, 0);
+    assert_int_equal(s.thresholds.n_callback_bounds, 1);
+    assert_int_equal(s_parse("name: x\nchecks: {bpf_callback_ns: false, max_gap: 3s}\n" CG, &s),
+                     0);
+    assert_int_equal(s.thresholds.max_callback_ns, 0);
+    assert_int_equal(s.thresholds.n_callback_bounds, 0);
+    assert_int_equal(s.thresholds.max_gap_ms, 3000);
+
+    s_mismatches = 0;
+    s_expect("name: x\nchecks: {bpf_callback_ns: true}\n" CG,
+             "2:27: checks.bpf_callback_ns: has no default: give ns per call such as 5000");
+    s_expect("name: x\nchecks: {bpf_callback_ns: 0}\n" CG,
+             "2:27: checks.bpf_callback_ns: 0 is out of range 1..1000000000");
+    s_expect("name: x\nchecks: {bpf_callback_ns: 1000000001}\n" CG,
+             "2:27: checks.bpf_callback_ns: 1000000001 is out of range 1..1000000000");
+    s_expect("name: x\nchecks: {bpf_callback_ns: 5us}\n" CG,
+             "2:27: checks.bpf_callback_ns: expected an integer, got '5us'");
+    s_expect("name: x\nchecks: {bpf_callback_ns: [1]}\n" CG,
+             "2:27: checks.bpf_callback_ns: expected an integer, got a sequence");
+    s_expect("name: x\nchecks: {bpf_callback_ns: {}}\n" CG,
+             "2:27: checks.bpf_callback_ns: an empty mapping: give '*' or program names with ns");
+    s_expect("name: x\nchecks: {bpf_callback_ns: {simple-enqueue: 5}}\n" CG,
+             "2:28: checks.bpf_callback_ns: 'simple-enqueue' is not a BPF program name (1 to 15 "
+             "of A-Z a-z 0-9 _ .) nor '*'");
+    s_expect("name: x\nchecks: {bpf_callback_ns: {sixteen_chars_xx: 5}}\n" CG,
+             "2:28: checks.bpf_callback_ns: 'sixteen_chars_xx' is not a BPF program name (1 to "
+             "15 of A-Z a-z 0-9 _ .) nor '*'");
+    s_expect("name: x\nchecks: {bpf_callback_ns: {a: 0}}\n" CG,
+             "2:31: checks.bpf_callback_ns.a: 0 is out of range 1..1000000000");
+    s_expect("name: x\nchecks: {bpf_callback_ns: {a: x}}\n" CG,
+             "2:31: checks.bpf_callback_ns.a: expected an integer, got 'x'");
+    s_expect("name: x\nchecks: {bpf_callback_ns: {a: 1, b: 1, c: 1, d: 1, e: 1, f: 1, g: 1, "
+             "h: 1, i: 1}}\n" CG,
+             "2:76: checks.bpf_callback_ns: more than 8 program names");
+    s_expect("name: x\nchecks: {bpf_calback_ns: 5}\n" CG,
+             "2:10: checks: unknown key 'bpf_calback_ns' in checks (did you mean "
+             "'bpf_callback_ns'?)");
+    assert_int_equal(s_mismatches, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -628,7 +692,7 @@ int main(void)
         cmocka_unit_test(test_malformed_files),      cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_types_and_ranges),     cmocka_unit_test(test_accepted_forms),
         cmocka_unit_test(test_parse_errors_of_yaml), cmocka_unit_test(test_from_node),
-        cmocka_unit_test(test_duration_parse),
+        cmocka_unit_test(test_duration_parse),       cmocka_unit_test(test_bpf_callback_ns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
