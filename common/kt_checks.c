@@ -15,6 +15,9 @@ static const char *const s_check_names[KT_CHECK__COUNT] = {
     [KT_CHECK_WAKE_P99] = "wake_p99",
     [KT_CHECK_WORK_RATE] = "work_rate",
     [KT_CHECK_BPF_CALLBACK] = "bpf_callback_ns",
+    [KT_CHECK_PAYLOAD_EXIT] = "payload_exit",
+    [KT_CHECK_PAYLOAD_TAP] = "payload_tap",
+    [KT_CHECK_PAYLOAD_METRIC] = "payload_metric",
 };
 
 const char *kt_check_name(enum kt_check_id id)
@@ -217,7 +220,8 @@ void kt_check_report_reason(const kt_check_report_t *r, const kt_plan_t *plan, c
             snprintf(buf + off, len - off, "; and %u more", r->n_failed - shown);
             return;
         }
-        if (c->id == KT_CHECK_BPF_CALLBACK) {
+        if (c->id == KT_CHECK_BPF_CALLBACK || c->id == KT_CHECK_PAYLOAD_EXIT ||
+            c->id == KT_CHECK_PAYLOAD_TAP || c->id == KT_CHECK_PAYLOAD_METRIC) {
             /* Not about a cgroup: the detail names the program and value. */
             int w = snprintf(buf + off, len - off, "%s%s: %s", shown ? "; " : "",
                              kt_check_name(c->id), c->detail);
@@ -345,4 +349,70 @@ int kt_checks_evaluate_bpf(const kt_thresholds_t *t, const kt_bpf_prog_cost_t *p
         failed += !passed;
     }
     return (int)failed;
+}
+
+/* ---- payload cells ---- */
+
+int kt_checks_evaluate_payload(const kt_payload_spec_t *spec, const kt_payload_outcome_t *o,
+                               kt_check_report_t *r)
+{
+    unsigned before = r->n_failed;
+    if (!o->started || o->timed_out)
+        return 0;
+    char detail[160];
+    const char *name = spec->name;
+    bool explicit_exit = false;
+    for (unsigned i = 0; i < spec->n_checks; i++)
+        explicit_exit |= spec->checks[i].kind == KT_PAYLOAD_CHECK_EXIT;
+    for (unsigned i = 0; i <= spec->n_checks; i++) {
+        /* The last round is the implicit "exit==0" of an exit-judged payload. */
+        kt_payload_check_t implicit = {.kind = KT_PAYLOAD_CHECK_EXIT};
+        const kt_payload_check_t *c = i < spec->n_checks ? &spec->checks[i] : NULL;
+        if (!c && (explicit_exit || spec->judge != KT_PAYLOAD_JUDGE_EXIT))
+            break;
+        if (!c)
+            c = &implicit;
+        if (c->kind != KT_PAYLOAD_CHECK_EXIT)
+            continue;
+        int want = (int)c->lo;
+        bool passed = o->exited && o->signal == 0 && o->exit_code == want;
+        if (!o->exited)
+            snprintf(detail, sizeof(detail), "payload '%.48s' ended without an exit status, "
+                     "expected %d", name, want);
+        else if (o->signal)
+            snprintf(detail, sizeof(detail), "payload '%.48s' was killed by signal %d, expected "
+                     "exit status %d", name, o->signal, want);
+        else
+            snprintf(detail, sizeof(detail), "payload '%.48s' exited with status %d%s%d", name,
+                     o->exit_code, passed ? ", as expected: " : ", expected ", want);
+        s_add(r, KT_CHECK_PAYLOAD_EXIT, -1, -1, passed,
+              o->signal ? -(double)o->signal : (double)o->exit_code, want, "status", detail);
+    }
+    if (spec->judge == KT_PAYLOAD_JUDGE_TAP && o->tap.status != KT_PAYLOAD_TAP_NONE &&
+        o->tap.status != KT_PAYLOAD_TAP_SKIP) {
+        bool passed = o->tap.status == KT_PAYLOAD_TAP_PASS;
+        snprintf(detail, sizeof(detail), "%.150s", o->tap.line);
+        s_add(r, KT_CHECK_PAYLOAD_TAP, -1, -1, passed, o->tap.fail, 0, "not ok", detail);
+    }
+    for (unsigned i = 0; i < spec->n_checks; i++) {
+        const kt_payload_check_t *c = &spec->checks[i];
+        if (c->kind == KT_PAYLOAD_CHECK_EXIT)
+            continue;
+        char expr[96];
+        kt_payload_check_format(c, expr, sizeof(expr));
+        const kt_payload_metric_t *m = kt_payload_metric_find(o, c->metric);
+        double threshold = c->kind == KT_PAYLOAD_CHECK_MAX ? c->hi : c->lo;
+        if (!m) {
+            snprintf(detail, sizeof(detail), "%.70s: no metric '%.48s' in the payload's output",
+                     expr, c->metric);
+            s_add(r, KT_CHECK_PAYLOAD_METRIC, -1, -1, false, 0, threshold, "", detail);
+            continue;
+        }
+        bool passed = c->kind == KT_PAYLOAD_CHECK_MIN   ? m->value >= c->lo
+                      : c->kind == KT_PAYLOAD_CHECK_MAX ? m->value <= c->hi
+                                                        : m->value >= c->lo && m->value <= c->hi;
+        snprintf(detail, sizeof(detail), "%.90s: measured %.6g", expr, m->value);
+        s_add(r, KT_CHECK_PAYLOAD_METRIC, -1, -1, passed, m->value, threshold, "", detail);
+    }
+    return (int)(r->n_failed - before);
 }

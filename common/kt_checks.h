@@ -40,6 +40,9 @@ enum kt_check_id {
     KT_CHECK_WAKE_P99,
     KT_CHECK_WORK_RATE,
     KT_CHECK_BPF_CALLBACK,
+    KT_CHECK_PAYLOAD_EXIT,      /* the payload's exit status */
+    KT_CHECK_PAYLOAD_TAP,       /* the payload's TAP result line(s) */
+    KT_CHECK_PAYLOAD_METRIC,    /* a bound on a metric of the payload's JSON */
     KT_CHECK__COUNT,
 };
 
@@ -121,3 +124,15 @@ int kt_checks_callback_bound_add(kt_thresholds_t *t, const char *prog, uint32_t 
  * otherwise (EEVDF). Returns the number of failures it added. */
 int kt_checks_evaluate_bpf(const kt_thresholds_t *t, const kt_bpf_prog_cost_t *progs, size_t n,
                            kt_check_report_t *r);
+
+/* ---- payload cells: checks on the payload's outcome ---- */
+
+/* Appends the payload's results to r (after kt_checks_evaluate): its exit
+ * status (judge exit: against the "exit==N" check, else 0; judge tap: only
+ * when an "exit==N" check asks), its TAP result (judge tap: a "not ok" line
+ * fails; no line or a skip is for the caller to judge), and each metric
+ * check (a metric absent from the output fails). Nothing for a payload that
+ * did not start or timed out (that is the harness's error). Returns the
+ * number of failures it added. */
+int kt_checks_evaluate_payload(const kt_payload_spec_t *spec, const kt_payload_outcome_t *o,
+                               kt_check_report_t *r);

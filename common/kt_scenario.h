@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kt_payload.h"
 #include "kt_topology.h"
 
 #define KT_NAME_MAX 64
@@ -168,6 +169,10 @@ typedef struct kt_plan {
     kt_thresholds_t thresholds;
     unsigned n_faults;
     kt_plan_fault_t faults[KT_MAX_FAULTS];
+    /* ---- payload cells (kt_payload.h): a static binary run as the workload,
+     * beside the cgroups' workers if any; name "" = none. Set by the caller
+     * after kt_scenario_resolve (which leaves it empty). ---- */
+    kt_payload_spec_t payload;
 } kt_plan_t;
 
 void kt_thresholds_default(kt_thresholds_t *ret);

@@ -189,9 +189,41 @@ static void s_pack_thresholds(msgpack_packer *pk, const kt_thresholds_t *t)
     }
 }
 
+static const char *const s_judge_names[] = {"exit", "tap"};
+static const char *const s_check_kinds[] = {"min", "max", "range", "exit"};
+
+/* The payload spec (kt_payload.h) under "payload" in the plan. */
+static void s_pack_payload(msgpack_packer *pk, const kt_payload_spec_t *ps)
+{
+    msgpack_pack_map(pk, 9);
+    kt_mp_pack_kv_str(pk, "name", ps->name);
+    kt_mp_pack_kv_str(pk, "sha", ps->sha);
+    kt_mp_pack_kv_u64(pk, "size", ps->size);
+    kt_mp_pack_str(pk, "args");
+    msgpack_pack_array(pk, ps->n_args);
+    for (unsigned i = 0; i < ps->n_args; i++)
+        kt_mp_pack_str(pk, kt_payload_arg(ps, i));
+    kt_mp_pack_kv_u64(pk, "timeout_ms", ps->timeout_ms);
+    kt_mp_pack_kv_u64(pk, "max_output", ps->max_output);
+    kt_mp_pack_kv_str(pk, "judge", s_judge_names[ps->judge == KT_PAYLOAD_JUDGE_TAP]);
+    kt_mp_pack_kv_str(pk, "tap_test", ps->tap_test);
+    kt_mp_pack_str(pk, "checks");
+    msgpack_pack_array(pk, ps->n_checks);
+    for (unsigned i = 0; i < ps->n_checks; i++) {
+        const kt_payload_check_t *c = &ps->checks[i];
+        msgpack_pack_map(pk, 4);
+        kt_mp_pack_kv_str(pk, "kind", s_check_kinds[(unsigned)c->kind < 4 ? c->kind : 0]);
+        kt_mp_pack_kv_str(pk, "metric", c->metric);
+        kt_mp_pack_kv_double(pk, "lo", c->lo);
+        kt_mp_pack_kv_double(pk, "hi", c->hi);
+    }
+}
+
 void kt_plan_pack(msgpack_packer *pk, const kt_plan_t *p)
 {
-    msgpack_pack_map(pk, 6);
+    /* "payload" only when the cell has one: plans without stay as they were. */
+    bool payload = kt_payload_present(&p->payload);
+    msgpack_pack_map(pk, payload ? 7 : 6);
     kt_mp_pack_kv_str(pk, "scenario", p->scenario);
     kt_mp_pack_str(pk, "topology");
     msgpack_pack_map(pk, 4);
@@ -224,6 +256,10 @@ void kt_plan_pack(msgpack_packer *pk, const kt_plan_t *p)
         kt_mp_pack_kv_u64(pk, "cgroup", p->faults[i].cgroup);
         kt_mp_pack_kv_u64(pk, "worker", p->faults[i].worker);
         kt_mp_pack_kv_u64(pk, "at_ms", p->faults[i].at_ms);
+    }
+    if (payload) {
+        kt_mp_pack_str(pk, "payload");
+        s_pack_payload(pk, &p->payload);
     }
 }
 
@@ -366,6 +402,106 @@ static int s_decode_thresholds(const msgpack_object *o, kt_thresholds_t *t, char
     return s_decode_callback_bounds(o, t, why, wl);
 }
 
+static bool s_sha_ok(const char *s)
+{
+    if (!s[0])
+        return true;
+    if (strlen(s) != 64)
+        return false;
+    for (const char *c = s; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+            return false;
+    return true;
+}
+
+static int s_decode_payload(const msgpack_object *o, kt_payload_spec_t *ps, char *why, size_t wl)
+{
+    int r;
+    uint64_t size;
+    char judge[8], kind[8];
+    kt_payload_spec_init(ps);
+    if ((r = s_str(o, "name", ps->name, sizeof(ps->name), why, wl)) < 0 ||
+        (r = s_str(o, "sha", ps->sha, sizeof(ps->sha), why, wl)) < 0 ||
+        (r = s_u32(o, "timeout_ms", KT_PAYLOAD_TIMEOUT_MAX_MS, &ps->timeout_ms, why, wl)) < 0 ||
+        (r = s_u32(o, "max_output", KT_PAYLOAD_OUTPUT_MAX, &ps->max_output, why, wl)) < 0 ||
+        (r = s_str(o, "judge", judge, sizeof(judge), why, wl)) < 0 ||
+        (r = s_str(o, "tap_test", ps->tap_test, sizeof(ps->tap_test), why, wl)) < 0)
+        return r;
+    if (!ps->name[0] || strchr(ps->name, '/') || strcmp(ps->name, ".") == 0 ||
+        strcmp(ps->name, "..") == 0)
+        S_FAIL(why, wl, "plan.payload.name: '%s' is not a file name", ps->name);
+    if (!s_sha_ok(ps->sha))
+        S_FAIL(why, wl, "plan.payload.sha: not empty nor 64 lowercase hex digits");
+    if (kt_mp_get_u64(o, "size", &size) < 0 || size > (1ull << 32))
+        S_FAIL(why, wl, "plan.payload.size: missing, not an unsigned integer or over 4 GiB");
+    ps->size = size;
+    if (ps->timeout_ms == 0)
+        S_FAIL(why, wl, "plan.payload.timeout_ms: must be > 0");
+    if (ps->max_output < KT_PAYLOAD_OUTPUT_MIN)
+        S_FAIL(why, wl, "plan.payload.max_output: %u is under %u bytes", ps->max_output,
+               KT_PAYLOAD_OUTPUT_MIN);
+    if (strcmp(judge, "exit") == 0)
+        ps->judge = KT_PAYLOAD_JUDGE_EXIT;
+    else if (strcmp(judge, "tap") == 0)
+        ps->judge = KT_PAYLOAD_JUDGE_TAP;
+    else
+        S_FAIL(why, wl, "plan.payload.judge: '%s' is neither 'exit' nor 'tap'", judge);
+
+    const msgpack_object *args = s_typed(o, "args", MSGPACK_OBJECT_ARRAY);
+    if (!args || args->via.array.size > KT_PAYLOAD_ARGS_MAX)
+        S_FAIL(why, wl, "plan.payload.args: missing, not an array or over %d entries",
+               KT_PAYLOAD_ARGS_MAX);
+    const char *argv[KT_PAYLOAD_ARGS_MAX];
+    char argbuf[KT_PAYLOAD_ARGS_BYTES];
+    size_t off = 0;
+    for (unsigned i = 0; i < args->via.array.size; i++) {
+        const msgpack_object *a = &args->via.array.ptr[i];
+        if (a->type != MSGPACK_OBJECT_STR || memchr(a->via.str.ptr, '\0', a->via.str.size))
+            S_FAIL(why, wl, "plan.payload.args[%u]: not a string without NUL", i);
+        if (a->via.str.size + 1 > sizeof(argbuf) - off)
+            S_FAIL(why, wl, "plan.payload.args: over %d bytes in all", KT_PAYLOAD_ARGS_BYTES);
+        memcpy(argbuf + off, a->via.str.ptr, a->via.str.size);
+        argbuf[off + a->via.str.size] = '\0';
+        argv[i] = argbuf + off;
+        off += a->via.str.size + 1;
+    }
+    if (kt_payload_args_set(ps, argv, args->via.array.size) < 0)
+        S_FAIL(why, wl, "plan.payload.args: over the limits");
+
+    const msgpack_object *checks = s_typed(o, "checks", MSGPACK_OBJECT_ARRAY);
+    if (!checks || checks->via.array.size > KT_PAYLOAD_CHECKS_MAX)
+        S_FAIL(why, wl, "plan.payload.checks: missing, not an array or over %d entries",
+               KT_PAYLOAD_CHECKS_MAX);
+    ps->n_checks = checks->via.array.size;
+    for (unsigned i = 0; i < ps->n_checks; i++) {
+        const msgpack_object *co = &checks->via.array.ptr[i];
+        kt_payload_check_t *c = &ps->checks[i];
+        if (co->type != MSGPACK_OBJECT_MAP)
+            S_FAIL(why, wl, "plan.payload.checks[%u]: not a map", i);
+        if ((r = s_str(co, "kind", kind, sizeof(kind), why, wl)) < 0 ||
+            (r = s_str(co, "metric", c->metric, sizeof(c->metric), why, wl)) < 0 ||
+            (r = s_double(co, "lo", -1e300, 1e300, &c->lo, why, wl)) < 0 ||
+            (r = s_double(co, "hi", -1e300, 1e300, &c->hi, why, wl)) < 0)
+            return r;
+        unsigned k = 0;
+        while (k < 4 && strcmp(kind, s_check_kinds[k]) != 0)
+            k++;
+        if (k == 4)
+            S_FAIL(why, wl, "plan.payload.checks[%u].kind: unknown '%s'", i, kind);
+        c->kind = (enum kt_payload_check_kind)k;
+        bool exit = c->kind == KT_PAYLOAD_CHECK_EXIT;
+        if (exit != !c->metric[0])
+            S_FAIL(why, wl, "plan.payload.checks[%u].metric: %s", i,
+                   exit ? "must be empty for an exit check" : "missing");
+        if (exit && (c->lo != c->hi || c->lo < 0 || c->lo > 255 || c->lo != (double)(int)c->lo))
+            S_FAIL(why, wl, "plan.payload.checks[%u]: exit status %g is not an integer 0..255", i,
+                   c->lo);
+        if (c->kind == KT_PAYLOAD_CHECK_RANGE && c->lo > c->hi)
+            S_FAIL(why, wl, "plan.payload.checks[%u]: range %g..%g is empty", i, c->lo, c->hi);
+    }
+    return 0;
+}
+
 int kt_plan_decode(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
 {
     int r;
@@ -449,6 +585,15 @@ int kt_plan_decode(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
         if (f->cgroup >= p->n_cgroups || f->worker >= p->cgroups[f->cgroup].workers)
             S_FAIL(why, wl, "plan.faults[%u]: names no worker (cgroup %u worker %u)", i, f->cgroup,
                    f->worker);
+    }
+    /* Optional: absent means no payload. */
+    memset(&p->payload, 0, sizeof(p->payload));
+    const msgpack_object *po = kt_mp_get(o, "payload");
+    if (po) {
+        if (po->type != MSGPACK_OBJECT_MAP)
+            S_FAIL(why, wl, "field 'plan.payload': not a map");
+        if ((r = s_decode_payload(po, &p->payload, why, wl)) < 0)
+            return r;
     }
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "builtins.h"
 #include "kt_log.h"
@@ -21,7 +22,15 @@ static void s_usage(FILE *f)
             "           --scenario NAME|FILE.yaml [--scheduler PATH] [--sched-args \"ARGS\"]\n"
             "           [--duration SECS] [--out DIR] [--accel auto|kvm|tcg] [--machine q35|microvm]\n"
             "           [--json] [-v]\n"
+            "           [--payload PATH [--payload-args \"ARGS\"] [--payload-check EXPR]...\n"
+            "            [--payload-timeout SECS] [--payload-judge exit|tap]\n"
+            "            [--payload-tap-test NAME] [--payload-output BYTES]]\n"
             "Runs one cell and writes its *.ktstr.json sidecar into --out (default '.').\n"
+            "--payload runs a static binary in the guest as the workload (alone, or beside\n"
+            "the --scenario's workers): its exit status must be 0 (or what exit==N says),\n"
+            "its stdout's last JSON object gives metrics (\"a.b.c\"), and each check\n"
+            "(METRIC>=N, METRIC<=N, METRIC=A..B, exit==N) must hold; --payload-judge tap\n"
+            "judges its TAP lines instead (ok, not ok, # SKIP). Timeout default 60 s.\n"
             "Built-in scenarios:");
     unsigned n;
     const kt_scenario_t *b = kt_scenario_builtins(&n);
@@ -39,8 +48,19 @@ int builtin_run_cell(int argc, char **argv)
         {"out", required_argument, NULL, 'o'},      {"accel", required_argument, NULL, 'A'},
         {"machine", required_argument, NULL, 'm'},  {"json", no_argument, NULL, 'j'},
         {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
+        {"payload", required_argument, NULL, 'P'},
+        {"payload-args", required_argument, NULL, 1000},
+        {"payload-check", required_argument, NULL, 1001},
+        {"payload-timeout", required_argument, NULL, 1002},
+        {"payload-judge", required_argument, NULL, 1003},
+        {"payload-tap-test", required_argument, NULL, 1004},
+        {"payload-output", required_argument, NULL, 1005},
         {NULL, 0, NULL, 0},
     };
+    static kt_payload_spec_t payload;
+    kt_payload_spec_init(&payload);
+    const char *payload_args = NULL;
+    char why[300];
     kt_cell_request_t req;
     kt_cell_request_init(&req);
     const char *topology = NULL, *scenario = NULL, *duration = NULL, *accel = "auto";
@@ -68,6 +88,62 @@ int builtin_run_cell(int argc, char **argv)
             }
             break;
         case 'j': json_out = true; break;
+        case 'P': req.payload_path = optarg; break;
+        case 1000: payload_args = optarg; break;
+        case 1001: {
+            kt_payload_check_t pc;
+            if (kt_payload_check_parse(optarg, &pc, why, sizeof(why)) < 0) {
+                fprintf(stderr, "run-cell: --payload-check: %s\n", why);
+                return 2;
+            }
+            if (kt_payload_check_add(&payload, &pc) < 0) {
+                fprintf(stderr, "run-cell: --payload-check: more than %d checks\n",
+                        KT_PAYLOAD_CHECKS_MAX);
+                return 2;
+            }
+            break;
+        }
+        case 1002: {
+            char *end;
+            double secs = strtod(optarg, &end);
+            if (*end || end == optarg || !(secs > 0) ||
+                secs * 1000 > KT_PAYLOAD_TIMEOUT_MAX_MS) {
+                fprintf(stderr, "run-cell: --payload-timeout '%s': expected seconds in (0, %u]\n",
+                        optarg, KT_PAYLOAD_TIMEOUT_MAX_MS / 1000);
+                return 2;
+            }
+            payload.timeout_ms = (uint32_t)(secs * 1000);
+            break;
+        }
+        case 1003:
+            if (strcmp(optarg, "exit") == 0)
+                payload.judge = KT_PAYLOAD_JUDGE_EXIT;
+            else if (strcmp(optarg, "tap") == 0)
+                payload.judge = KT_PAYLOAD_JUDGE_TAP;
+            else {
+                fprintf(stderr, "run-cell: --payload-judge '%s': expected exit or tap\n", optarg);
+                return 2;
+            }
+            break;
+        case 1004:
+            if (strlen(optarg) >= sizeof(payload.tap_test)) {
+                fprintf(stderr, "run-cell: --payload-tap-test: longer than %zu bytes\n",
+                        sizeof(payload.tap_test) - 1);
+                return 2;
+            }
+            snprintf(payload.tap_test, sizeof(payload.tap_test), "%s", optarg);
+            break;
+        case 1005: {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || end == optarg || v < KT_PAYLOAD_OUTPUT_MIN || v > KT_PAYLOAD_OUTPUT_MAX) {
+                fprintf(stderr, "run-cell: --payload-output '%s': expected %u..%u bytes\n", optarg,
+                        KT_PAYLOAD_OUTPUT_MIN, KT_PAYLOAD_OUTPUT_MAX);
+                return 2;
+            }
+            payload.max_output = (uint32_t)v;
+            break;
+        }
         case 'v': kt_log_set_level(KT_LOG_DEBUG); break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
@@ -77,10 +153,35 @@ int builtin_run_cell(int argc, char **argv)
         fprintf(stderr, "run-cell: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (!req.kernel || !topology || !scenario) {
-        fprintf(stderr, "run-cell: --kernel, --topology and --scenario are required\n");
+    if (!req.kernel || !topology || (!scenario && !req.payload_path)) {
+        fprintf(stderr, "run-cell: --kernel, --topology and --scenario (or --payload) are "
+                        "required\n");
         s_usage(stderr);
         return 2;
+    }
+    if (!req.payload_path && (payload_args || payload.n_checks)) {
+        fprintf(stderr, "run-cell: --payload-args and --payload-check need --payload PATH\n");
+        return 2;
+    }
+    if (req.payload_path) {
+        const char *base = strrchr(req.payload_path, '/');
+        base = base ? base + 1 : req.payload_path;
+        if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0 ||
+            strlen(base) >= sizeof(payload.name)) {
+            fprintf(stderr, "run-cell: --payload '%s': the file name must be 1..%zu bytes\n",
+                    req.payload_path, sizeof(payload.name) - 1);
+            return 2;
+        }
+        if (access(req.payload_path, R_OK | X_OK) != 0) {
+            fprintf(stderr, "run-cell: --payload '%s': %m\n", req.payload_path);
+            return 2;
+        }
+        snprintf(payload.name, sizeof(payload.name), "%s", base);
+        if (kt_payload_args_split(&payload, payload_args, why, sizeof(why)) < 0) {
+            fprintf(stderr, "run-cell: --payload-args: %s\n", why);
+            return 2;
+        }
+        req.payload = &payload;
     }
     if (kt_topology_parse(topology, &req.topology) < 0) {
         fprintf(stderr,
@@ -113,8 +214,8 @@ int builtin_run_cell(int argc, char **argv)
         }
     }
     kt_scenario_t loaded;
-    const kt_scenario_t *sc = kt_scenario_builtin_find(scenario);
-    if (!sc) {
+    const kt_scenario_t *sc = scenario ? kt_scenario_builtin_find(scenario) : NULL;
+    if (!sc && scenario) {
         char err[512];
         struct stat st;
         if (stat(scenario, &st) != 0 && !strchr(scenario, '/') && !strstr(scenario, ".yaml") &&
@@ -143,7 +244,8 @@ int builtin_run_cell(int argc, char **argv)
         putchar('\n');
         json_decref(j);
     } else
-        printf("%s %s/%s%s%s [%s] %s\n", out.verdict, sc->name, topology,
+        printf("%s %s%s%s/%s%s%s [%s] %s\n", out.verdict, sc ? sc->name : "",
+               sc && req.payload ? "+" : "", req.payload ? payload.name : "", topology,
                req.scheduler ? " " : "", req.scheduler ? req.scheduler : "", out.phase,
                out.reason[0] ? out.reason : "all checks passed");
     if (r < 0) {

@@ -225,7 +225,13 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
         snprintf(kver, sizeof(kver), "unknown");
     const char *klabel = req->kernel_label ? req->kernel_label : kver;
 
-    const char *scenario_name = req->plan ? req->plan->scenario : req->scenario->name;
+    /* A payload without a scenario is a plan of its own, named after it. */
+    char payload_scenario[KT_NAME_MAX] = "";
+    if (!req->plan && !req->scenario && req->payload)
+        snprintf(payload_scenario, sizeof(payload_scenario), "payload_%.52s", req->payload->name);
+    const char *scenario_name = req->plan       ? req->plan->scenario
+                                : req->scenario ? req->scenario->name
+                                                : payload_scenario;
     char cell_name[512];
     if (req->cell_name)
         snprintf(cell_name, sizeof(cell_name), "%s", req->cell_name);
@@ -266,6 +272,8 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     json_object_set_new(doc, "worker", json_string(un.nodename));
     json_object_set_new(doc, "machine",
                         json_string(req->machine == KT_MACHINE_MICROVM ? "microvm" : "q35"));
+    if (req->payload_path)
+        json_object_set_new(doc, "payload_path", json_string(req->payload_path));
 
     struct s_run run = {.want = &req->topology, .events = events};
     char workdir[] = "/tmp/ktstr-cell-XXXXXX";
@@ -298,7 +306,23 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
         phase = "artifact";
         goto verdict;
     }
-    if (req->plan) {
+    const kt_payload_spec_t *payload = req->plan ? &req->plan->payload : req->payload;
+    if (payload && !kt_payload_present(payload))
+        payload = NULL;
+    if (payload && (!req->payload_path || access(req->payload_path, R_OK | X_OK) != 0)) {
+        snprintf(reason, sizeof(reason), "payload '%s': %s", req->payload_path ? req->payload_path
+                 : payload->name, req->payload_path ? strerror(errno) : "no binary given");
+        phase = "artifact";
+        goto verdict;
+    }
+    if (!req->plan && !req->scenario && payload) {
+        memset(&plan, 0, sizeof(plan));
+        snprintf(plan.scenario, sizeof(plan.scenario), "%s", payload_scenario);
+        plan.topology = req->topology;
+        kt_thresholds_default(&plan.thresholds);
+        plan.duration_ms = payload->timeout_ms;
+        plan.payload = *payload;
+    } else if (req->plan) {
         plan = *req->plan;
         if (!kt_topology_equal(&plan.topology, &req->topology)) {
             phase = "plan";
@@ -320,6 +344,24 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
             snprintf(reason, sizeof(reason), "scenario '%s': %s", req->scenario->name, why);
             goto verdict;
         }
+        if (payload) {
+            plan.payload = *payload;
+            plan.duration_ms = payload->timeout_ms;
+        }
+    }
+    /* The binary's content is part of the cell's identity. */
+    if (payload && !plan.payload.sha[0]) {
+        char psha[KT_HASH_HEX_SIZE];
+        struct stat pst;
+        if ((r = kt_hash_sha256_file(req->payload_path, psha)) < 0 ||
+            stat(req->payload_path, &pst) < 0) {
+            phase = "artifact";
+            snprintf(reason, sizeof(reason), "hashing payload '%s': %s", req->payload_path,
+                     strerror(r < 0 ? -r : errno));
+            goto verdict;
+        }
+        snprintf(plan.payload.sha, sizeof(plan.payload.sha), "%s", psha);
+        plan.payload.size = (uint64_t)pst.st_size;
     }
     kt_cell_msg_init(msg);
     msg->plan = plan;
@@ -370,14 +412,20 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     }
     have_workdir = true;
 
-    char sched_guest[300];
+    char sched_guest[300], payload_guest[300];
     snprintf(sched_guest, sizeof(sched_guest), "sched/%s", sched_name);
-    kt_image_entry_t entries[] = {
+    snprintf(payload_guest, sizeof(payload_guest), "payload/%s", payload ? payload->name : "");
+    kt_image_entry_t entries[4] = {
         {.guest_path = "init", .host_path = init, .mode = 0755},
         {.guest_path = "bin/busybox", .host_path = busybox, .mode = 0755},
-        {.guest_path = sched_guest, .host_path = req->scheduler, .mode = 0755},
     };
-    size_t n_entries = req->scheduler ? 3 : 2;
+    size_t n_entries = 2;
+    if (req->scheduler)
+        entries[n_entries++] = (kt_image_entry_t){.guest_path = sched_guest,
+                                                  .host_path = req->scheduler, .mode = 0755};
+    if (payload)
+        entries[n_entries++] = (kt_image_entry_t){.guest_path = payload_guest,
+                                                  .host_path = req->payload_path, .mode = 0755};
     uint64_t ta = s_now_ms();
     const char *image_dir = req->image_dir ? req->image_dir : getenv("KTSTR_IMAGE_DIR");
     r = kt_image_acquire(image_dir && *image_dir ? image_dir : KT_IMAGE_DEFAULT_DIR, entries,
@@ -422,15 +470,20 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     cfg.topology = req->topology;
     cfg.memory_mib = req->plan ? (req->memory_mib ? req->memory_mib
                                                    : kt_topology_memory_mib(&req->topology, 0))
-                               : kt_topology_memory_mib(&req->topology, req->scenario->memory_mib);
+                               : kt_topology_memory_mib(&req->topology, req->scenario
+                                                                            ? req->scenario->memory_mib
+                                                                            : req->memory_mib);
     cfg.accel = accel;
     cfg.machine = req->machine;
     cfg.workdir = workdir;
     cfg.cell_msg = sbuf.data;
     cfg.cell_msg_len = sbuf.size;
     cfg.boot_timeout_ms = (uint32_t)((10000 + 500 * cpus) * scale);
-    cfg.run_timeout_ms = (uint32_t)(plan.duration_ms + msg->sched_enable_timeout_ms +
-                                    msg->settle_ms + 15000 * scale);
+    uint32_t run_ms = plan.duration_ms;
+    if (payload && plan.payload.timeout_ms > run_ms)
+        run_ms = plan.payload.timeout_ms;
+    cfg.run_timeout_ms = (uint32_t)(run_ms + msg->sched_enable_timeout_ms + msg->settle_ms +
+                                    15000 * scale);
     cfg.collect_timeout_ms = (uint32_t)(10000 * scale);
     cfg.heartbeat_timeout_ms = (uint32_t)(10000 * scale);
     cfg.on_message = s_on_message;

@@ -34,6 +34,11 @@ typedef struct kt_cell_request {
     const char *run_id;            /* NULL for a standalone cell */
     unsigned attempt;              /* 0 is taken as 1 */
     double timeout_scale;          /* 0: 1.0 for KVM, 4.0 for TCG */
+    /* ---- payload cells (kt_payload.h) ---- */
+    const kt_payload_spec_t *payload; /* with scenario (workers beside it) or alone (the plan
+                                       * is then the payload only); with plan: NULL, the
+                                       * plan carries it */
+    const char *payload_path;      /* the binary on this host, for payload or plan->payload */
 } kt_cell_request_t;
 
 typedef struct kt_cell_outcome {

@@ -93,7 +93,7 @@ int kt_verdict_exit_code(const char *v)
 /* Guest keys copied into the sidecar as they are. */
 static const char *const s_guest_keys[] = {
     "observed_topology", "kernel_log", "cgroups", "checks", "failed_checks", "timeline",
-    "durations", "debug_kernel", "phase",
+    "durations", "debug_kernel", "phase", "payload",
 };
 
 int kt_sidecar_merge_guest(json_t *doc, const void *body, size_t len, char *why, size_t wl)

@@ -341,6 +341,13 @@ static void test_disabled(void **state)
             assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
             assert_int_equal(r.n_results, 0);
             continue;
+        case KT_CHECK_PAYLOAD_EXIT:
+        case KT_CHECK_PAYLOAD_TAP:
+        case KT_CHECK_PAYLOAD_METRIC:
+            /* Judged by kt_checks_evaluate_payload (tests/unit/test_payload.c). */
+            assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+            assert_int_equal(r.n_results, 0);
+            continue;
         }
         assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
         for (unsigned i = 0; i < r.n_results; i++)

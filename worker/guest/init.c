@@ -32,6 +32,7 @@
 #include "kt_guest_cgroup.h"
 #include "kt_guest_chan.h"
 #include "kt_guest_kmsg.h"
+#include "kt_guest_payload.h"
 #include "kt_guest_result.h"
 #include "kt_guest_sched.h"
 #include "kt_guest_sys.h"
@@ -97,6 +98,13 @@ typedef struct s_cell {
     /* Workers not to be reaped by the orphan reaper. */
     pid_t *keep;
     size_t n_keep;
+
+    /* The payload of a payload cell (main thread only; its pid under lock
+     * for the reaper). */
+    kt_guest_payload_t *payload;
+    pid_t payload_pid;
+    bool payload_skip;
+    char payload_skip_reason[256];
 
     int kmsg_fd;
     kt_guest_topo_t topo;
@@ -272,6 +280,9 @@ static void s_compose_locked(s_cell_t *c, const char *watchdog)
     } else if (checks_failed) {
         r->verdict = KT_VERDICT_FAIL;
         s_append(r->reason, sizeof(r->reason), "; ", checks);
+    } else if (c->payload_skip) {
+        r->verdict = KT_VERDICT_SKIP;
+        s_append(r->reason, sizeof(r->reason), "; ", c->payload_skip_reason);
     } else {
         r->verdict = KT_VERDICT_PASS;
     }
@@ -495,12 +506,13 @@ static void *s_monitor_main(void *arg)
         if (kt_guest_sys_now_ms() >= next_reap) {
             next_reap = kt_guest_sys_now_ms() + S_REAP_PERIOD_MS;
             pthread_mutex_lock(&c->lock);
-            size_t nk = c->n_keep + 1;
+            size_t nk = c->n_keep + 2;
             pid_t *keep = malloc(nk * sizeof(*keep));
             if (keep) {
                 if (c->n_keep)
                     memcpy(keep, c->keep, c->n_keep * sizeof(*keep));
                 keep[c->n_keep] = c->sched_exited ? 0 : c->sched_pid;
+                keep[c->n_keep + 1] = c->payload_pid;
             }
             pthread_mutex_unlock(&c->lock);
             if (keep) {
@@ -822,6 +834,8 @@ static int s_workers_start(s_cell_t *c, s_workers_t *w)
 {
     const kt_plan_t *plan = &c->msg.plan;
     w->n = kt_plan_total_workers(plan);
+    if (w->n == 0 && kt_payload_present(&plan->payload))
+        return 0; /* the payload is the whole workload */
     if (w->n == 0) {
         s_harness_error(c, "the plan has no workers");
         return -EINVAL;
@@ -921,6 +935,87 @@ static void s_apply_fault(s_cell_t *c, s_workers_t *w, const kt_plan_fault_t *f)
             c->msg.plan.cgroups[f->cgroup].name, (int)w->pids[i]);
 }
 
+/* ---- payload cells ---- */
+
+/* Starts the payload (after the workers' release). 0, or -errno after a
+ * harness error. */
+static int s_payload_begin(s_cell_t *c)
+{
+    const kt_payload_spec_t *spec = &c->msg.plan.payload;
+    char why[384];
+    kt_guest_payload_t *p = NULL;
+    int r = kt_guest_payload_start(spec, KT_GUEST_PAYLOAD_DIR, &p, why, sizeof(why));
+    if (r < 0) {
+        s_harness_error(c, "starting the payload: %s", why);
+        return r;
+    }
+    pthread_mutex_lock(&c->lock);
+    c->payload = p;
+    c->payload_pid = kt_guest_payload_pid(p);
+    pthread_mutex_unlock(&c->lock);
+    char argline[160] = "";
+    for (unsigned i = 0; i < spec->n_args; i++)
+        s_append(argline, sizeof(argline), " ", kt_payload_arg(spec, i));
+    s_event(c, "payload '%s' started: pid %d, args '%s', timeout %u ms", spec->name,
+            (int)c->payload_pid, argline, spec->timeout_ms);
+    return 0;
+}
+
+/* The run ended: a payload still running is killed (its timeout: a harness
+ * error; a scheduler failure: the failure is the verdict), then its output
+ * is read. */
+static void s_payload_end(s_cell_t *c, bool sched_failed)
+{
+    kt_guest_payload_t *p = c->payload;
+    const kt_payload_spec_t *spec = &c->msg.plan.payload;
+    const kt_payload_outcome_t *o = kt_guest_payload_outcome(p);
+    if (!o->exited && kt_guest_payload_poll(p, 0) == 0) {
+        kt_guest_payload_kill(p, !sched_failed);
+        if (!sched_failed)
+            s_harness_error(c, "payload '%s' timed out after %u ms: killed", spec->name,
+                            spec->timeout_ms);
+        else
+            s_event(c, "scheduler failed: payload '%s' killed", spec->name);
+    }
+    kt_guest_payload_finish(p);
+    char how[128];
+    kt_guest_payload_describe(o, spec->timeout_ms, how, sizeof(how));
+    s_event(c, "payload '%s' %s after %.0f ms, %llu bytes of output, %u metrics%s%s", spec->name,
+            how, o->wall_ms, (unsigned long long)o->output_bytes, o->n_metrics,
+            spec->judge == KT_PAYLOAD_JUDGE_TAP ? ", TAP: " : "",
+            spec->judge == KT_PAYLOAD_JUDGE_TAP ? kt_payload_tap_status_name(o->tap.status) : "");
+    pthread_mutex_lock(&c->lock);
+    c->payload_pid = 0;
+    c->res.payload = p;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* The payload's checks into the report; its TAP verdicts that are not
+ * checks: no result line is a harness error, a skip makes the cell a skip
+ * (when nothing else failed). Returns the failed checks it added. */
+static int s_payload_judge(s_cell_t *c, kt_check_report_t *report)
+{
+    const kt_payload_spec_t *spec = &c->msg.plan.payload;
+    const kt_payload_outcome_t *o = kt_guest_payload_outcome(c->payload);
+    int failed = kt_checks_evaluate_payload(spec, o, report);
+    if (spec->judge != KT_PAYLOAD_JUDGE_TAP || !o->started || o->timed_out)
+        return failed;
+    const char *test = spec->tap_test[0] ? spec->tap_test : NULL;
+    if (o->tap.status == KT_PAYLOAD_TAP_NONE) {
+        char how[128];
+        kt_guest_payload_describe(o, spec->timeout_ms, how, sizeof(how));
+        s_harness_error(c, "payload '%s' printed no TAP result line%s%s%s (it %s)", spec->name,
+                        test ? " for '" : "", test ? test : "", test ? "'" : "", how);
+    } else if (o->tap.status == KT_PAYLOAD_TAP_SKIP) {
+        pthread_mutex_lock(&c->lock);
+        c->payload_skip = true;
+        snprintf(c->payload_skip_reason, sizeof(c->payload_skip_reason), "skipped: %.200s",
+                 o->tap.line);
+        pthread_mutex_unlock(&c->lock);
+    }
+    return failed;
+}
+
 /* Releases, runs for the duration (or until the scheduler fails) with the
  * timed faults, stops and collects the workers. */
 static void s_workers_run(s_cell_t *c, s_workers_t *w)
@@ -930,14 +1025,19 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
         if (plan->faults[f].at_ms == 0)
             s_apply_fault(c, w, &plan->faults[f]);
 
-    uint64_t margin = plan->duration_ms / 4 > 5000 ? plan->duration_ms / 4 : 5000;
-    s_set_phase(c, "run", plan->duration_ms + margin);
+    /* A payload cell runs until its payload ends, at most its timeout. */
+    bool payload = kt_payload_present(&plan->payload);
+    uint32_t run_ms = payload ? plan->payload.timeout_ms : plan->duration_ms;
+    uint64_t margin = run_ms / 4 > 5000 ? run_ms / 4 : 5000;
+    s_set_phase(c, "run", run_ms + margin);
     uint64_t release_ms = kt_guest_sys_now_ms();
     for (unsigned i = 0; i < w->n; i++)
         kt_workload_release(&w->slots[i]);
     s_event(c, "released %u workers for %u ms", w->n, plan->duration_ms);
 
-    uint64_t end_ms = release_ms + plan->duration_ms;
+    uint64_t end_ms = release_ms + run_ms;
+    if (payload && s_payload_begin(c) < 0)
+        end_ms = release_ms;
     bool done_fault[KT_MAX_FAULTS] = {false};
     bool failed = false;
     for (;;) {
@@ -955,9 +1055,20 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
         }
         if (kt_guest_sys_now_ms() >= end_ms)
             break;
+        if (c->payload) {
+            uint64_t now = kt_guest_sys_now_ms();
+            unsigned wait = next > now ? (unsigned)(next - now < 20 ? next - now : 20) : 0;
+            if (kt_guest_payload_poll(c->payload, wait) == 1)
+                break;
+            if ((failed = s_wait_or_fail(c, 0)))
+                break;
+            continue;
+        }
         if ((failed = s_wait_or_fail(c, next)))
             break;
     }
+    if (c->payload)
+        s_payload_end(c, failed);
     uint64_t stop_ms = kt_guest_sys_now_ms();
     if (failed)
         s_event(c, "scheduler failed: stopping the workers after %llu of %u ms",
@@ -1079,6 +1190,8 @@ static void s_run_cell(s_cell_t *c)
         s_harness_error(c, "allocating the check report failed");
     } else {
         int failed = kt_checks_evaluate(plan, w.stats, w.n, report);
+        if (c->payload)
+            failed += s_payload_judge(c, report);
         pthread_mutex_lock(&c->lock);
         c->res.report = report;
         pthread_mutex_unlock(&c->lock);

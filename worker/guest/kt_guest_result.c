@@ -219,11 +219,52 @@ static void s_pack_checks(msgpack_packer *pk, const kt_guest_result_t *r)
     }
 }
 
+/* The payload's outcome (worker/guest/README.md, "payload"). */
+static void s_pack_payload(msgpack_packer *pk, const kt_guest_payload_t *p)
+{
+    const kt_payload_spec_t *spec = kt_guest_payload_spec(p);
+    const kt_payload_outcome_t *o = kt_guest_payload_outcome(p);
+    msgpack_pack_map(pk, 16);
+    s_kv_str(pk, "name", spec->name);
+    kt_mp_pack_str(pk, "args");
+    msgpack_pack_array(pk, spec->n_args);
+    for (unsigned i = 0; i < spec->n_args; i++)
+        s_str(pk, kt_payload_arg(spec, i));
+    kt_mp_pack_kv_bool(pk, "started", o->started);
+    kt_mp_pack_kv_i64(pk, "exit_code", o->exit_code);
+    kt_mp_pack_kv_i64(pk, "signal", o->signal);
+    kt_mp_pack_kv_bool(pk, "timed_out", o->timed_out);
+    kt_mp_pack_kv_double(pk, "wall_ms", o->wall_ms);
+    kt_mp_pack_kv_u64(pk, "output_bytes", o->output_bytes);
+    kt_mp_pack_kv_u64(pk, "output_dropped", kt_guest_payload_output_dropped(p));
+    s_kv_str(pk, "output_head", kt_guest_payload_output_head(p));
+    s_kv_str(pk, "output_tail", kt_guest_payload_output_tail(p));
+    kt_mp_pack_kv_bool(pk, "json", o->json);
+    kt_mp_pack_str(pk, "metrics");
+    msgpack_pack_map(pk, o->n_metrics);
+    for (unsigned i = 0; i < o->n_metrics; i++) {
+        s_str(pk, o->metrics[i].name);
+        msgpack_pack_double(pk, o->metrics[i].value);
+    }
+    kt_mp_pack_kv_bool(pk, "metrics_truncated", o->metrics_truncated);
+    kt_mp_pack_kv_str(pk, "judge", spec->judge == KT_PAYLOAD_JUDGE_TAP ? "tap" : "exit");
+    kt_mp_pack_str(pk, "tap");
+    msgpack_pack_map(pk, 6);
+    s_kv_str(pk, "test", spec->tap_test);
+    kt_mp_pack_kv_str(pk, "status", kt_payload_tap_status_name(o->tap.status));
+    s_kv_str(pk, "line", o->tap.line);
+    kt_mp_pack_kv_u64(pk, "pass", o->tap.pass);
+    kt_mp_pack_kv_u64(pk, "fail", o->tap.fail);
+    kt_mp_pack_kv_u64(pk, "skip", o->tap.skip);
+}
+
 int kt_guest_result_pack(const kt_guest_result_t *r, msgpack_sbuffer *out)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 14);
+    unsigned n_keys = 14;
+    n_keys += r->payload != NULL;
+    msgpack_pack_map(&pk, n_keys);
     kt_mp_pack_kv_str(&pk, "t", "result");
     kt_mp_pack_kv_str(&pk, "verdict", kt_verdict_name(r->verdict));
     s_kv_str(&pk, "reason", r->verdict == KT_VERDICT_PASS ? "" : r->reason);
@@ -269,6 +310,10 @@ int kt_guest_result_pack(const kt_guest_result_t *r, msgpack_sbuffer *out)
     kt_mp_pack_kv_double(&pk, "settle_ms", r->durations.settle_ms);
     kt_mp_pack_kv_double(&pk, "workload_ms", r->durations.workload_ms);
     kt_mp_pack_kv_double(&pk, "collect_ms", r->durations.collect_ms);
+    if (r->payload) {
+        kt_mp_pack_str(&pk, "payload");
+        s_pack_payload(&pk, r->payload);
+    }
     return out->data ? 0 : -ENOMEM;
 }
 

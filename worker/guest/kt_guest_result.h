@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "kt_checks.h"
+#include "kt_guest_payload.h"
 #include "kt_guest_sched.h"
 #include "kt_guest_topo.h"
 
@@ -65,6 +66,8 @@ typedef struct kt_guest_result {
     struct {
         double sched_enable_ms, settle_ms, workload_ms, collect_ms;
     } durations;
+    /* ---- payload cells: "payload" is in the result only when set ---- */
+    const kt_guest_payload_t *payload;
 } kt_guest_result_t;
 
 void kt_guest_result_init(kt_guest_result_t *r);
