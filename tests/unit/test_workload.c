@@ -3,12 +3,16 @@
  * kernel says (schedstat) and against faults injected with SIGSTOP. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -664,6 +668,500 @@ static void test_collect_math(void **state)
     assert_int_equal(w.wake_lat_p99_ns, 1);
 }
 
+/* ---- ktstr's other work types ---- */
+
+/* A number from /proc/<pid>/status ("VmRSS:   1234 kB" -> 1234). */
+static uint64_t proc_status(pid_t pid, const char *key)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    uint64_t v = 0;
+    size_t klen = strlen(key);
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':')
+            v = strtoull(line + klen + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+/* Field n (1-based, as in proc(5)) of /proc/<pid>/stat, after the comm. */
+static long long proc_stat_field(pid_t pid, unsigned n)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return LLONG_MIN;
+    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return LLONG_MIN;
+    p += 2; /* field 3 */
+    for (unsigned k = 3; k < n && p; k++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    return p ? strtoll(p, NULL, 10) : LLONG_MIN;
+}
+
+/* CPU 0's L3 as sysfs gives it (what the workload sizes itself by), or -1. */
+static long sysfs_l3_bytes(void)
+{
+    FILE *f = fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "re");
+    if (!f)
+        return -1;
+    char buf[32] = "";
+    char *ok = fgets(buf, sizeof(buf), f);
+    fclose(f);
+    if (!ok)
+        return -1;
+    char *end;
+    long v = strtol(buf, &end, 10);
+    return *end == 'K' ? v << 10 : *end == 'M' ? v << 20 : v;
+}
+
+/* Forks n prepared workers, waits for them to park, takes the schedstat base
+ * and releases them. */
+static void start_prepared(unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        spawn(i);
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(kt_workload_wait(&g.slots[i], KT_WL_READY, 5000), 0);
+    for (unsigned i = 0; i < n; i++)
+        read_schedstat(g.pids[i], &g_base_cpu[i], &g_base_delay[i]);
+    for (unsigned i = 0; i < n; i++)
+        kt_workload_release(&g.slots[i]);
+}
+
+static void test_prepare_groups(void **state)
+{
+    (void)state;
+    setup_slots(8);
+    /* A group of 5 from slot 4 would run past the end. */
+    assert_int_equal(kt_workload_prepare(g.slots, 4, KT_WORK_FUTEX_FAN_OUT, 0, 0), -EINVAL);
+    /* A member whose leader was never prepared. */
+    assert_int_equal(kt_workload_prepare(g.slots, 2, KT_WORK_FUTEX_FAN_OUT, 0, 2), -EINVAL);
+    assert_int_equal(kt_workload_prepare(g.slots, 0, KT_WORK_FUTEX_FAN_OUT, 1, 0), 0);
+    for (unsigned i = 1; i < 5; i++)
+        assert_int_equal(kt_workload_prepare(g.slots, i, KT_WORK_FUTEX_FAN_OUT, 1, i), 0);
+    /* Not this group's member: another cgroup, another position, another type. */
+    assert_int_equal(kt_workload_prepare(g.slots, 3, KT_WORK_FUTEX_FAN_OUT, 2, 3), -EINVAL);
+    assert_int_equal(kt_workload_prepare(g.slots, 3, KT_WORK_FAN_OUT_COMPUTE, 1, 3), -EINVAL);
+    for (unsigned i = 0; i < 5; i++) {
+        assert_int_equal(g.slots[i].group_size, 5);
+        assert_int_equal(g.slots[i].group_leader, 0);
+        assert_int_equal(g.slots[i].group_role, i);
+        assert_int_equal(g.slots[i].index, i);
+        assert_int_equal(g.slots[i].cgroup, 1);
+        assert_int_equal(g.slots[i].pipe_to_peer[0], -1);
+    }
+    /* Mutex contenders: the leader's mutex works across processes' slots. */
+    setup_slots(4);
+    assert_int_equal(kt_workload_prepare(g.slots, 0, KT_WORK_MUTEX_CONTENTION, 0, 0), 0);
+    assert_int_equal(kt_workload_prepare(g.slots, 3, KT_WORK_MUTEX_CONTENTION, 0, 3), 0);
+    assert_int_equal(pthread_mutex_trylock(&g.slots[0].group_mutex), 0);
+    assert_int_equal(pthread_mutex_trylock(&g.slots[0].group_mutex), EBUSY);
+    assert_int_equal(pthread_mutex_unlock(&g.slots[0].group_mutex), 0);
+    /* Stopping one member stops the group. */
+    kt_workload_stop(g.slots, 2);
+    for (unsigned i = 0; i < 4; i++)
+        assert_int_equal(atomic_load(&g.slots[i].state), KT_WL_STOP);
+    /* Ungrouped slots keep a group of one. */
+    setup_slots(2);
+    assert_int_equal(kt_workload_prepare(g.slots, 1, KT_WORK_FORK_EXIT, 0, 0), 0);
+    assert_int_equal(g.slots[1].group_size, 1);
+    kt_workload_stop(g.slots, 1);
+    assert_int_equal(atomic_load(&g.slots[0].state), KT_WL_CREATED);
+}
+
+static void test_cache_pressure(void **state)
+{
+    (void)state;
+    setup_slots(1);
+    assert_int_equal(kt_workload_prepare(g.slots, 0, KT_WORK_CACHE_PRESSURE, 0, 0), 0);
+    start_prepared(1);
+    sleep_ms(150);
+    uint64_t rss_kib = proc_status(g.pids[0], "VmRSS");
+    sleep_ms(250);
+    kt_workload_stop(g.slots, 0);
+    kt_worker_stats_t w;
+    assert_int_equal(kt_workload_wait(&g.slots[0], KT_WL_DONE, 2000), 0);
+    assert_int_equal(kt_workload_collect(&g.slots[0], &w), 0);
+    assert_string_equal(g.slots[0].error, "");
+    assert_int_equal(reap(0), 0);
+    uint64_t bytes = g.slots[0].buffer_bytes;
+    long llc = sysfs_l3_bytes();
+    print_message("# cache-pressure: buffer=%llu KiB (L3 %ld KiB) rss=%llu KiB units=%llu "
+                  "cpu/unit=%.1f us\n",
+                  (unsigned long long)(bytes >> 10), llc / 1024, (unsigned long long)rss_kib,
+                  (unsigned long long)w.work_units, run_cpu(&w, 0) / 1e3 / (double)w.work_units);
+    assert_true(w.work_units > 0);
+    assert_int_equal(w.wake_count, 0);
+    /* A power of two, larger than the LLC where memory allows, and resident. */
+    assert_int_equal(bytes & (bytes - 1), 0);
+    assert_true(bytes >= (1u << 20));
+    if (llc > 0 && (uint64_t)llc * 2 <= (64ull << 20))
+        assert_true(bytes >= (uint64_t)llc * 2);
+    assert_true(rss_kib * 1024 >= bytes);
+    assert_always_runnable(&w);
+    /* 4096 lines a page apart do not stay in L1: well over a nanosecond each. */
+    assert_true(run_cpu(&w, 0) / w.work_units >= 4096 * 2);
+}
+
+static void test_cache_yield(void **state)
+{
+    (void)state;
+    kt_worker_stats_t st[1];
+    run_type(KT_WORK_CACHE_YIELD, 1, 300, st);
+    assert_always_runnable(&st[0]);
+    assert_int_equal(st[0].wake_count, 0);
+    assert_true(g.slots[0].buffer_bytes >= (1u << 20));
+}
+
+static void test_cache_pipe(void **state)
+{
+    (void)state;
+    kt_worker_stats_t st[2];
+    run_type(KT_WORK_CACHE_PIPE, 2, 300, st);
+    check_pair(st);
+    for (unsigned i = 0; i < 2; i++)
+        assert_true(g.slots[i].buffer_bytes >= (1u << 20));
+}
+
+/* A fan-out group in lockstep: every member did about as many rounds as
+ * the leader, and every round was a measured wake-up. */
+static void check_fan_out(const kt_worker_stats_t *st)
+{
+    for (unsigned i = 0; i < 5; i++) {
+        assert_wake_stats(&st[i]);
+        assert_true(st[i].work_units >= 10);
+        assert_true(st[i].wake_count == st[i].work_units);
+        assert_true(st[i].work_units <= st[0].work_units + 1);
+        assert_true(st[i].work_units + 1 >= st[0].work_units);
+        assert_true(st[i].voluntary_ctxsw > 0);
+    }
+}
+
+static void test_futex_fan_out(void **state)
+{
+    (void)state;
+    kt_worker_stats_t st[5];
+    run_type(KT_WORK_FUTEX_FAN_OUT, 5, 400, st);
+    check_fan_out(st);
+}
+
+static void test_fan_out_compute(void **state)
+{
+    (void)state;
+    kt_worker_stats_t st[5];
+    run_type(KT_WORK_FAN_OUT_COMPUTE, 5, 400, st);
+    check_fan_out(st);
+    for (unsigned i = 0; i < 5; i++) {
+        assert_int_equal(g.slots[i].buffer_bytes, 3 * 48 * 48 * 8);
+        /* A 48x48 multiply is 110592 multiply-adds: tens of microseconds. */
+        assert_true(run_cpu(&st[i], i) / st[i].work_units >= 20000);
+    }
+}
+
+static void test_sequence(void **state)
+{
+    (void)state;
+    kt_worker_stats_t st[1];
+    run_type(KT_WORK_SEQUENCE, 1, 400, st);
+    const uint64_t *pu = g.slots[0].phase_units;
+    print_message("# sequence: spin=%llu sleep=%llu yield=%llu io=%llu\n",
+                  (unsigned long long)pu[KT_WL_PHASE_SPIN],
+                  (unsigned long long)pu[KT_WL_PHASE_SLEEP],
+                  (unsigned long long)pu[KT_WL_PHASE_YIELD], (unsigned long long)pu[KT_WL_PHASE_IO]);
+    /* 400 ms is eight 50 ms cycles: every phase ran. */
+    for (unsigned p = 0; p < 4; p++)
+        assert_true(pu[p] > 0);
+    assert_int_equal(pu[0] + pu[1] + pu[2] + pu[3], st[0].work_units);
+    /* 1 ms sleeps, each a timer wake-up (fewer than 10 a cycle when the
+     * machine is busy and they run late). */
+    assert_true(pu[KT_WL_PHASE_SLEEP] >= 4);
+    assert_true(st[0].wake_count >= pu[KT_WL_PHASE_SLEEP] - 8);
+    assert_true(st[0].wake_count <= pu[KT_WL_PHASE_SLEEP]);
+    assert_slept(&st[0], 900000);
+    assert_cpu_below(&st[0], 95);
+}
+
+/* The last pid the kernel handed out (/proc/loadavg's last field). */
+static long last_pid(void)
+{
+    FILE *f = fopen("/proc/loadavg", "re");
+    assert_non_null(f);
+    char buf[128] = "";
+    assert_non_null(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    char *p = strrchr(buf, ' ');
+    assert_non_null(p);
+    return strtol(p + 1, NULL, 10);
+}
+
+static void test_fork_exit(void **state)
+{
+    (void)state;
+    long before = last_pid();
+    kt_worker_stats_t st[1];
+    run_type(KT_WORK_FORK_EXIT, 1, 300, st);
+    long after = last_pid();
+    print_message("# fork-exit: %llu children, pids %ld -> %ld\n",
+                  (unsigned long long)st[0].work_units, before, after);
+    assert_true(st[0].work_units >= 20);
+    /* The kernel handed out at least one pid per child (unless pids wrapped). */
+    if (after > before)
+        assert_true((uint64_t)(after - before) >= st[0].work_units);
+    /* Waiting for each child is a voluntary switch more often than not. */
+    assert_true(st[0].voluntary_ctxsw > 0);
+}
+
+static void test_nice_sweep(void **state)
+{
+    (void)state;
+    setup_slots(1);
+    assert_int_equal(kt_workload_prepare(g.slots, 0, KT_WORK_NICE_SWEEP, 0, 0), 0);
+    start_prepared(1);
+    /* The kernel's view of the worker's nice (stat field 19) as it goes. */
+    bool seen[40] = {false};
+    unsigned distinct = 0;
+    for (unsigned k = 0; k < 100; k++) {
+        long long nice = proc_stat_field(g.pids[0], 19);
+        if (nice >= -20 && nice <= 19 && !seen[nice + 20]) {
+            seen[nice + 20] = true;
+            distinct++;
+        }
+        sleep_ms(5);
+    }
+    kt_workload_stop(g.slots, 0);
+    kt_worker_stats_t w;
+    assert_int_equal(kt_workload_wait(&g.slots[0], KT_WL_DONE, 2000), 0);
+    assert_int_equal(kt_workload_collect(&g.slots[0], &w), 0);
+    assert_string_equal(g.slots[0].error, "");
+    assert_int_equal(reap(0), 0);
+    const kt_wl_slot_t *s = &g.slots[0];
+    print_message("# nice-sweep: %llu changes, nice %d..%d, %u values seen by the kernel\n",
+                  (unsigned long long)s->changes, s->nice_lo, s->nice_hi, distinct);
+    assert_true(w.work_units > 0);
+    /* ~500 ms at 10 ms a level: the whole range at least once (a level
+     * passes unapplied when the worker does not run during its 10 ms, as can
+     * happen at nice 19 on a busy machine). */
+    assert_true(s->changes >= 30);
+    assert_true(s->nice_hi >= 15);
+    assert_int_equal(s->nice_lo, geteuid() == 0 ? -20 : 0);
+    assert_true(distinct >= 10);
+}
+
+static void test_affinity_churn(void **state)
+{
+    (void)state;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t saved, two;
+    assert_int_equal(sched_getaffinity(0, sizeof(saved), &saved), 0);
+    CPU_ZERO(&two);
+    unsigned picked = 0;
+    for (int c = 0; c < CPU_SETSIZE && picked < 2; c++)
+        if (CPU_ISSET(c, &saved)) {
+            CPU_SET(c, &two);
+            picked++;
+        }
+    /* The worker inherits two CPUs (or one on a one-CPU machine). */
+    assert_int_equal(sched_setaffinity(0, sizeof(two), &two), 0);
+    kt_worker_stats_t st[1];
+    run_type(KT_WORK_AFFINITY_CHURN, 1, 300, st);
+    assert_int_equal(sched_setaffinity(0, sizeof(saved), &saved), 0);
+    const kt_wl_slot_t *s = &g.slots[0];
+    print_message("# affinity-churn: %llu changes, %u CPUs used, %llu migrations (%ld online)\n",
+                  (unsigned long long)s->changes, kt_cpumask_weight(&st[0].cpus_used),
+                  (unsigned long long)st[0].migrations, ncpu);
+    assert_true(s->changes >= st[0].work_units);
+    assert_true(s->changes <= st[0].work_units + 1);
+    /* Only the CPUs it was given. */
+    for (unsigned c = 0; c < KT_MAX_CPUS; c++)
+        if (kt_cpumask_test(&st[0].cpus_used, c))
+            assert_true(CPU_ISSET(c, &two));
+    if (picked == 2) {
+        assert_int_equal(kt_cpumask_weight(&st[0].cpus_used), 2);
+        /* Every change is to the other CPU: a migration each. */
+        assert_true(st[0].migrations + 2 >= st[0].work_units);
+    }
+}
+
+static void test_policy_churn(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip(); /* back from SCHED_IDLE needs CAP_SYS_NICE (or RLIMIT_NICE) */
+    setup_slots(1);
+    assert_int_equal(kt_workload_prepare(g.slots, 0, KT_WORK_POLICY_CHURN, 0, 0), 0);
+    start_prepared(1);
+    unsigned seen = 0;
+    for (unsigned k = 0; k < 200; k++) {
+        int p = sched_getscheduler(g.pids[0]);
+        if (p == SCHED_OTHER)
+            seen |= 1;
+        else if (p == SCHED_BATCH)
+            seen |= 2;
+        else if (p == SCHED_IDLE)
+            seen |= 4;
+        sleep_ms(1);
+    }
+    kt_workload_stop(g.slots, 0);
+    kt_worker_stats_t w;
+    assert_int_equal(kt_workload_wait(&g.slots[0], KT_WL_DONE, 2000), 0);
+    assert_int_equal(kt_workload_collect(&g.slots[0], &w), 0);
+    assert_string_equal(g.slots[0].error, "");
+    assert_int_equal(reap(0), 0);
+    print_message("# policy-churn: %llu units, %llu changes, policies seen 0x%x\n",
+                  (unsigned long long)w.work_units, (unsigned long long)g.slots[0].changes, seen);
+    assert_true(w.work_units > 10);
+    assert_true(g.slots[0].changes + 1 >= w.work_units);
+    assert_true(g.slots[0].changes <= w.work_units);
+    /* The kernel saw the policy change: at least two of the three. */
+    assert_true(__builtin_popcount(seen) >= 2);
+}
+
+static void test_page_fault_churn(void **state)
+{
+    (void)state;
+    kt_worker_stats_t st[1];
+    run_type(KT_WORK_PAGE_FAULT_CHURN, 1, 300, st);
+    uint64_t minflt = g.slots[0].minflt;
+    print_message("# page-fault-churn: %llu pages touched, the kernel counted %llu faults\n",
+                  (unsigned long long)st[0].work_units, (unsigned long long)minflt);
+    assert_true(st[0].work_units >= 256);
+    /* Every touch was a fault the kernel counted, and little else was. */
+    assert_true(minflt >= st[0].work_units * 9 / 10);
+    assert_true(minflt <= st[0].work_units * 11 / 10 + 64);
+    assert_always_runnable(&st[0]);
+}
+
+static void test_mutex_contention(void **state)
+{
+    (void)state;
+    kt_worker_stats_t st[4];
+    run_type(KT_WORK_MUTEX_CONTENTION, 4, 400, st);
+    uint64_t waits = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        assert_true(st[i].work_units > 0);
+        waits += st[i].wake_count;
+        if (st[i].wake_count) {
+            assert_wake_stats(&st[i]);
+            /* Only contended acquisitions count: never more than the units. */
+            assert_true(st[i].wake_count <= st[i].work_units + 1);
+        }
+    }
+    /* Four contenders on this machine's CPUs collide. */
+    assert_true(waits > 0);
+}
+
+/* The test holds the contenders' mutex: nobody gets in, and a stop still
+ * ends every contender promptly; handed back, the waits are as long as the
+ * hold. */
+static void test_mutex_held(void **state)
+{
+    (void)state;
+    setup_slots(4);
+    assert_int_equal(kt_workload_prepare(g.slots, 0, KT_WORK_MUTEX_CONTENTION, 0, 0), 0);
+    pthread_mutex_t *m = &g.slots[0].group_mutex;
+    assert_int_equal(pthread_mutex_lock(m), 0);
+    start_prepared(4);
+    sleep_ms(200);
+    for (unsigned i = 0; i < 4; i++)
+        assert_int_equal(atomic_load(&g.slots[i].work_units), 0);
+    assert_int_equal(pthread_mutex_unlock(m), 0);
+    sleep_ms(100);
+    for (unsigned i = 0; i < 4; i++)
+        assert_true(atomic_load(&g.slots[i].work_units) > 0);
+    /* Held again, then stopped while they wait. */
+    assert_int_equal(pthread_mutex_lock(m), 0);
+    sleep_ms(50);
+    uint64_t t0 = now_ns();
+    kt_workload_stop(g.slots, 1);
+    for (unsigned i = 0; i < 4; i++)
+        assert_int_equal(kt_workload_wait(&g.slots[i], KT_WL_DONE, 1000), 0);
+    uint64_t took = now_ns() - t0;
+    print_message("# mutex-contention: contenders done %.2f ms after stop\n", took / 1e6);
+    assert_true(took < 500 * MS);
+    assert_int_equal(pthread_mutex_unlock(m), 0);
+    for (unsigned i = 0; i < 4; i++) {
+        kt_worker_stats_t w;
+        assert_int_equal(kt_workload_collect(&g.slots[i], &w), 0);
+        assert_string_equal(g.slots[i].error, "");
+        /* The first acquisition waited out the 200 ms hold. */
+        assert_true(w.wake_lat_max_ns >= 150 * MS);
+        assert_int_equal(reap(i), 0);
+    }
+}
+
+/* One fan-out member frozen: the round never completes, the leader blocks,
+ * and a stop still ends everyone else promptly. The leader frozen: the
+ * members block on the next round, likewise. */
+static void stop_wakes_frozen_fan_out(enum kt_work_type type, unsigned frozen)
+{
+    setup_slots(5);
+    assert_int_equal(kt_workload_prepare(g.slots, 0, type, 0, 0), 0);
+    start_prepared(5);
+    sleep_ms(100);
+    freeze(g.pids[frozen]);
+    sleep_ms(50);
+    unsigned other = frozen == 0 ? 1 : 0;
+    uint64_t units = atomic_load(&g.slots[other].work_units);
+    sleep_ms(100);
+    assert_true(units > 0);
+    assert_true(atomic_load(&g.slots[other].work_units) <= units + 1);
+
+    uint64_t t0 = now_ns();
+    kt_workload_stop(g.slots, other);
+    for (unsigned i = 0; i < 5; i++) {
+        if (i == frozen)
+            continue;
+        assert_int_equal(kt_workload_wait(&g.slots[i], KT_WL_DONE, 1000), 0);
+    }
+    uint64_t took = now_ns() - t0;
+    print_message("# %s: blocked members done %.2f ms after stop (member %u frozen)\n",
+                  kt_work_type_name(type), took / 1e6, frozen);
+    assert_true(took < 1000 * MS);
+    assert_int_equal(atomic_load(&g.slots[frozen].state), KT_WL_STOP);
+    for (unsigned i = 0; i < 5; i++) {
+        if (i == frozen)
+            continue;
+        kt_worker_stats_t w;
+        assert_int_equal(kt_workload_collect(&g.slots[i], &w), 0);
+        assert_true(w.max_gap_ns >= 100 * MS);
+        assert_int_equal(reap(i), 0);
+    }
+    assert_int_equal(kill(g.pids[frozen], SIGCONT), 0);
+    assert_int_equal(kt_workload_wait(&g.slots[frozen], KT_WL_DONE, 2000), 0);
+    assert_int_equal(reap(frozen), 0);
+}
+
+static void test_stop_wakes_frozen_fan_out_member(void **state)
+{
+    (void)state;
+    stop_wakes_frozen_fan_out(KT_WORK_FUTEX_FAN_OUT, 3);
+}
+
+static void test_stop_wakes_frozen_fan_out_leader(void **state)
+{
+    (void)state;
+    stop_wakes_frozen_fan_out(KT_WORK_FAN_OUT_COMPUTE, 0);
+}
+
+/* A cache-pipe pair with one side frozen, like the other pairs. */
+static void test_stop_wakes_frozen_cache_pipe(void **state)
+{
+    (void)state;
+    stop_wakes_frozen_pair(KT_WORK_CACHE_PIPE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -686,6 +1184,23 @@ int main(void)
         cmocka_unit_test_teardown(test_stop_half_released_pipe_pair, teardown),
         cmocka_unit_test_teardown(test_stop_half_released_futex_pair, teardown),
         cmocka_unit_test_teardown(test_release_after_stop, teardown),
+        cmocka_unit_test_teardown(test_prepare_groups, teardown),
+        cmocka_unit_test_teardown(test_cache_pressure, teardown),
+        cmocka_unit_test_teardown(test_cache_yield, teardown),
+        cmocka_unit_test_teardown(test_cache_pipe, teardown),
+        cmocka_unit_test_teardown(test_futex_fan_out, teardown),
+        cmocka_unit_test_teardown(test_fan_out_compute, teardown),
+        cmocka_unit_test_teardown(test_sequence, teardown),
+        cmocka_unit_test_teardown(test_fork_exit, teardown),
+        cmocka_unit_test_teardown(test_nice_sweep, teardown),
+        cmocka_unit_test_teardown(test_affinity_churn, teardown),
+        cmocka_unit_test_teardown(test_policy_churn, teardown),
+        cmocka_unit_test_teardown(test_page_fault_churn, teardown),
+        cmocka_unit_test_teardown(test_mutex_contention, teardown),
+        cmocka_unit_test_teardown(test_mutex_held, teardown),
+        cmocka_unit_test_teardown(test_stop_wakes_frozen_fan_out_member, teardown),
+        cmocka_unit_test_teardown(test_stop_wakes_frozen_fan_out_leader, teardown),
+        cmocka_unit_test_teardown(test_stop_wakes_frozen_cache_pipe, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
-/* The guest workloads (spin, yield, mixed, bursty, io-sync, pipe and futex
- * ping-pong) and their telemetry in a slot shared with the parent. The child
+/* The guest workloads (ktstr's work types) and their telemetry in a slot
+ * shared with the parent. The child
  * keeps its running figures in locals and publishes them to the slot with
  * relaxed atomic stores at each checkpoint, so the parent may read a live
  * slot; the final DONE store is a release, the parent's state load an
@@ -19,8 +19,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +37,33 @@
 #define KT_WL_IO_BYTES 4096
 #define KT_WL_IO_BLOCKS 256 /* the file wraps at 1 MiB */
 #define KT_WL_IO_DIR "/tmp"
+/* Cache types: 4096 lines per unit, 65 lines apart (a page and a line, so
+ * neither next-line nor in-page stride prefetching hides the misses). */
+#define KT_WL_CACHE_LINE 64u
+#define KT_WL_CACHE_UNIT_LINES 4096u
+#define KT_WL_CACHE_STRIDE_LINES 65u
+#define KT_WL_CACHE_MIN_BYTES (1ull << 20)
+#define KT_WL_CACHE_MAX_BYTES (64ull << 20)
+#define KT_WL_CACHE_DEFAULT_LLC (8ull << 20)
+/* fan-out-compute: 48x48 uint64 matrices, three of them: 54 KiB. */
+#define KT_WL_MATRIX_N 48u
+/* sequence: phase lengths and the sleep phase's sleeps. */
+#define KT_WL_SEQ_SPIN_NS 20000000ull
+#define KT_WL_SEQ_SLEEP_NS 10000000ull
+#define KT_WL_SEQ_YIELD_NS 10000000ull
+#define KT_WL_SEQ_IO_NS 10000000ull
+#define KT_WL_SEQ_NAP_NS 1000000ull
+/* nice-sweep: one nice level per step, -20..19. */
+#define KT_WL_NICE_STEP_NS 10000000ull
+/* page-fault-churn: pages per mapping, faults per checkpoint. */
+#define KT_WL_PF_PAGES 256u
+#define KT_WL_PF_PAGE 4096u
+#define KT_WL_PF_PER_CHECKPOINT 16u
+/* mutex-contention: the blocked wait's slice (bounds how long a stop takes
+ * to be seen while the holder is frozen). */
+#define KT_WL_MUTEX_SLICE_NS 20000000ull
+/* Fan-out words: bit 31 is the parent's stop. */
+#define KT_WL_GROUP_STOP (1u << 31)
 
 /* Pipe message that is not a timestamp: the parent's stop. */
 #define KT_WL_PIPE_STOP UINT64_MAX
@@ -57,6 +86,13 @@ struct s_run {
     uint64_t wake_count;
     uint64_t wake_max_ns;
     uint64_t spin_state;
+    kt_wl_slot_t *slots;
+    /* Set up before the release, freed after the run. */
+    uint64_t *cache;           /* cache types */
+    size_t cache_lines;        /* a power of two */
+    size_t cache_pos;
+    uint64_t *matrix;          /* fan-out-compute: A, B, C */
+    int io_fd;                 /* sequence */
 };
 
 /* Keeps the spin loop's result observable so the compiler cannot drop it. */
@@ -79,9 +115,32 @@ static void s_futex_wake_all(_Atomic uint32_t *word)
     s_futex((void *)word, FUTEX_WAKE, INT_MAX, NULL, 0);
 }
 
-static bool s_is_pair_type(uint32_t type)
+static unsigned s_group_size(uint32_t type)
 {
-    return type < KT_WORK__COUNT && kt_work_type_group_size((enum kt_work_type)type) == 2;
+    return type < KT_WORK__COUNT ? kt_work_type_group_size((enum kt_work_type)type) : 1;
+}
+
+/* Pairs that hand over through two pipes. */
+static bool s_uses_pipes(uint32_t type)
+{
+    return type == KT_WORK_PIPE_PINGPONG || type == KT_WORK_CACHE_PIPE;
+}
+
+static bool s_uses_cache(uint32_t type)
+{
+    return type == KT_WORK_CACHE_PRESSURE || type == KT_WORK_CACHE_YIELD ||
+           type == KT_WORK_CACHE_PIPE;
+}
+
+/* The leader of the group slot i belongs to, or NULL when i is ungrouped or
+ * its group lies outside the array. */
+static kt_wl_slot_t *s_leader(kt_wl_slot_t *slots, unsigned i)
+{
+    const kt_wl_slot_t *s = &slots[i];
+    if (s->group_size <= 1 || s->group_leader >= s->n_slots ||
+        s->group_leader + s->group_size > s->n_slots)
+        return NULL;
+    return &slots[s->group_leader];
 }
 
 static uint32_t s_state(const kt_wl_slot_t *slot)
@@ -122,9 +181,13 @@ void kt_workload_slots_free(kt_wl_slot_t **slots_p, unsigned n)
     if (!slots_p || !*slots_p)
         return;
     kt_wl_slot_t *slots = *slots_p;
-    /* The initiator's slot owns the pair's pipes; the responder mirrors them. */
+    /* The initiator's slot owns the pair's pipes (the responder mirrors
+     * them), the leader's the group's mutex. */
     for (unsigned i = 0; i < n; i++) {
-        if (!s_is_pair_type(slots[i].type) || slots[i].group_role != 0)
+        if (slots[i].type == KT_WORK_MUTEX_CONTENTION && slots[i].group_role == 0 &&
+            slots[i].group_size > 1)
+            pthread_mutex_destroy(&slots[i].group_mutex);
+        if (!s_uses_pipes(slots[i].type) || slots[i].group_role != 0)
             continue;
         for (unsigned e = 0; e < 2; e++) {
             if (slots[i].pipe_to_peer[e] >= 0)
@@ -146,7 +209,24 @@ static void s_prepare_one(kt_wl_slot_t *slot, enum kt_work_type type, unsigned c
     slot->index = index;
     slot->group_peer = 0;
     slot->group_role = 0;
+    slot->group_size = 1;
+    slot->group_leader = 0;
     slot->last_cpu = -1;
+}
+
+static int s_mutex_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+    int r = pthread_mutexattr_init(&a);
+    if (r)
+        return -r;
+    /* Shared across the workers' processes; robust, so that a contender that
+     * dies holding it does not wedge the others. */
+    if ((r = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) == 0 &&
+        (r = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST)) == 0)
+        r = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    return -r;
 }
 
 int kt_workload_prepare(kt_wl_slot_t *slots, unsigned i, enum kt_work_type type, unsigned cgroup,
@@ -155,48 +235,69 @@ int kt_workload_prepare(kt_wl_slot_t *slots, unsigned i, enum kt_work_type type,
     if (!slots || (unsigned)type >= KT_WORK__COUNT || i >= slots[0].n_slots)
         return -EINVAL;
     kt_wl_slot_t *s = &slots[i];
-    if (!s_is_pair_type(type)) {
+    unsigned size = s_group_size(type);
+    if (size <= 1) {
         s_prepare_one(s, type, cgroup, index);
+        s->group_leader = i;
         return 0;
     }
 
-    if (index % 2 == 1) {
-        /* Responder: its initiator (i - 1) prepared it already. */
-        if (i == 0)
+    unsigned pos = index % size;
+    if (pos) {
+        /* A member: its leader (i - pos) prepared it already. */
+        if (i < pos)
             return -EINVAL;
-        kt_wl_slot_t *init = &slots[i - 1];
-        if (init->type != (uint32_t)type || init->cgroup != cgroup || init->group_role != 0 ||
-            init->group_peer != i || s->group_peer != i - 1 || s->group_role != 1 ||
-            s->index != index || init->pipe_to_peer[0] < 0)
+        kt_wl_slot_t *lead = &slots[i - pos];
+        if (lead->type != (uint32_t)type || lead->cgroup != cgroup || lead->group_role != 0 ||
+            lead->group_size != size || lead->group_leader != i - pos ||
+            lead->index != index - pos || s->type != (uint32_t)type || s->cgroup != cgroup ||
+            s->group_leader != i - pos || s->group_role != pos || s->index != index ||
+            (s_uses_pipes(type) && lead->pipe_to_peer[0] < 0))
             return -EINVAL;
         return 0;
     }
 
-    if (i + 1 >= slots[0].n_slots)
+    if (i + size > slots[0].n_slots)
         return -EINVAL;
-    kt_wl_slot_t *resp = &slots[i + 1];
-    int a[2], b[2];
-    if (pipe2(a, O_CLOEXEC) < 0)
-        return -errno;
-    if (pipe2(b, O_CLOEXEC) < 0) {
-        int r = -errno;
-        close(a[0]);
-        close(a[1]);
-        return r;
+    int a[2] = {-1, -1}, b[2] = {-1, -1};
+    if (s_uses_pipes(type)) {
+        if (s->group_role == 0 && s->pipe_to_peer[0] >= 0)
+            return -EBUSY; /* prepared twice: its pipes are in use */
+        if (pipe2(a, O_CLOEXEC) < 0)
+            return -errno;
+        if (pipe2(b, O_CLOEXEC) < 0) {
+            int r = -errno;
+            close(a[0]);
+            close(a[1]);
+            return r;
+        }
     }
-    s_prepare_one(s, type, cgroup, index);
-    s_prepare_one(resp, type, cgroup, index + 1);
-    s->group_peer = i + 1;
-    s->group_role = 0;
-    resp->group_peer = i;
-    resp->group_role = 1;
-    /* a: initiator -> responder, b: responder -> initiator. */
-    s->pipe_to_peer[0] = resp->pipe_from_peer[0] = a[0];
-    s->pipe_to_peer[1] = resp->pipe_from_peer[1] = a[1];
-    s->pipe_from_peer[0] = resp->pipe_to_peer[0] = b[0];
-    s->pipe_from_peer[1] = resp->pipe_to_peer[1] = b[1];
+    if (type == KT_WORK_MUTEX_CONTENTION) {
+        int r = s_mutex_init(&s->group_mutex);
+        if (r < 0)
+            return r;
+    }
+    for (unsigned m = 0; m < size; m++) {
+        kt_wl_slot_t *x = &slots[i + m];
+        s_prepare_one(x, type, cgroup, index + m);
+        x->group_size = size;
+        x->group_leader = i;
+        x->group_role = m;
+        x->group_peer = m ? i : i + 1;
+    }
+    if (s_uses_pipes(type)) {
+        kt_wl_slot_t *resp = &slots[i + 1];
+        /* a: initiator -> responder, b: responder -> initiator. */
+        s->pipe_to_peer[0] = resp->pipe_from_peer[0] = a[0];
+        s->pipe_to_peer[1] = resp->pipe_from_peer[1] = a[1];
+        s->pipe_from_peer[0] = resp->pipe_to_peer[0] = b[0];
+        s->pipe_from_peer[1] = resp->pipe_to_peer[1] = b[1];
+    }
     atomic_store(&s->futex_word, 0);
     atomic_store(&s->futex_stamp_ns, 0);
+    atomic_store(&s->group_gen, 0);
+    atomic_store(&s->group_acks, 0);
+    atomic_store(&s->group_ack_ns, 0);
     return 0;
 }
 
@@ -246,19 +347,33 @@ void kt_workload_stop(kt_wl_slot_t *slots, unsigned i)
     kt_wl_slot_t *s = &slots[i];
     uint64_t now = s_now();
     bool changed = s_stop_one(s, now);
-    if (!s_is_pair_type(s->type) || s->group_peer >= s->n_slots)
+    kt_wl_slot_t *lead = s_leader(slots, i);
+    if (!lead)
         return;
-    kt_wl_slot_t *peer = &slots[s->group_peer];
-    changed |= s_stop_one(peer, now);
+    for (unsigned m = 0; m < s->group_size; m++)
+        changed |= s_stop_one(&lead[m], now);
     if (!changed)
         return;
-    kt_wl_slot_t *init = s->group_role == 0 ? s : peer;
-    if (s->type == KT_WORK_FUTEX_PINGPONG) {
-        atomic_fetch_or(&init->futex_word, KT_WL_FUTEX_STOP);
-        s_futex_wake_all(&init->futex_word);
-    } else {
-        s_pipe_poke(init->pipe_to_peer[1]);
-        s_pipe_poke(init->pipe_from_peer[1]);
+    switch (s->type) {
+    case KT_WORK_FUTEX_PINGPONG:
+        atomic_fetch_or(&lead->futex_word, KT_WL_FUTEX_STOP);
+        s_futex_wake_all(&lead->futex_word);
+        break;
+    case KT_WORK_PIPE_PINGPONG:
+    case KT_WORK_CACHE_PIPE:
+        s_pipe_poke(lead->pipe_to_peer[1]);
+        s_pipe_poke(lead->pipe_from_peer[1]);
+        break;
+    case KT_WORK_FUTEX_FAN_OUT:
+    case KT_WORK_FAN_OUT_COMPUTE:
+        atomic_fetch_or(&lead->group_gen, KT_WL_GROUP_STOP);
+        atomic_fetch_or(&lead->group_acks, KT_WL_GROUP_STOP);
+        s_futex_wake_all(&lead->group_gen);
+        s_futex_wake_all(&lead->group_acks);
+        break;
+    default:
+        /* Mutex contenders wait in slices and see their state in between. */
+        break;
     }
 }
 
@@ -281,7 +396,8 @@ int kt_workload_wait(kt_wl_slot_t *slot, enum kt_wl_state state, uint32_t timeou
 
 /* ---- the child ---- */
 
-static void s_checkpoint(struct s_run *r)
+/* A checkpoint that closes n units at once (page-fault-churn's faults). */
+static void s_checkpoint_n(struct s_run *r, uint64_t n)
 {
     kt_wl_slot_t *s = r->slot;
     uint64_t now = s_now();
@@ -304,7 +420,12 @@ static void s_checkpoint(struct s_run *r)
         r->last_cpu = cpu;
         s_store(&s->last_cpu, cpu);
     }
-    atomic_fetch_add_explicit(&s->work_units, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->work_units, n, memory_order_relaxed);
+}
+
+static void s_checkpoint(struct s_run *r)
+{
+    s_checkpoint_n(r, 1);
 }
 
 static void s_record_wake(struct s_run *r, uint64_t lat_ns)
@@ -325,16 +446,21 @@ static bool s_running(const struct s_run *r)
     return s_load(&r->slot->state) == KT_WL_RELEASED;
 }
 
-static void s_spin_unit(struct s_run *r)
+static void s_spin_iters(struct s_run *r, unsigned iters)
 {
     uint64_t x = r->spin_state;
-    for (unsigned k = 0; k < KT_WL_SPIN_ITERS; k++) {
+    for (unsigned k = 0; k < iters; k++) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         __asm__ volatile("" : "+r"(x));
     }
     r->spin_state = x;
+}
+
+static void s_spin_unit(struct s_run *r)
+{
+    s_spin_iters(r, KT_WL_SPIN_ITERS);
 }
 
 /* Sleeps until the absolute CLOCK_MONOTONIC deadline or until the parent
@@ -418,6 +544,27 @@ static int s_io_open(struct s_run *r)
     return fd;
 }
 
+static int s_io_unit(struct s_run *r, int fd, uint64_t unit, const char *what)
+{
+    static char buf[KT_WL_IO_BYTES];
+    off_t off = (off_t)(unit % KT_WL_IO_BLOCKS) * KT_WL_IO_BYTES;
+    buf[0] = (char)unit;
+    for (;;) {
+        ssize_t n = pwrite(fd, buf, sizeof(buf), off);
+        if (n == (ssize_t)sizeof(buf))
+            break;
+        if (n < 0 && errno == EINTR)
+            continue;
+        s_fail(r->slot, "%s: pwrite: %s", what, n < 0 ? strerror(errno) : "short write");
+        return -1;
+    }
+    if (fdatasync(fd) < 0 && errno != EINTR) {
+        s_fail(r->slot, "%s: fdatasync: %s", what, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int s_run_io_sync(struct s_run *r)
 {
     _cleanup_close_ int fd = s_io_open(r);
@@ -426,23 +573,135 @@ static int s_run_io_sync(struct s_run *r)
                strerror(-fd));
         return -1;
     }
-    static char buf[KT_WL_IO_BYTES];
-    memset(buf, 0xa5, sizeof(buf));
     for (uint64_t unit = 0; s_running(r); unit++) {
-        off_t off = (off_t)(unit % KT_WL_IO_BLOCKS) * KT_WL_IO_BYTES;
-        buf[0] = (char)unit;
-        ssize_t n = pwrite(fd, buf, sizeof(buf), off);
-        if (n != (ssize_t)sizeof(buf)) {
-            if (n < 0 && errno == EINTR)
-                continue;
-            s_fail(r->slot, "io-sync: pwrite: %s", n < 0 ? strerror(errno) : "short write");
+        if (s_io_unit(r, fd, unit, "io-sync") < 0)
             return -1;
-        }
-        if (fdatasync(fd) < 0 && errno != EINTR) {
-            s_fail(r->slot, "io-sync: fdatasync: %s", strerror(errno));
-            return -1;
-        }
         s_checkpoint(r);
+    }
+    return 0;
+}
+
+/* ---- cache types ---- */
+
+/* Size in bytes of a sysfs cache "size" ("32768K", "16M"); 0 when unreadable. */
+static uint64_t s_cache_size_file(const char *path)
+{
+    char buf[64];
+    if (kt_read_small_file(path, buf, sizeof(buf)) < 0)
+        return 0;
+    char *end;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (end == buf)
+        return 0;
+    if (*end == 'K')
+        v <<= 10;
+    else if (*end == 'M')
+        v <<= 20;
+    else if (*end == 'G')
+        v <<= 30;
+    return v;
+}
+
+/* The last-level cache of CPU 0: the highest level among its data and
+ * unified caches in sysfs, else what the C library knows, else 8 MiB. */
+static uint64_t s_llc_bytes(void)
+{
+    uint64_t best = 0;
+    unsigned best_level = 0;
+    for (unsigned k = 0; k < 8; k++) {
+        char path[96], buf[32];
+        snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu0/cache/index%u/type", k);
+        if (kt_read_small_file(path, buf, sizeof(buf)) < 0)
+            continue;
+        if (strncmp(buf, "Instruction", 11) == 0)
+            continue;
+        snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu0/cache/index%u/level", k);
+        if (kt_read_small_file(path, buf, sizeof(buf)) < 0)
+            continue;
+        unsigned level = (unsigned)strtoul(buf, NULL, 10);
+        snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu0/cache/index%u/size", k);
+        uint64_t size = s_cache_size_file(path);
+        if (size && level >= best_level) {
+            best_level = level;
+            best = size;
+        }
+    }
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    if (!best) {
+        long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+        best = l3 > 0 ? (uint64_t)l3 : 0;
+    }
+#endif
+    return best ? best : KT_WL_CACHE_DEFAULT_LLC;
+}
+
+static uint64_t s_pow2_floor(uint64_t v)
+{
+    return v ? 1ull << (63 - __builtin_clzll(v)) : 0;
+}
+
+/* Twice the LLC, rounded up to a power of two, within [1 MiB, 64 MiB] and
+ * within a quarter of the memory shared among this cell's cache workers. */
+static int s_cache_setup(struct s_run *r)
+{
+    uint64_t want = s_llc_bytes() * 2;
+    uint64_t bytes = s_pow2_floor(want);
+    if (bytes < want)
+        bytes <<= 1;
+    if (bytes > KT_WL_CACHE_MAX_BYTES)
+        bytes = KT_WL_CACHE_MAX_BYTES;
+    unsigned sharers = 0;
+    for (unsigned j = 0; j < r->slot->n_slots; j++)
+        sharers += s_uses_cache(r->slots[j].type);
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psize > 0 && sharers) {
+        uint64_t cap = s_pow2_floor((uint64_t)pages * (uint64_t)psize / 4 / sharers);
+        if (bytes > cap)
+            bytes = cap;
+    }
+    if (bytes < KT_WL_CACHE_MIN_BYTES)
+        bytes = KT_WL_CACHE_MIN_BYTES;
+    /* Populated now, before the release: page faults are not the point. */
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        s_fail(r->slot, "%s: cannot map a %llu KiB buffer: %s",
+               kt_work_type_name((enum kt_work_type)r->slot->type),
+               (unsigned long long)(bytes >> 10), strerror(errno));
+        return -1;
+    }
+    r->cache = p;
+    r->cache_lines = bytes / KT_WL_CACHE_LINE;
+    r->cache_pos = (size_t)r->slot->index * 977;
+    s_store(&r->slot->buffer_bytes, bytes);
+    return 0;
+}
+
+/* One unit: read-modify-write of KT_WL_CACHE_UNIT_LINES lines, stepping
+ * KT_WL_CACHE_STRIDE_LINES lines (odd, so the walk visits every line of the
+ * power-of-two buffer before it repeats). */
+static void s_cache_unit(struct s_run *r)
+{
+    uint64_t *buf = r->cache;
+    size_t mask = r->cache_lines - 1, pos = r->cache_pos;
+    uint64_t acc = r->spin_state;
+    for (unsigned k = 0; k < KT_WL_CACHE_UNIT_LINES; k++) {
+        uint64_t *p = &buf[(pos & mask) * (KT_WL_CACHE_LINE / sizeof(uint64_t))];
+        acc += *p;
+        *p = acc;
+        pos += KT_WL_CACHE_STRIDE_LINES;
+    }
+    r->cache_pos = pos & mask;
+    r->spin_state = acc | 1;
+}
+
+static int s_run_cache(struct s_run *r, bool yield)
+{
+    while (s_running(r)) {
+        s_cache_unit(r);
+        s_checkpoint(r);
+        if (yield)
+            sched_yield();
     }
     return 0;
 }
@@ -462,7 +721,8 @@ static int s_pipe_recv(struct s_run *r, int fd, uint64_t *msg)
                 return 0;
             continue;
         }
-        s_fail(r->slot, "pipe-pingpong: read: %s", n < 0 ? strerror(errno) : "short read");
+        s_fail(r->slot, "%s: read: %s", kt_work_type_name((enum kt_work_type)r->slot->type),
+               n < 0 ? strerror(errno) : "short read");
         return -1;
     }
 }
@@ -476,21 +736,28 @@ static int s_pipe_send(struct s_run *r, int fd)
             return 0;
         if (n < 0 && errno == EINTR)
             continue;
-        s_fail(r->slot, "pipe-pingpong: write: %s", n < 0 ? strerror(errno) : "short write");
+        s_fail(r->slot, "%s: write: %s", kt_work_type_name((enum kt_work_type)r->slot->type),
+               n < 0 ? strerror(errno) : "short write");
         return -1;
     }
 }
 
-static int s_run_pipe(struct s_run *r)
+/* pipe-pingpong, and cache-pipe with a cache unit before each send. */
+static int s_run_pipe(struct s_run *r, bool cache)
 {
     kt_wl_slot_t *s = r->slot;
     int in = s->pipe_from_peer[0], out = s->pipe_to_peer[1];
     if (in < 0 || out < 0) {
-        s_fail(s, "pipe-pingpong: slot %u has no pipes (not prepared)", s->index);
+        s_fail(s, "%s: slot %u has no pipes (not prepared)",
+               kt_work_type_name((enum kt_work_type)s->type), s->index);
         return -1;
     }
-    if (s->group_role == 0 && s_pipe_send(r, out) < 0)
-        return -1;
+    if (s->group_role == 0) {
+        if (cache)
+            s_cache_unit(r);
+        if (s_pipe_send(r, out) < 0)
+            return -1;
+    }
     while (s_running(r)) {
         uint64_t sent;
         int rc = s_pipe_recv(r, in, &sent);
@@ -498,6 +765,8 @@ static int s_run_pipe(struct s_run *r)
             return rc;
         uint64_t now = s_now();
         s_record_wake(r, now > sent ? now - sent : 0);
+        if (cache)
+            s_cache_unit(r);
         s_checkpoint(r);
         if (s_pipe_send(r, out) < 0)
             return -1;
@@ -539,17 +808,470 @@ static int s_run_futex(struct s_run *r, kt_wl_slot_t *slots)
     return 0;
 }
 
+/* ---- fan-outs ---- */
+
+static int s_matrix_setup(struct s_run *r)
+{
+    size_t n = (size_t)KT_WL_MATRIX_N * KT_WL_MATRIX_N;
+    r->matrix = malloc(3 * n * sizeof(uint64_t));
+    if (!r->matrix) {
+        s_fail(r->slot, "fan-out-compute: cannot allocate the matrices");
+        return -1;
+    }
+    uint64_t x = r->spin_state;
+    for (size_t k = 0; k < 3 * n; k++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r->matrix[k] = x;
+    }
+    s_store(&r->slot->buffer_bytes, 3 * n * sizeof(uint64_t));
+    return 0;
+}
+
+/* C = A x B, then one element of C feeds back into A, so that no round is
+ * dead code. */
+static void s_matrix_unit(struct s_run *r)
+{
+    const size_t n = KT_WL_MATRIX_N;
+    uint64_t *a = r->matrix, *b = a + n * n, *c = b + n * n;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            uint64_t sum = 0;
+            for (size_t k = 0; k < n; k++)
+                sum += a[i * n + k] * b[k * n + j];
+            c[i * n + j] = sum;
+        }
+    size_t at = (size_t)(r->spin_state % (n * n));
+    a[at] ^= c[(at * 7) % (n * n)];
+    r->spin_state ^= c[n * n - 1] | 1;
+}
+
+static void s_fan_out_work(struct s_run *r, bool compute)
+{
+    if (compute)
+        s_matrix_unit(r);
+    else
+        s_spin_unit(r);
+}
+
+/* Raises *word to v unless it is larger already. */
+static void s_store_max(_Atomic uint64_t *word, uint64_t v)
+{
+    uint64_t cur = atomic_load_explicit(word, memory_order_relaxed);
+    while (cur < v && !atomic_compare_exchange_weak_explicit(word, &cur, v, memory_order_release,
+                                                             memory_order_relaxed))
+        ;
+}
+
+/* The leader: futex-fan-out spins, then wakes the round; fan-out-compute
+ * wakes the round, then computes its own share. Both wait for every report. */
+static int s_fan_out_lead(struct s_run *r, kt_wl_slot_t *lead, bool compute)
+{
+    uint32_t members = lead->group_size - 1, gen = 0;
+    while (s_running(r)) {
+        if (!compute)
+            s_fan_out_work(r, false);
+        uint32_t a = atomic_load_explicit(&lead->group_acks, memory_order_acquire);
+        do {
+            if (a & KT_WL_GROUP_STOP)
+                return 0;
+        } while (!atomic_compare_exchange_weak(&lead->group_acks, &a, 0));
+        atomic_store_explicit(&lead->group_ack_ns, 0, memory_order_relaxed);
+        gen = (gen + 1) & ~KT_WL_GROUP_STOP;
+        if (!gen)
+            gen = 1;
+        atomic_store_explicit(&lead->futex_stamp_ns, s_now(), memory_order_relaxed);
+        uint32_t g = atomic_load(&lead->group_gen);
+        do {
+            if (g & KT_WL_GROUP_STOP)
+                return 0;
+        } while (!atomic_compare_exchange_weak(&lead->group_gen, &g, gen));
+        s_futex_wake_all(&lead->group_gen);
+        if (compute)
+            s_fan_out_work(r, true);
+        for (;;) {
+            a = atomic_load_explicit(&lead->group_acks, memory_order_acquire);
+            if (a & KT_WL_GROUP_STOP)
+                return 0;
+            if (a >= members)
+                break;
+            s_futex((void *)&lead->group_acks, FUTEX_WAIT, a, NULL, 0);
+        }
+        uint64_t now = s_now(), last = atomic_load_explicit(&lead->group_ack_ns,
+                                                            memory_order_acquire);
+        s_record_wake(r, now > last ? now - last : 0);
+        s_checkpoint(r);
+    }
+    return 0;
+}
+
+static int s_fan_out_member(struct s_run *r, kt_wl_slot_t *lead, bool compute)
+{
+    uint32_t members = lead->group_size - 1, seen = 0;
+    while (s_running(r)) {
+        uint32_t g = atomic_load_explicit(&lead->group_gen, memory_order_acquire);
+        if (g & KT_WL_GROUP_STOP)
+            return 0;
+        if (g == seen) {
+            s_futex((void *)&lead->group_gen, FUTEX_WAIT, g, NULL, 0);
+            continue;
+        }
+        seen = g;
+        uint64_t stamp = atomic_load_explicit(&lead->futex_stamp_ns, memory_order_relaxed);
+        uint64_t now = s_now();
+        s_record_wake(r, now > stamp ? now - stamp : 0);
+        s_fan_out_work(r, compute);
+        s_checkpoint(r);
+        s_store_max(&lead->group_ack_ns, r->last_ns);
+        uint32_t a = atomic_fetch_add_explicit(&lead->group_acks, 1, memory_order_acq_rel) + 1;
+        if ((a & ~KT_WL_GROUP_STOP) == members)
+            s_futex((void *)&lead->group_acks, FUTEX_WAKE, 1, NULL, 0);
+    }
+    return 0;
+}
+
+static int s_run_fan_out(struct s_run *r, bool compute)
+{
+    kt_wl_slot_t *lead = s_leader(r->slots, (unsigned)(r->slot - r->slots));
+    if (!lead) {
+        s_fail(r->slot, "%s: slot %u has no group (not prepared)",
+               kt_work_type_name((enum kt_work_type)r->slot->type), r->slot->index);
+        return -1;
+    }
+    return r->slot->group_role == 0 ? s_fan_out_lead(r, lead, compute)
+                                    : s_fan_out_member(r, lead, compute);
+}
+
+/* ---- sequence ---- */
+
+static int s_run_sequence(struct s_run *r)
+{
+    static const uint64_t len[4] = {
+        [KT_WL_PHASE_SPIN] = KT_WL_SEQ_SPIN_NS,
+        [KT_WL_PHASE_SLEEP] = KT_WL_SEQ_SLEEP_NS,
+        [KT_WL_PHASE_YIELD] = KT_WL_SEQ_YIELD_NS,
+        [KT_WL_PHASE_IO] = KT_WL_SEQ_IO_NS,
+    };
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    uint64_t units[4] = {0}, io_units = 0;
+    for (unsigned ph = 0; s_running(r); ph = (ph + 1) % 4) {
+        uint64_t end = s_now() + len[ph];
+        do {
+            switch (ph) {
+            case KT_WL_PHASE_SPIN:
+                s_spin_unit(r);
+                break;
+            case KT_WL_PHASE_SLEEP: {
+                uint64_t now = s_now(), until = now + KT_WL_SEQ_NAP_NS;
+                s_sleep_until(r, until < end ? until : end);
+                break;
+            }
+            case KT_WL_PHASE_YIELD:
+                sched_yield();
+                break;
+            default:
+                if (s_io_unit(r, r->io_fd, io_units++, "sequence") < 0)
+                    return -1;
+                break;
+            }
+            s_checkpoint(r);
+            units[ph]++;
+            s_store(&r->slot->phase_units[ph], units[ph]);
+        } while (s_running(r) && r->last_ns < end);
+    }
+    return 0;
+}
+
+/* ---- fork-exit ---- */
+
+static int s_run_fork_exit(struct s_run *r)
+{
+    while (s_running(r)) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(0);
+        if (pid < 0) {
+            if (errno == EAGAIN) {
+                /* Out of pids or tasks for a moment: try again, no unit. */
+                struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000L};
+                nanosleep(&ms, NULL);
+                continue;
+            }
+            s_fail(r->slot, "fork-exit: fork: %s", strerror(errno));
+            return -1;
+        }
+        int st;
+        while (waitpid(pid, &st, 0) < 0) {
+            if (errno != EINTR) {
+                s_fail(r->slot, "fork-exit: waitpid: %s", strerror(errno));
+                return -1;
+            }
+        }
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            s_fail(r->slot, "fork-exit: a child ended with status 0x%x", (unsigned)st);
+            return -1;
+        }
+        s_checkpoint(r);
+    }
+    return 0;
+}
+
+/* ---- churn ---- */
+
+static int s_run_nice_sweep(struct s_run *r)
+{
+    kt_wl_slot_t *s = r->slot;
+    uint64_t start = s_load(&s->start_ns);
+    int applied = INT_MIN, lo = INT_MAX, hi = INT_MIN;
+    uint64_t changes = 0;
+    while (s_running(r)) {
+        s_spin_unit(r);
+        s_checkpoint(r);
+        uint64_t step = (r->last_ns - start) / KT_WL_NICE_STEP_NS;
+        int want = -20 + (int)(step % 40);
+        if (want == applied)
+            continue;
+        if (setpriority(PRIO_PROCESS, 0, want) < 0) {
+            if ((errno == EACCES || errno == EPERM) && want < 0) {
+                applied = want; /* no CAP_SYS_NICE: the negative half is skipped */
+                continue;
+            }
+            s_fail(s, "nice-sweep: setpriority(%d): %s", want, strerror(errno));
+            return -1;
+        }
+        applied = want;
+        lo = want < lo ? want : lo;
+        hi = want > hi ? want : hi;
+        s_store(&s->changes, ++changes);
+        s_store(&s->nice_lo, lo);
+        s_store(&s->nice_hi, hi);
+    }
+    return 0;
+}
+
+/* The CPUs this task may use now, from its affinity (the cpuset bounds it). */
+static int s_allowed_cpus(int *cpus, unsigned max)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) < 0)
+        return -errno;
+    int n = 0;
+    for (unsigned c = 0; c < CPU_SETSIZE && c < KT_MAX_CPUS && (unsigned)n < max; c++)
+        if (CPU_ISSET(c, &set))
+            cpus[n++] = (int)c;
+    return n;
+}
+
+static int s_run_affinity_churn(struct s_run *r)
+{
+    kt_wl_slot_t *s = r->slot;
+    cpu_set_t orig;
+    CPU_ZERO(&orig);
+    if (sched_getaffinity(0, sizeof(orig), &orig) < 0) {
+        s_fail(s, "affinity-churn: sched_getaffinity: %s", strerror(errno));
+        return -1;
+    }
+    int cpus[KT_MAX_CPUS];
+    int n = s_allowed_cpus(cpus, KT_MAX_CPUS);
+    if (n <= 0) {
+        s_fail(s, "affinity-churn: no CPU allowed");
+        return -1;
+    }
+    uint64_t changes = 0;
+    int cur = -1;
+    while (s_running(r)) {
+        s_spin_unit(r);
+        /* Another CPU than the current one when there is one. */
+        int pick = (int)((r->spin_state >> 17) % (uint64_t)n);
+        if (n > 1 && cpus[pick] == cur)
+            pick = (pick + 1) % n;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[pick], &one);
+        if (sched_setaffinity(0, sizeof(one), &one) < 0) {
+            if (errno != EINVAL) {
+                s_fail(s, "affinity-churn: sched_setaffinity(%d): %s", cpus[pick],
+                       strerror(errno));
+                return -1;
+            }
+            /* The cpuset changed under us: back to the mask we were given
+             * (the kernel intersects it with the new cpuset), or to every
+             * CPU when nothing of it is left, and read what is allowed. */
+            if (sched_setaffinity(0, sizeof(orig), &orig) < 0) {
+                cpu_set_t all;
+                CPU_ZERO(&all);
+                for (unsigned c = 0; c < KT_MAX_CPUS; c++)
+                    CPU_SET(c, &all);
+                sched_setaffinity(0, sizeof(all), &all);
+            }
+            n = s_allowed_cpus(cpus, KT_MAX_CPUS);
+            if (n <= 0) {
+                s_fail(s, "affinity-churn: no CPU allowed after a cpuset change");
+                return -1;
+            }
+            cur = -1;
+            s_checkpoint(r);
+            continue;
+        }
+        cur = cpus[pick];
+        s_store(&s->changes, ++changes);
+        s_checkpoint(r);
+    }
+    return 0;
+}
+
+static int s_run_policy_churn(struct s_run *r)
+{
+    static const int policies[] = {SCHED_OTHER, SCHED_BATCH, SCHED_IDLE};
+    kt_wl_slot_t *s = r->slot;
+    int now_policy = sched_getscheduler(0) & ~SCHED_RESET_ON_FORK;
+    unsigned k = 0;
+    for (unsigned j = 0; j < 3; j++)
+        if (policies[j] == now_policy)
+            k = j;
+    uint64_t changes = 0;
+    while (s_running(r)) {
+        s_spin_unit(r);
+        s_checkpoint(r);
+        k = (k + 1) % 3;
+        struct sched_param sp = {.sched_priority = 0};
+        if (sched_setscheduler(0, policies[k], &sp) < 0) {
+            s_fail(s, "policy-churn: sched_setscheduler(%d): %s", policies[k], strerror(errno));
+            return -1;
+        }
+        s_store(&s->changes, ++changes);
+    }
+    return 0;
+}
+
+static int s_run_page_fault_churn(struct s_run *r)
+{
+    kt_wl_slot_t *s = r->slot;
+    const size_t len = (size_t)KT_WL_PF_PAGES * KT_WL_PF_PAGE;
+    struct rusage ru0, ru;
+    getrusage(RUSAGE_SELF, &ru0);
+    int rc = 0;
+    while (s_running(r)) {
+        char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            s_fail(s, "page-fault-churn: mmap: %s", strerror(errno));
+            rc = -1;
+            break;
+        }
+        /* 4 KiB pages: one fault per page touched. */
+        madvise(p, len, MADV_NOHUGEPAGE);
+        unsigned pending = 0;
+        for (unsigned k = 0; k < KT_WL_PF_PAGES; k++) {
+            ((volatile char *)p)[(size_t)k * KT_WL_PF_PAGE] = (char)k;
+            if (++pending == KT_WL_PF_PER_CHECKPOINT) {
+                s_checkpoint_n(r, pending);
+                pending = 0;
+                if (!s_running(r))
+                    break;
+            }
+        }
+        if (pending)
+            s_checkpoint_n(r, pending);
+        munmap(p, len);
+    }
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        s_store(&s->minflt, (uint64_t)(ru.ru_minflt - ru0.ru_minflt));
+    return rc;
+}
+
+/* ---- mutex-contention ---- */
+
+static int s_run_mutex(struct s_run *r)
+{
+    kt_wl_slot_t *s = r->slot;
+    kt_wl_slot_t *lead = s_leader(r->slots, (unsigned)(s - r->slots));
+    if (!lead) {
+        s_fail(s, "mutex-contention: slot %u has no group (not prepared)", s->index);
+        return -1;
+    }
+    pthread_mutex_t *m = &lead->group_mutex;
+    while (s_running(r)) {
+        s_spin_unit(r);
+        int e = pthread_mutex_trylock(m);
+        if (e == EBUSY) {
+            uint64_t t0 = s_now();
+            for (;;) {
+                uint64_t until = s_now() + KT_WL_MUTEX_SLICE_NS;
+                struct timespec ts = {.tv_sec = (time_t)(until / KT_NSEC_PER_SEC),
+                                      .tv_nsec = (long)(until % KT_NSEC_PER_SEC)};
+                e = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+                if (e != ETIMEDOUT && e != EINTR)
+                    break;
+                if (!s_running(r))
+                    return 0;
+            }
+            if (e == 0 || e == EOWNERDEAD) {
+                uint64_t now = s_now();
+                s_record_wake(r, now > t0 ? now - t0 : 0);
+            }
+        }
+        if (e == EOWNERDEAD) {
+            /* A contender died holding it; the state it guards is ours. */
+            pthread_mutex_consistent(m);
+            e = 0;
+        }
+        if (e != 0) {
+            s_fail(s, "mutex-contention: lock: %s", strerror(e));
+            return -1;
+        }
+        s_spin_iters(r, KT_WL_SPIN_ITERS / 4);
+        pthread_mutex_unlock(m);
+        s_checkpoint(r);
+    }
+    return 0;
+}
+
+/* Allocations a type needs, made before the worker parks so that the run
+ * measures the work, not the setup. -1 with slot->error set. */
+static int s_setup(struct s_run *r)
+{
+    switch (r->slot->type) {
+    case KT_WORK_CACHE_PRESSURE:
+    case KT_WORK_CACHE_YIELD:
+    case KT_WORK_CACHE_PIPE:
+        return s_cache_setup(r);
+    case KT_WORK_FAN_OUT_COMPUTE:
+        return s_matrix_setup(r);
+    case KT_WORK_SEQUENCE:
+        r->io_fd = s_io_open(r);
+        if (r->io_fd < 0) {
+            s_fail(r->slot, "sequence: cannot create a file in '%s': %s", KT_WL_IO_DIR,
+                   strerror(-r->io_fd));
+            return -1;
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static void s_teardown(struct s_run *r)
+{
+    if (r->cache)
+        munmap(r->cache, r->cache_lines * KT_WL_CACHE_LINE);
+    free(r->matrix);
+    if (r->io_fd >= 0)
+        close(r->io_fd);
+}
+
 /* Closes every pipe end this worker does not use: the pair's other ends and
  * the other pairs' pipes inherited from the parent. Only fds that are still
  * FIFOs are closed, in case a number was reused. */
 static void s_close_foreign_pipes(kt_wl_slot_t *slots, unsigned i)
 {
     const kt_wl_slot_t *me = &slots[i];
-    int keep_in = s_is_pair_type(me->type) ? me->pipe_from_peer[0] : -1;
-    int keep_out = s_is_pair_type(me->type) ? me->pipe_to_peer[1] : -1;
+    int keep_in = s_uses_pipes(me->type) ? me->pipe_from_peer[0] : -1;
+    int keep_out = s_uses_pipes(me->type) ? me->pipe_to_peer[1] : -1;
     for (unsigned j = 0; j < me->n_slots; j++) {
         const kt_wl_slot_t *o = &slots[j];
-        if (!s_is_pair_type(o->type) || o->group_role != 0)
+        if (!s_uses_pipes(o->type) || o->group_role != 0)
             continue;
         int fds[4] = {o->pipe_to_peer[0], o->pipe_to_peer[1], o->pipe_from_peer[0],
                       o->pipe_from_peer[1]};
@@ -569,6 +1291,17 @@ int kt_workload_main(kt_wl_slot_t *slots, unsigned i)
     s->pid = (int32_t)getpid();
     s_close_foreign_pipes(slots, i);
 
+    struct s_run r = {
+        .slot = s,
+        .slots = slots,
+        .last_cpu = -1,
+        .spin_state = 0x9e3779b97f4a7c15ull ^ ((uint64_t)i << 32) ^ (uint64_t)s->pid,
+        .io_fd = -1,
+    };
+    /* A failed setup still parks: the parent releases everyone at once, and
+     * this worker then ends at once with its error. */
+    int setup = s_setup(&r);
+
     uint32_t cur = KT_WL_CREATED;
     if (atomic_compare_exchange_strong(&s->state, &cur, KT_WL_READY))
         s_futex_wake_all(&s->state);
@@ -579,16 +1312,11 @@ int kt_workload_main(kt_wl_slot_t *slots, unsigned i)
         s_futex((void *)&s->state, FUTEX_WAIT, cur, NULL, 0);
     }
 
-    struct s_run r = {
-        .slot = s,
-        .last_ns = s_load(&s->start_ns),
-        .last_cpu = -1,
-        .spin_state = 0x9e3779b97f4a7c15ull ^ ((uint64_t)i << 32) ^ (uint64_t)s->pid,
-    };
+    r.last_ns = s_load(&s->start_ns);
     s_store(&s->last_checkpoint_ns, r.last_ns);
 
-    int rc = 0;
-    if (cur == KT_WL_RELEASED) {
+    int rc = setup;
+    if (cur == KT_WL_RELEASED && setup == 0) {
         switch (s->type) {
         case KT_WORK_SPIN:
             rc = s_run_spin(&r);
@@ -606,10 +1334,46 @@ int kt_workload_main(kt_wl_slot_t *slots, unsigned i)
             rc = s_run_io_sync(&r);
             break;
         case KT_WORK_PIPE_PINGPONG:
-            rc = s_run_pipe(&r);
+            rc = s_run_pipe(&r, false);
             break;
         case KT_WORK_FUTEX_PINGPONG:
             rc = s_run_futex(&r, slots);
+            break;
+        case KT_WORK_CACHE_PRESSURE:
+            rc = s_run_cache(&r, false);
+            break;
+        case KT_WORK_CACHE_YIELD:
+            rc = s_run_cache(&r, true);
+            break;
+        case KT_WORK_CACHE_PIPE:
+            rc = s_run_pipe(&r, true);
+            break;
+        case KT_WORK_FUTEX_FAN_OUT:
+            rc = s_run_fan_out(&r, false);
+            break;
+        case KT_WORK_FAN_OUT_COMPUTE:
+            rc = s_run_fan_out(&r, true);
+            break;
+        case KT_WORK_SEQUENCE:
+            rc = s_run_sequence(&r);
+            break;
+        case KT_WORK_FORK_EXIT:
+            rc = s_run_fork_exit(&r);
+            break;
+        case KT_WORK_NICE_SWEEP:
+            rc = s_run_nice_sweep(&r);
+            break;
+        case KT_WORK_AFFINITY_CHURN:
+            rc = s_run_affinity_churn(&r);
+            break;
+        case KT_WORK_POLICY_CHURN:
+            rc = s_run_policy_churn(&r);
+            break;
+        case KT_WORK_PAGE_FAULT_CHURN:
+            rc = s_run_page_fault_churn(&r);
+            break;
+        case KT_WORK_MUTEX_CONTENTION:
+            rc = s_run_mutex(&r);
             break;
         default:
             s_fail(s, "unknown work type %u", s->type);
@@ -618,6 +1382,7 @@ int kt_workload_main(kt_wl_slot_t *slots, unsigned i)
         }
     }
     s_spin_sink = r.spin_state;
+    s_teardown(&r);
 
     s_store(&s->end_ns, s_now());
     atomic_store_explicit(&s->state, KT_WL_DONE, memory_order_release);

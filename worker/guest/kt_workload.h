@@ -17,14 +17,61 @@
  * initiator). Every unit ends with a checkpoint (CLOCK_MONOTONIC and
  * sched_getcpu(): gap, CPUs used, migrations).
  *
+ * ktstr's other types:
+ * - cache-pressure: a unit is 4096 read-modify-writes of cache lines, 65
+ *   lines (a page and a line) apart, cycling through a private buffer of
+ *   twice the last-level cache (rounded up to a power of two, at most
+ *   64 MiB, and at most a quarter of the memory shared among the cache
+ *   workers; buffer_bytes says what it got), populated before the release.
+ * - cache-yield: a cache unit then sched_yield().
+ * - cache-pipe: pairs; pipe ping-pong with a cache unit before each send.
+ * - futex-fan-out: groups of 5; the leader spins a unit, stamps the time and
+ *   wakes the 4 others with one FUTEX_WAKE on a shared generation word; each
+ *   runs a spin unit and reports back (a counter; the last one wakes the
+ *   leader). Unit = one round, for every member.
+ * - fan-out-compute: groups of 5, fork-join: the leader publishes a round and
+ *   wakes the 4 others, then every member (the leader too) multiplies two
+ *   48x48 integer matrices (a 54 KiB working set) and the others report
+ *   back. Unit = one multiplication (one round).
+ * - sequence: phases cycling spin 20 ms, sleep 10 ms (1 ms sleeps), yield
+ *   10 ms (sched_yield per unit), io 10 ms (io-sync units); phase_units
+ *   counts each phase's units.
+ * - fork-exit: fork a child that _exit(0)s at once and reap it; unit = one
+ *   child reaped.
+ * - nice-sweep: spin units; the nice value follows the time since the
+ *   release, -20..19 in 10 ms steps (every member of a cgroup has the same
+ *   nice at the same time); without CAP_SYS_NICE the negative half is
+ *   skipped. changes / nice_lo / nice_hi say what was applied.
+ * - affinity-churn: after every spin unit, sched_setaffinity to one other
+ *   CPU of those it was allowed at its release (picked at random); when a
+ *   cpuset change makes that fail, the allowed set is read again.
+ * - policy-churn: after every spin unit, the next of SCHED_OTHER, BATCH,
+ *   IDLE.
+ * - page-fault-churn: mmap 1 MiB, write one byte per 4 KiB page
+ *   (MADV_NOHUGEPAGE), munmap; a unit is one page touched (one fault), a
+ *   checkpoint every 16; minflt is the kernel's count of minor faults over
+ *   the run, for comparison.
+ * - mutex-contention: groups of 4 on a robust, process-shared pthread mutex
+ *   in the leader's slot: a spin unit outside, a quarter unit inside; unit =
+ *   one critical section.
+ *
  * Wake latency: ping-pong = time from the peer's hand-over (its
  * CLOCK_MONOTONIC stamp, sent in the pipe message or stored next to the
- * futex word) to the waiter running again; mixed and bursty = time from the
- * sleep's absolute deadline to the wake-up (their timer slack is set to
- * 1 ns so the figure is the scheduler's, not the slack's). spin, yield and
- * io-sync record none. */
+ * futex word) to the waiter running again; mixed, bursty and sequence's
+ * sleeps = time from the sleep's absolute deadline to the wake-up (their
+ * timer slack is set to 1 ns so the figure is the scheduler's, not the
+ * slack's); fan-outs = from the leader's stamp to each member running, and
+ * from the last report to the leader running; mutex-contention = the time
+ * blocked for the lock, counted for contended acquisitions only (a trylock
+ * that failed). The others record none.
+ *
+ * Groups (pairs included) are consecutive slots of one cgroup; stopping any
+ * member stops the group, and wakes members blocked on each other even when
+ * one of them is frozen (mutex contenders wait in 20 ms slices and look at
+ * their state in between). */
 #pragma once
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -48,8 +95,9 @@ typedef struct kt_wl_slot {
     uint32_t type;                 /* enum kt_work_type */
     uint32_t cgroup;
     uint32_t index;
-    uint32_t group_peer;           /* slot index of the ping-pong peer */
-    uint32_t group_role;           /* 0 = initiator, 1 = responder */
+    uint32_t group_peer;           /* pairs: the other's slot; larger groups: the leader's
+                                    * (the leader's: its first member) */
+    uint32_t group_role;           /* position in the group: 0 = initiator / leader */
     int32_t pid;                   /* set by the parent after fork and by the child */
     _Atomic uint64_t work_units;
     uint64_t start_ns;             /* CLOCK_MONOTONIC at release (set by the parent) */
@@ -71,8 +119,25 @@ typedef struct kt_wl_slot {
     /* Extensions (appended). */
     uint32_t n_slots;              /* size of the slot array (kt_workload_slots_new) */
     uint64_t stop_ns;              /* CLOCK_MONOTONIC when the parent asked to stop */
-    _Atomic uint64_t futex_stamp_ns; /* futex ping-pong: hand-over time (initiator's slot) */
+    _Atomic uint64_t futex_stamp_ns; /* futex ping-pong: hand-over time (initiator's slot);
+                                      * fan-outs: the round's start (leader's slot) */
+    /* Groups of any size; the shared words live in the leader's slot. */
+    uint32_t group_size;           /* 1 for ungrouped types */
+    uint32_t group_leader;         /* slot index of the group's first member */
+    _Atomic uint32_t group_gen;    /* fan-outs: round number, bit 31 = stop */
+    _Atomic uint32_t group_acks;   /* fan-outs: reports this round, bit 31 = stop */
+    _Atomic uint64_t group_ack_ns; /* fan-outs: the latest report of the round */
+    pthread_mutex_t group_mutex;   /* mutex-contention: robust, process-shared */
+    /* Type-specific telemetry, beside the units and wake latencies. */
+    uint64_t buffer_bytes;         /* cache types: the buffer; fan-out-compute: matrices */
+    uint64_t changes;              /* nice / affinity / policy churn: changes applied */
+    int32_t nice_lo, nice_hi;      /* nice-sweep: the range applied */
+    uint64_t minflt;               /* page-fault-churn: the kernel's minor faults in the run */
+    uint64_t phase_units[4];       /* sequence: units of spin, sleep, yield, io */
 } kt_wl_slot_t;
+
+/* Sequence phases, in order (phase_units index). */
+enum kt_wl_phase { KT_WL_PHASE_SPIN, KT_WL_PHASE_SLEEP, KT_WL_PHASE_YIELD, KT_WL_PHASE_IO };
 
 /* Maps n (1..KT_MAX_WORKERS) zeroed slots shared across fork, pipe fds -1.
  * NULL with errno set on failure. Caller owns; kt_workload_slots_free. */
@@ -80,15 +145,19 @@ kt_wl_slot_t *kt_workload_slots_new(unsigned n);
 /* Closes the pipes the parent still holds and unmaps; NULL-safe, nulls *slots_p. */
 void kt_workload_slots_free(kt_wl_slot_t **slots_p, unsigned n);
 
-/* Prepare slot i before fork: records type/cgroup/index. Ping-pong types come
- * in pairs of consecutive slots of one cgroup: an even index is the initiator
- * and prepares itself and slot i + 1 (index + 1, the responder) and creates
- * the pair's two O_CLOEXEC pipes; preparing the odd index afterwards only
- * verifies it. -EINVAL for a bad type or slot, a pair past the end, or a
- * responder whose initiator was not prepared; -errno from pipe2().
+/* Prepare slot i before fork: records type/cgroup/index. Grouped types
+ * (kt_work_type_group_size > 1) come in groups of consecutive slots of one
+ * cgroup, index 0 mod the group size first: that leader prepares itself and
+ * the other members (index + 1 ...) and the group's shared state (a pair's
+ * two O_CLOEXEC pipes, a fan-out's words, the contenders' mutex); preparing
+ * a member afterwards only verifies it. -EINVAL for a bad type or slot, a
+ * group past the end, or a member whose leader was not prepared; -EBUSY for
+ * a pair's initiator prepared twice (its pipes exist); -errno from pipe2()
+ * or the mutex setup.
  * The parent keeps the pipe fds until kt_workload_slots_free: kt_workload_stop
  * writes to them to wake blocked readers. Prepare every slot before forking
- * any worker: a child closes the pipe fds of the other slots. */
+ * any worker: a child closes the pipe fds of the other slots, and cache
+ * workers size their buffers by how many there are. */
 int kt_workload_prepare(kt_wl_slot_t *slots, unsigned i, enum kt_work_type type, unsigned cgroup,
                         unsigned index);
 
@@ -99,9 +168,10 @@ int kt_workload_main(kt_wl_slot_t *slots, unsigned i);
 
 /* Parent: release / stop one worker (wakes parked or blocked children).
  * Release records start_ns and is a no-op once stopped. Stopping one member
- * of a ping-pong pair stops the pair (neither can progress alone): both
- * states go to STOP, the futex word gets its stop bit, and a stop message goes
- * into both pipes, so blocked peers wake even when the other one is frozen. */
+ * of a group stops the group (its members cannot progress alone): every
+ * state goes to STOP, the shared futex words get their stop bit, and a stop
+ * message goes into a pair's pipes, so blocked members wake even when
+ * another one is frozen. */
 void kt_workload_release(kt_wl_slot_t *slot);
 void kt_workload_stop(kt_wl_slot_t *slots, unsigned i);
 
