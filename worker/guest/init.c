@@ -29,6 +29,7 @@
 #include "kt_chanmsg.h"
 #include "kt_checks.h"
 #include "kt_cleanup.h"
+#include "kt_guest_bpf.h"
 #include "kt_guest_cgroup.h"
 #include "kt_guest_chan.h"
 #include "kt_guest_kmsg.h"
@@ -106,6 +107,7 @@ typedef struct s_cell {
     bool payload_skip;
     char payload_skip_reason[256];
 
+    kt_guest_bpf_t bpf;              /* BPF program cost (main thread) */
     int kmsg_fd;
     kt_guest_topo_t topo;
     bool topo_ok;
@@ -1016,6 +1018,21 @@ static int s_payload_judge(s_cell_t *c, kt_check_report_t *report)
     return failed;
 }
 
+/* The BPF programs' cost over the workload phase, into the result. */
+static void s_bpf_end(s_cell_t *c)
+{
+    kt_guest_bpf_t *b = &c->bpf;
+    if (kt_guest_bpf_end(b) < 0 && b->have_before)
+        kt_log_warn("bpf: %s, ignoring", b->error);
+    pthread_mutex_lock(&c->lock);
+    c->res.bpf = b;
+    pthread_mutex_unlock(&c->lock);
+    if (b->measured)
+        s_event(c, "bpf: %u programs, %u struct_ops: %llu calls, %.0f ns per call", b->n_progs,
+                b->n_struct_ops, (unsigned long long)b->struct_ops_calls,
+                kt_guest_bpf_struct_ops_ns_per_call(b));
+}
+
 /* Releases, runs for the duration (or until the scheduler fails) with the
  * timed faults, stops and collects the workers. */
 static void s_workers_run(s_cell_t *c, s_workers_t *w)
@@ -1030,6 +1047,8 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
     uint32_t run_ms = payload ? plan->payload.timeout_ms : plan->duration_ms;
     uint64_t margin = run_ms / 4 > 5000 ? run_ms / 4 : 5000;
     s_set_phase(c, "run", run_ms + margin);
+    if (kt_guest_bpf_begin(&c->bpf) < 0)
+        kt_log_warn("bpf: %s, ignoring", c->bpf.error);
     uint64_t release_ms = kt_guest_sys_now_ms();
     for (unsigned i = 0; i < w->n; i++)
         kt_workload_release(&w->slots[i]);
@@ -1070,6 +1089,7 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
     if (c->payload)
         s_payload_end(c, failed);
     uint64_t stop_ms = kt_guest_sys_now_ms();
+    s_bpf_end(c);
     if (failed)
         s_event(c, "scheduler failed: stopping the workers after %llu of %u ms",
                 (unsigned long long)(stop_ms - release_ms), plan->duration_ms);
@@ -1155,6 +1175,9 @@ static void s_run_cell(s_cell_t *c)
         s_harness_error(c, "reading the guest topology: %s", c->topo_why);
         return;
     }
+    kt_guest_bpf_init(&c->bpf);
+    if (kt_guest_bpf_stats_enable(&c->bpf) < 0)
+        kt_log_warn("bpf: %s; bpf_progs will have no run counts", c->bpf.error);
     if (s_sched_start(c) < 0)
         return;
 
@@ -1190,6 +1213,12 @@ static void s_run_cell(s_cell_t *c)
         s_harness_error(c, "allocating the check report failed");
     } else {
         int failed = kt_checks_evaluate(plan, w.stats, w.n, report);
+        if (kt_checks_bpf_bounded(&plan->thresholds) && !c->bpf.measured)
+            s_harness_error(c, "bpf_callback_ns: BPF run-time stats were not measured: %s",
+                            c->bpf.error[0] ? c->bpf.error : "no snapshot");
+        else
+            failed += kt_checks_evaluate_bpf(&plan->thresholds, c->bpf.progs, c->bpf.n_progs,
+                                             report);
         if (c->payload)
             failed += s_payload_judge(c, report);
         pthread_mutex_lock(&c->lock);

@@ -258,11 +258,43 @@ static void s_pack_payload(msgpack_packer *pk, const kt_guest_payload_t *p)
     kt_mp_pack_kv_u64(pk, "skip", o->tap.skip);
 }
 
+/* ---- bpf: the programs' deltas over the workload phase and their sum over
+ * the struct_ops programs (worker/guest/README.md, "bpf_progs") ---- */
+static void s_pack_bpf(msgpack_packer *pk, const kt_guest_bpf_t *b)
+{
+    unsigned n = b ? b->n_progs : 0;
+    kt_mp_pack_str(pk, "bpf_progs");
+    msgpack_pack_array(pk, n);
+    for (unsigned i = 0; i < n; i++) {
+        const kt_bpf_prog_cost_t *p = &b->progs[i];
+        msgpack_pack_map(pk, 6);
+        s_kv_str(pk, "name", p->name);
+        s_kv_str(pk, "type", p->type);
+        kt_mp_pack_kv_u64(pk, "verified_insns", p->verified_insns);
+        kt_mp_pack_kv_u64(pk, "run_cnt", p->run_cnt);
+        kt_mp_pack_kv_u64(pk, "run_time_ns", p->run_time_ns);
+        kt_mp_pack_kv_double(pk, "ns_per_call", kt_bpf_prog_ns_per_call(p));
+    }
+    kt_mp_pack_str(pk, "bpf_stats");
+    msgpack_pack_map(pk, 11);
+    kt_mp_pack_kv_bool(pk, "measured", b && b->measured);
+    s_kv_str(pk, "stats_by", b ? b->stats_by : "");
+    s_kv_str(pk, "error", !b ? "not measured: the workload phase did not end" : b->error);
+    kt_mp_pack_kv_u64(pk, "progs", n);
+    kt_mp_pack_kv_u64(pk, "unloaded", b ? b->unloaded : 0);
+    kt_mp_pack_kv_bool(pk, "truncated", b && b->truncated);
+    kt_mp_pack_kv_double(pk, "interval_ms", b ? b->interval_ms : 0.0);
+    kt_mp_pack_kv_u64(pk, "struct_ops_progs", b ? b->n_struct_ops : 0);
+    kt_mp_pack_kv_u64(pk, "struct_ops_calls", b ? b->struct_ops_calls : 0);
+    kt_mp_pack_kv_u64(pk, "struct_ops_run_time_ns", b ? b->struct_ops_run_time_ns : 0);
+    kt_mp_pack_kv_double(pk, "ns_per_call", b ? kt_guest_bpf_struct_ops_ns_per_call(b) : 0.0);
+}
+
 int kt_guest_result_pack(const kt_guest_result_t *r, msgpack_sbuffer *out)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    unsigned n_keys = 14;
+    unsigned n_keys = 16; /* 14 + bpf_progs, bpf_stats */
     n_keys += r->payload != NULL;
     msgpack_pack_map(&pk, n_keys);
     kt_mp_pack_kv_str(&pk, "t", "result");
@@ -310,6 +342,7 @@ int kt_guest_result_pack(const kt_guest_result_t *r, msgpack_sbuffer *out)
     kt_mp_pack_kv_double(&pk, "settle_ms", r->durations.settle_ms);
     kt_mp_pack_kv_double(&pk, "workload_ms", r->durations.workload_ms);
     kt_mp_pack_kv_double(&pk, "collect_ms", r->durations.collect_ms);
+    s_pack_bpf(&pk, r->bpf);
     if (r->payload) {
         kt_mp_pack_str(&pk, "payload");
         s_pack_payload(&pk, r->payload);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "kt_checks.h"
+#include "kt_guest_bpf.h"
 #include "kt_guest_payload.h"
 #include "kt_guest_sched.h"
 #include "kt_guest_topo.h"
@@ -66,6 +67,9 @@ typedef struct kt_guest_result {
     struct {
         double sched_enable_ms, settle_ms, workload_ms, collect_ms;
     } durations;
+    /* ---- bpf: "bpf_progs" and "bpf_stats", always; NULL until the
+     * workload phase ended (then measured or not, with the reason) ---- */
+    const kt_guest_bpf_t *bpf;
     /* ---- payload cells: "payload" is in the result only when set ---- */
     const kt_guest_payload_t *payload;
 } kt_guest_result_t;

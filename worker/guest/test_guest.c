@@ -621,8 +621,9 @@ static void test_result_pack(void **state)
     const msgpack_object *o = &up.data;
     static const char *const top[] = {"t", "verdict", "reason", "phase", "kernel", "debug_kernel",
                                       "observed_topology", "scheduler", "kernel_log", "cgroups",
-                                      "checks", "failed_checks", "timeline", "durations"};
-    s_assert_keys(o, top, 14);
+                                      "checks", "failed_checks", "timeline", "durations",
+                                      "bpf_progs", "bpf_stats"};
+    s_assert_keys(o, top, 16);
     s_str_eq(o, "t", "result");
     s_str_eq(o, "verdict", "fail");
     s_str_eq(o, "reason", "bad ? byte");
