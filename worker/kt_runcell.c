@@ -344,10 +344,8 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
             snprintf(reason, sizeof(reason), "scenario '%s': %s", req->scenario->name, why);
             goto verdict;
         }
-        if (payload) {
+        if (payload)
             plan.payload = *payload;
-            plan.duration_ms = payload->timeout_ms;
-        }
     }
     /* The binary's content is part of the cell's identity. */
     if (payload && !plan.payload.sha[0]) {

@@ -1042,9 +1042,12 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
         if (plan->faults[f].at_ms == 0)
             s_apply_fault(c, w, &plan->faults[f]);
 
-    /* A payload cell runs until its payload ends, at most its timeout. */
+    /* A payload cell runs until its payload ends (at most its timeout) and,
+     * with workers beside it, for at least the duration. */
     bool payload = kt_payload_present(&plan->payload);
-    uint32_t run_ms = payload ? plan->payload.timeout_ms : plan->duration_ms;
+    uint32_t run_ms = payload && plan->payload.timeout_ms > plan->duration_ms
+                          ? plan->payload.timeout_ms
+                          : plan->duration_ms;
     uint64_t margin = run_ms / 4 > 5000 ? run_ms / 4 : 5000;
     s_set_phase(c, "run", run_ms + margin);
     if (kt_guest_bpf_begin(&c->bpf) < 0)
@@ -1055,7 +1058,9 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
     s_event(c, "released %u workers for %u ms", w->n, plan->duration_ms);
 
     uint64_t end_ms = release_ms + run_ms;
-    if (payload && s_payload_begin(c) < 0)
+    uint64_t payload_deadline = release_ms + plan->payload.timeout_ms;
+    bool payload_running = payload && s_payload_begin(c) == 0;
+    if (payload && !payload_running)
         end_ms = release_ms;
     bool done_fault[KT_MAX_FAULTS] = {false};
     bool failed = false;
@@ -1074,11 +1079,19 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
         }
         if (kt_guest_sys_now_ms() >= end_ms)
             break;
-        if (c->payload) {
+        if (payload_running) {
             uint64_t now = kt_guest_sys_now_ms();
             unsigned wait = next > now ? (unsigned)(next - now < 20 ? next - now : 20) : 0;
-            if (kt_guest_payload_poll(c->payload, wait) == 1)
-                break;
+            bool exited = kt_guest_payload_poll(c->payload, wait) == 1;
+            if (exited || kt_guest_sys_now_ms() >= payload_deadline) {
+                s_payload_end(c, false);
+                payload_running = false;
+                /* The workers beside it keep running for the duration. */
+                end_ms = release_ms + plan->duration_ms;
+                if (w->n == 0 || kt_guest_sys_now_ms() >= end_ms)
+                    break;
+                continue;
+            }
             if ((failed = s_wait_or_fail(c, 0)))
                 break;
             continue;
@@ -1086,7 +1099,7 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
         if ((failed = s_wait_or_fail(c, next)))
             break;
     }
-    if (c->payload)
+    if (payload_running)
         s_payload_end(c, failed);
     uint64_t stop_ms = kt_guest_sys_now_ms();
     s_bpf_end(c);
