@@ -836,17 +836,26 @@ static void test_cache_pipe(void **state)
 }
 
 /* A fan-out group in lockstep: every member did about as many rounds as
- * the leader, and every round was a measured wake-up. */
+ * the first, every round was a measured wake-up (but round 0's waker's), and
+ * with the waker's role rotating, no member worked much more than another. */
 static void check_fan_out(const kt_worker_stats_t *st)
 {
+    uint64_t cpu_min = UINT64_MAX, cpu_max = 0;
     for (unsigned i = 0; i < 5; i++) {
         assert_wake_stats(&st[i]);
         assert_true(st[i].work_units >= 10);
-        assert_true(st[i].wake_count == st[i].work_units);
+        /* (a waker stopped between its wake-up and its unit has one more) */
+        assert_true(st[i].wake_count <= st[i].work_units + 1);
+        assert_true(st[i].wake_count + 1 >= st[i].work_units);
         assert_true(st[i].work_units <= st[0].work_units + 1);
         assert_true(st[i].work_units + 1 >= st[0].work_units);
         assert_true(st[i].voluntary_ctxsw > 0);
+        uint64_t cpu = run_cpu(&st[i], i);
+        cpu_min = cpu < cpu_min ? cpu : cpu_min;
+        cpu_max = cpu > cpu_max ? cpu : cpu_max;
     }
+    print_message("# on-CPU time %.1f..%.1f ms across the group\n", cpu_min / 1e6, cpu_max / 1e6);
+    assert_true(cpu_max <= cpu_min * 2);
 }
 
 static void test_futex_fan_out(void **state)

@@ -864,83 +864,96 @@ static void s_store_max(_Atomic uint64_t *word, uint64_t v)
         ;
 }
 
-/* The leader: futex-fan-out spins, then wakes the round; fan-out-compute
- * wakes the round, then computes its own share. Both wait for every report. */
-static int s_fan_out_lead(struct s_run *r, kt_wl_slot_t *lead, bool compute)
+/* Blocks until the round's reports are in: 1 when they are, 0 on a stop. */
+static int s_fan_out_wait_reports(struct s_run *r, kt_wl_slot_t *lead, uint32_t need)
 {
-    uint32_t members = lead->group_size - 1, gen = 0;
-    while (s_running(r)) {
-        if (!compute)
-            s_fan_out_work(r, false);
+    for (;;) {
         uint32_t a = atomic_load_explicit(&lead->group_acks, memory_order_acquire);
-        do {
-            if (a & KT_WL_GROUP_STOP)
-                return 0;
-        } while (!atomic_compare_exchange_weak(&lead->group_acks, &a, 0));
-        atomic_store_explicit(&lead->group_ack_ns, 0, memory_order_relaxed);
-        gen = (gen + 1) & ~KT_WL_GROUP_STOP;
-        if (!gen)
-            gen = 1;
-        atomic_store_explicit(&lead->futex_stamp_ns, s_now(), memory_order_relaxed);
-        uint32_t g = atomic_load(&lead->group_gen);
-        do {
-            if (g & KT_WL_GROUP_STOP)
-                return 0;
-        } while (!atomic_compare_exchange_weak(&lead->group_gen, &g, gen));
-        s_futex_wake_all(&lead->group_gen);
-        if (compute)
-            s_fan_out_work(r, true);
-        for (;;) {
-            a = atomic_load_explicit(&lead->group_acks, memory_order_acquire);
-            if (a & KT_WL_GROUP_STOP)
-                return 0;
-            if (a >= members)
-                break;
-            s_futex((void *)&lead->group_acks, FUTEX_WAIT, a, NULL, 0);
-        }
-        uint64_t now = s_now(), last = atomic_load_explicit(&lead->group_ack_ns,
-                                                            memory_order_acquire);
-        s_record_wake(r, now > last ? now - last : 0);
-        s_checkpoint(r);
+        if ((a & KT_WL_GROUP_STOP) || !s_running(r))
+            return 0;
+        if (a >= need)
+            return 1;
+        s_futex((void *)&lead->group_acks, FUTEX_WAIT, a, NULL, 0);
     }
-    return 0;
 }
 
-static int s_fan_out_member(struct s_run *r, kt_wl_slot_t *lead, bool compute)
+static void s_fan_out_report(kt_wl_slot_t *lead, uint64_t now, uint32_t need)
 {
-    uint32_t members = lead->group_size - 1, seen = 0;
-    while (s_running(r)) {
-        uint32_t g = atomic_load_explicit(&lead->group_gen, memory_order_acquire);
-        if (g & KT_WL_GROUP_STOP)
-            return 0;
-        if (g == seen) {
-            s_futex((void *)&lead->group_gen, FUTEX_WAIT, g, NULL, 0);
+    s_store_max(&lead->group_ack_ns, now);
+    uint32_t a = atomic_fetch_add_explicit(&lead->group_acks, 1, memory_order_acq_rel) + 1;
+    if ((a & ~KT_WL_GROUP_STOP) == need)
+        s_futex((void *)&lead->group_acks, FUTEX_WAKE, 1, NULL, 0);
+}
+
+/* Round k is published by the member at position k % size, which first waits
+ * for round k - 1's reports, runs its unit (futex-fan-out: before the wake;
+ * fan-out-compute: its own share, after it), then stamps the time, resets
+ * the reports and moves the generation word to k + 1 with one FUTEX_WAKE for
+ * all. The others wake, run their unit and report. The waker's role rotates
+ * so that every member does the same work over `size` rounds: the fairness
+ * check then compares like with like. Every member counts one unit and one
+ * wake-up per round (the waker's is the wait for the previous round's
+ * reports; round 0 has none). */
+static int s_run_fan_out(struct s_run *r, bool compute)
+{
+    kt_wl_slot_t *s = r->slot;
+    kt_wl_slot_t *lead = s_leader(r->slots, (unsigned)(s - r->slots));
+    if (!lead) {
+        s_fail(s, "%s: slot %u has no group (not prepared)",
+               kt_work_type_name((enum kt_work_type)s->type), s->index);
+        return -1;
+    }
+    const uint32_t size = s->group_size, me = s->group_role;
+    /* fan-out-compute joins on every member's share, the waker's too. */
+    const uint32_t need = compute ? size : size - 1;
+    for (uint64_t round = 0; s_running(r); round++) {
+        uint32_t gen = (uint32_t)((round + 1) & ~(uint64_t)KT_WL_GROUP_STOP);
+        if (round % size == me) {
+            if (round > 0) {
+                if (!s_fan_out_wait_reports(r, lead, need))
+                    return 0;
+                uint64_t now = s_now();
+                uint64_t last = atomic_load_explicit(&lead->group_ack_ns, memory_order_acquire);
+                s_record_wake(r, now > last ? now - last : 0);
+            }
+            if (!compute)
+                s_spin_unit(r);
+            uint32_t a = atomic_load(&lead->group_acks);
+            do {
+                if (a & KT_WL_GROUP_STOP)
+                    return 0;
+            } while (!atomic_compare_exchange_weak(&lead->group_acks, &a, 0));
+            atomic_store_explicit(&lead->group_ack_ns, 0, memory_order_relaxed);
+            atomic_store_explicit(&lead->futex_stamp_ns, s_now(), memory_order_relaxed);
+            uint32_t g = atomic_load(&lead->group_gen);
+            do {
+                if (g & KT_WL_GROUP_STOP)
+                    return 0;
+            } while (!atomic_compare_exchange_weak(&lead->group_gen, &g, gen));
+            s_futex_wake_all(&lead->group_gen);
+            if (compute)
+                s_matrix_unit(r);
+            s_checkpoint(r);
+            if (compute)
+                s_fan_out_report(lead, r->last_ns, need);
             continue;
         }
-        seen = g;
+        for (;;) {
+            uint32_t g = atomic_load_explicit(&lead->group_gen, memory_order_acquire);
+            if ((g & KT_WL_GROUP_STOP) || !s_running(r))
+                return 0;
+            if (g == gen)
+                break;
+            s_futex((void *)&lead->group_gen, FUTEX_WAIT, g, NULL, 0);
+        }
         uint64_t stamp = atomic_load_explicit(&lead->futex_stamp_ns, memory_order_relaxed);
         uint64_t now = s_now();
         s_record_wake(r, now > stamp ? now - stamp : 0);
         s_fan_out_work(r, compute);
         s_checkpoint(r);
-        s_store_max(&lead->group_ack_ns, r->last_ns);
-        uint32_t a = atomic_fetch_add_explicit(&lead->group_acks, 1, memory_order_acq_rel) + 1;
-        if ((a & ~KT_WL_GROUP_STOP) == members)
-            s_futex((void *)&lead->group_acks, FUTEX_WAKE, 1, NULL, 0);
+        s_fan_out_report(lead, r->last_ns, need);
     }
     return 0;
-}
-
-static int s_run_fan_out(struct s_run *r, bool compute)
-{
-    kt_wl_slot_t *lead = s_leader(r->slots, (unsigned)(r->slot - r->slots));
-    if (!lead) {
-        s_fail(r->slot, "%s: slot %u has no group (not prepared)",
-               kt_work_type_name((enum kt_work_type)r->slot->type), r->slot->index);
-        return -1;
-    }
-    return r->slot->group_role == 0 ? s_fan_out_lead(r, lead, compute)
-                                    : s_fan_out_member(r, lead, compute);
 }
 
 /* ---- sequence ---- */

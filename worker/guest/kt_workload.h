@@ -25,14 +25,16 @@
  *   workers; buffer_bytes says what it got), populated before the release.
  * - cache-yield: a cache unit then sched_yield().
  * - cache-pipe: pairs; pipe ping-pong with a cache unit before each send.
- * - futex-fan-out: groups of 5; the leader spins a unit, stamps the time and
- *   wakes the 4 others with one FUTEX_WAKE on a shared generation word; each
- *   runs a spin unit and reports back (a counter; the last one wakes the
- *   leader). Unit = one round, for every member.
- * - fan-out-compute: groups of 5, fork-join: the leader publishes a round and
- *   wakes the 4 others, then every member (the leader too) multiplies two
- *   48x48 integer matrices (a 54 KiB working set) and the others report
- *   back. Unit = one multiplication (one round).
+ * - futex-fan-out: groups of 5; each round one member (the waker) spins a
+ *   unit, stamps the time and wakes the 4 others with one FUTEX_WAKE on a
+ *   shared generation word; each runs a spin unit and reports back (a
+ *   counter; the last report wakes the next round's waker). The waker's role
+ *   rotates through the group, so every member has the same demand. Unit =
+ *   one round, for every member.
+ * - fan-out-compute: groups of 5, fork-join: the round's waker wakes the 4
+ *   others, then every member (the waker too) multiplies two 48x48 integer
+ *   matrices (a 54 KiB working set) and reports back; the next waker starts
+ *   when all 5 reported. Unit = one multiplication (one round).
  * - sequence: phases cycling spin 20 ms, sleep 10 ms (1 ms sleeps), yield
  *   10 ms (sched_yield per unit), io 10 ms (io-sync units); phase_units
  *   counts each phase's units.
@@ -46,7 +48,8 @@
  *   CPU of those it was allowed at its release (picked at random); when a
  *   cpuset change makes that fail, the allowed set is read again.
  * - policy-churn: after every spin unit, the next of SCHED_OTHER, BATCH,
- *   IDLE.
+ *   IDLE. Workers are not in step: at any moment one may run as SCHED_IDLE
+ *   beside another at full weight, so their on-CPU shares differ by design.
  * - page-fault-churn: mmap 1 MiB, write one byte per 4 KiB page
  *   (MADV_NOHUGEPAGE), munmap; a unit is one page touched (one fault), a
  *   checkpoint every 16; minflt is the kernel's count of minor faults over
@@ -60,8 +63,8 @@
  * futex word) to the waiter running again; mixed, bursty and sequence's
  * sleeps = time from the sleep's absolute deadline to the wake-up (their
  * timer slack is set to 1 ns so the figure is the scheduler's, not the
- * slack's); fan-outs = from the leader's stamp to each member running, and
- * from the last report to the leader running; mutex-contention = the time
+ * slack's); fan-outs = from the waker's stamp to each member running, and
+ * from the last report to the next waker running; mutex-contention = the time
  * blocked for the lock, counted for contended acquisitions only (a trylock
  * that failed). The others record none.
  *
