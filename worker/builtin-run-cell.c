@@ -21,11 +21,13 @@ static void s_usage(FILE *f)
             "usage: ktstr-worker run-cell --kernel PATH --topology PRESET|N,L,C,T\n"
             "           --scenario NAME|FILE.yaml [--scheduler PATH] [--sched-args \"ARGS\"]\n"
             "           [--duration SECS] [--out DIR] [--accel auto|kvm|tcg] [--machine q35|microvm]\n"
-            "           [--json] [-v]\n"
+            "           [--work-type TYPE] [--json] [-v]\n"
             "           [--payload PATH [--payload-args \"ARGS\"] [--payload-check EXPR]...\n"
             "            [--payload-timeout SECS] [--payload-judge exit|tap]\n"
             "            [--payload-tap-test NAME] [--payload-output BYTES]]\n"
             "Runs one cell and writes its *.ktstr.json sidecar into --out (default '.').\n"
+            "--work-type runs every cgroup of the scenario with TYPE instead of its own\n"
+            "(grouped types round counts from workers_per_cpu up to their group size).\n"
             "--payload runs a static binary in the guest as the workload (alone, or beside\n"
             "the --scenario's workers): its exit status must be 0 (or what exit==N says),\n"
             "its stdout's last JSON object gives metrics (\"a.b.c\"), and each check\n"
@@ -36,6 +38,9 @@ static void s_usage(FILE *f)
     const kt_scenario_t *b = kt_scenario_builtins(&n);
     for (unsigned i = 0; i < n; i++)
         fprintf(f, " %s", b[i].name);
+    fprintf(f, "\nWork types:");
+    for (unsigned i = 0; i < KT_WORK__COUNT; i++)
+        fprintf(f, " %s", kt_work_type_name((enum kt_work_type)i));
     fprintf(f, "\nExit status: 0 pass, 1 fail, 2 error, 77 skip.\n");
 }
 
@@ -49,6 +54,7 @@ int builtin_run_cell(int argc, char **argv)
         {"machine", required_argument, NULL, 'm'},  {"json", no_argument, NULL, 'j'},
         {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
         {"payload", required_argument, NULL, 'P'},
+        {"work-type", required_argument, NULL, 'W'},
         {"payload-args", required_argument, NULL, 1000},
         {"payload-check", required_argument, NULL, 1001},
         {"payload-timeout", required_argument, NULL, 1002},
@@ -89,6 +95,16 @@ int builtin_run_cell(int argc, char **argv)
             break;
         case 'j': json_out = true; break;
         case 'P': req.payload_path = optarg; break;
+        case 'W':
+            if (kt_work_type_parse(optarg, &req.work_type) < 0) {
+                fprintf(stderr, "run-cell: --work-type '%s': unknown (known:", optarg);
+                for (unsigned i = 0; i < KT_WORK__COUNT; i++)
+                    fprintf(stderr, " %s", kt_work_type_name((enum kt_work_type)i));
+                fprintf(stderr, ")\n");
+                return 2;
+            }
+            req.override_work = true;
+            break;
         case 1000: payload_args = optarg; break;
         case 1001: {
             kt_payload_check_t pc;
@@ -157,6 +173,10 @@ int builtin_run_cell(int argc, char **argv)
         fprintf(stderr, "run-cell: --kernel, --topology and --scenario (or --payload) are "
                         "required\n");
         s_usage(stderr);
+        return 2;
+    }
+    if (req.override_work && !scenario) {
+        fprintf(stderr, "run-cell: --work-type needs a --scenario whose cgroups it replaces\n");
         return 2;
     }
     if (!req.payload_path && (payload_args || payload.n_checks)) {

@@ -232,12 +232,14 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     const char *scenario_name = req->plan       ? req->plan->scenario
                                 : req->scenario ? req->scenario->name
                                                 : payload_scenario;
+    const char *override = req->override_work ? kt_work_type_name(req->work_type) : NULL;
     char cell_name[512];
     if (req->cell_name)
         snprintf(cell_name, sizeof(cell_name), "%s", req->cell_name);
     else
-        snprintf(cell_name, sizeof(cell_name), "cell/%s/%s/%s/%s", scenario_name,
-                 preset ? preset : topo_label, req->profile ? req->profile : sched_name, klabel);
+        snprintf(cell_name, sizeof(cell_name), "cell/%s%s%s/%s/%s/%s", scenario_name,
+                 override ? "+" : "", override ? override : "", preset ? preset : topo_label,
+                 req->profile ? req->profile : sched_name, klabel);
 
     json_t *doc = json_object();
     json_t *events = json_array();
@@ -254,6 +256,7 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     uname(&un);
     json_object_set_new(doc, "test_name", json_string(cell_name));
     json_object_set_new(doc, "scenario", json_string(scenario_name));
+    json_object_set_new(doc, "work_type_override", override ? json_string(override) : json_null());
     json_object_set_new(doc, "topology", json_string(topo_label));
     json_object_set_new(doc, "topology_preset", preset ? json_string(preset) : json_null());
     json_object_set_new(doc, "scheduler", json_string(sched_name));
@@ -280,6 +283,7 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     bool have_workdir = false;
     kt_image_t *img = NULL;
     kt_plan_t plan;
+    kt_scenario_t *overridden = NULL;
     kt_cell_msg_t *msg = calloc(1, sizeof(*msg));
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init(&sbuf);
@@ -329,19 +333,36 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
             snprintf(reason, sizeof(reason), "the plan was resolved for another topology");
             goto verdict;
         }
+        if (override && kt_plan_override_work(&plan, req->work_type, why, sizeof(why)) < 0) {
+            phase = "plan";
+            snprintf(reason, sizeof(reason), "--work-type %s: %s", override, why);
+            goto verdict;
+        }
     } else {
-        r = kt_scenario_fits(req->scenario, &req->topology, why, sizeof(why));
+        const kt_scenario_t *sc = req->scenario;
+        if (override) {
+            /* Before resolution: the group-size rule of a declared type. */
+            if (!(overridden = malloc(sizeof(*overridden)))) {
+                r = -ENOMEM;
+                snprintf(reason, sizeof(reason), "out of memory");
+                goto verdict;
+            }
+            *overridden = *req->scenario;
+            kt_scenario_override_work(overridden, req->work_type);
+            sc = overridden;
+        }
+        r = kt_scenario_fits(sc, &req->topology, why, sizeof(why));
         if (r < 0) {
             verdict = "skip";
             phase = "plan";
             snprintf(reason, sizeof(reason), "%s", why);
             goto verdict;
         }
-        r = kt_scenario_resolve(req->scenario, &req->topology, req->duration_ms, &plan, why,
-                                sizeof(why));
+        r = kt_scenario_resolve(sc, &req->topology, req->duration_ms, &plan, why, sizeof(why));
         if (r < 0) {
             phase = "plan";
-            snprintf(reason, sizeof(reason), "scenario '%s': %s", req->scenario->name, why);
+            snprintf(reason, sizeof(reason), "scenario '%s'%s%s: %s", req->scenario->name,
+                     override ? " with --work-type " : "", override ? override : "", why);
             goto verdict;
         }
         if (payload)
@@ -596,6 +617,7 @@ verdict_set:
         s_rm_workdir(workdir);
     msgpack_sbuffer_destroy(&sbuf);
     free(run.result);
+    free(overridden);
     free(msg);
     json_decref(doc);
     return r;

@@ -34,6 +34,12 @@ typedef struct kt_cell_request {
     const char *run_id;            /* NULL for a standalone cell */
     unsigned attempt;              /* 0 is taken as 1 */
     double timeout_scale;          /* 0: 1.0 for KVM, 4.0 for TCG */
+    /* --work-type: every cgroup runs this work type instead of its own
+     * (kt_scenario_override_work before resolution; with plan,
+     * kt_plan_override_work). The sidecar records it as work_type_override
+     * and the default cell name reads cell/{scenario}+{type}/... */
+    bool override_work;
+    enum kt_work_type work_type;
     /* ---- payload cells (kt_payload.h) ---- */
     const kt_payload_spec_t *payload; /* with scenario (workers beside it) or alone (the plan
                                        * is then the payload only); with plan: NULL, the
