@@ -19,6 +19,12 @@
  *     - {name: x, cgroups: [...]}   the scenario file format, inline
  *   duration: 3s                    optional: overrides every scenario's duration
  *   repeat: 1                       optional: 1..S_MAX_REPEAT repetitions per cell
+ *   work_type: mutex-contention     optional: every cgroup of every scenario runs
+ *                                   this type instead of its own (applied before
+ *                                   resolution: grouped types round per-CPU counts
+ *                                   up, refuse explicit ones that do not divide);
+ *                                   the scenario part of cell names reads
+ *                                   {scenario}+{type}
  *
  * Strict like the scenario reader: unknown keys, wrong types, values out of
  * range, duplicates and missing files are errors reading
@@ -777,8 +783,8 @@ static int s_scenarios(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_ga
 
 static int s_gauntlet(s_ctx_t *c, struct fy_node *root, kt_gauntlet_t *g)
 {
-    s_field_t f[] = {{"kernels"},   {"schedulers"}, {"topologies"},
-                     {"scenarios"}, {"duration"},   {"repeat"}};
+    s_field_t f[] = {{"kernels"},   {"schedulers"}, {"topologies"}, {"scenarios"},
+                     {"duration"},  {"repeat"},     {"work_type"}};
     int r = s_fields(c, root, NULL, "", "a gauntlet", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
@@ -828,6 +834,22 @@ static int s_gauntlet(s_ctx_t *c, struct fy_node *root, kt_gauntlet_t *g)
     if ((x = S_F(f, "repeat")) &&
         (r = s_uint(c, x->value, x->key, "repeat", 1, S_MAX_REPEAT, &g->repeat)) < 0)
         return r;
+    if ((x = S_F(f, "work_type"))) {
+        char text[40];
+        if ((r = s_string(c, x->value, x->key, "work_type", "a work type", text, sizeof(text),
+                          NULL)) < 0)
+            return r;
+        if (kt_work_type_parse(text, &g->work_type) < 0) {
+            char known[400] = "";
+            size_t off = 0;
+            for (unsigned i = 0; i < KT_WORK__COUNT && off < sizeof(known); i++)
+                off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", i ? ", " : "",
+                                        kt_work_type_name((enum kt_work_type)i));
+            return s_fail(c, x->value, x->key, "work_type: unknown work type '%s' (known: %s)",
+                          text, known);
+        }
+        g->override_work = true;
+    }
     return 0;
 }
 

@@ -54,6 +54,11 @@ typedef struct kt_gauntlet {
     kt_scenario_t *scenarios;
     uint32_t duration_ms;       /* 0: each scenario's */
     unsigned repeat;            /* >= 1 */
+    /* work_type: every cgroup of every scenario runs this work type (as
+     * `ktstr-worker run-cell --work-type`); cells then read
+     * gauntlet/{scenario}+{type}/... */
+    bool override_work;
+    enum kt_work_type work_type;
 } kt_gauntlet_t;
 
 int kt_gauntlet_load(const char *path, kt_gauntlet_t **ret, char *err, size_t err_len);

@@ -9,7 +9,10 @@
  * is the preset name (or the label of an N,L,C,T shape), the profile is the
  * scheduler's name followed by its enabled flags ("eevdf", "scx_qmap",
  * "scx_qmap+batch+boost"), and "/r{k}" is added (k = 1..repeat) when the
- * gauntlet repeats cells. */
+ * gauntlet repeats cells. A gauntlet's work_type replaces every cgroup's
+ * work type before resolution (kt_scenario_override_work); the scenario part
+ * of the name then reads {scenario}+{type}, and the id changes with the
+ * plan. */
 #include "kt_matrix.h"
 
 #include <errno.h>
@@ -165,8 +168,20 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
     }
     unsigned n = 0;
     int r = 0;
+    _cleanup_free_ kt_scenario_t *overridden = g->override_work ? malloc(sizeof(*overridden)) : NULL;
+    if (g->override_work && !overridden) {
+        free(cells);
+        snprintf(err, err_len, "matrix: out of memory");
+        return -ENOMEM;
+    }
+    const char *wt = g->override_work ? kt_work_type_name(g->work_type) : NULL;
     for (unsigned sc = 0; sc < g->n_scenarios && r == 0; sc++) {
         const kt_scenario_t *scen = &g->scenarios[sc];
+        if (overridden) {
+            *overridden = *scen;
+            kt_scenario_override_work(overridden, g->work_type);
+            scen = overridden;
+        }
         for (unsigned t = 0; t < g->n_topologies && r == 0; t++) {
             const kt_gauntlet_topology_t *topo = &g->topologies[t];
             if (kt_scenario_fits(scen, &topo->topo, NULL, 0) != 0)
@@ -175,10 +190,14 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
             char why[256];
             r = kt_scenario_resolve(scen, &topo->topo, g->duration_ms, &plan, why, sizeof(why));
             if (r < 0) {
-                snprintf(err, err_len,
-                         "%s: scenario '%s' on topology '%s': %s (constraints such as "
-                         "min_llcs in the scenario leave such topologies out)",
-                         g->path, scen->name, topo->name, why);
+                if (wt)
+                    snprintf(err, err_len, "%s: scenario '%s' with work_type %s on topology "
+                             "'%s': %s", g->path, scen->name, wt, topo->name, why);
+                else
+                    snprintf(err, err_len,
+                             "%s: scenario '%s' on topology '%s': %s (constraints such as "
+                             "min_llcs in the scenario leave such topologies out)",
+                             g->path, scen->name, topo->name, why);
                 break;
             }
             for (unsigned s = 0; s < g->n_scheds && r == 0; s++) {
@@ -226,9 +245,10 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                             if (g->repeat > 1)
                                 snprintf(repbuf, sizeof(repbuf), "/r%u", rep + 1);
                             int w = snprintf(spec->cell_name, sizeof(spec->cell_name),
-                                             "gauntlet/%s/%s/%s%s%s/%s%s", scen->name, topo->name,
-                                             rs->name, mask ? "+" : "", mask ? profile : "",
-                                             kern->label, repbuf);
+                                             "gauntlet/%s%s%s/%s/%s%s%s/%s%s", scen->name,
+                                             wt ? "+" : "", wt ? wt : "", topo->name, rs->name,
+                                             mask ? "+" : "", mask ? profile : "", kern->label,
+                                             repbuf);
                             if (w < 0 || (size_t)w >= sizeof(spec->cell_name)) {
                                 snprintf(err, err_len,
                                          "%s: the cell name of scenario '%s', topology '%s', "

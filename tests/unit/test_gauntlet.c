@@ -222,7 +222,14 @@ static void test_errors(void **state)
              "g.yaml:4:1: unknown key 'kernel' in a gauntlet (did you mean 'kernels'?)");
     s_expect(S_HEAD S_TAIL "colour: red\n",
              "g.yaml:4:1: unknown key 'colour' in a gauntlet (known: kernels, schedulers, "
-             "topologies, scenarios, duration, repeat)");
+             "topologies, scenarios, duration, repeat, work_type)");
+    s_expect(S_HEAD S_TAIL "work_type: spinn\n",
+             "g.yaml:4:12: work_type: unknown work type 'spinn' (known: spin, yield, mixed, "
+             "bursty, io-sync, pipe-pingpong, futex-pingpong, cache-pressure, cache-yield, "
+             "cache-pipe, futex-fan-out, fan-out-compute, sequence, fork-exit, nice-sweep, "
+             "affinity-churn, policy-churn, page-fault-churn, mutex-contention)");
+    s_expect(S_HEAD S_TAIL "work_type: [spin]\n",
+             "g.yaml:4:12: work_type: expected a work type, got a sequence");
     s_expect(S_TAIL, "g.yaml:1:1: missing key 'kernels' in the gauntlet");
     s_expect(S_HEAD "scenarios: [steady]\n",
              "g.yaml:1:1: missing key 'topologies' in the gauntlet");
@@ -427,7 +434,8 @@ static void test_accepted_forms(void **state)
                        "  - &inline {name: mine, cgroups: [{name: c, workers: 1}]}\n"
                        "  - futex_pingpong\n"
                        "duration: 1500ms\n"
-                       "repeat: 3\n";
+                       "repeat: 3\n"
+                       "work_type: futex_fan_out\n";
     if (s_parse(text, &g, err, sizeof(err)) < 0)
         fail_msg("%s", err);
     assert_int_equal(g->n_scheds, 1);
@@ -440,6 +448,8 @@ static void test_accepted_forms(void **state)
     assert_string_equal(g->scenarios[0].name, "mine");
     assert_int_equal(g->duration_ms, 1500);
     assert_int_equal(g->repeat, 3);
+    assert_true(g->override_work);
+    assert_int_equal(g->work_type, KT_WORK_FUTEX_FAN_OUT);
     assert_string_equal(g->path, "g.yaml");
 }
 

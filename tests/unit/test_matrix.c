@@ -311,6 +311,64 @@ static void test_prepare_errors(void **state)
     kt_gauntlet_free(&g);
 }
 
+/* A gauntlet's work_type replaces every cgroup's type before resolution: the
+ * group rule rounds per-CPU counts up, the names carry +{type}, the ids
+ * change with the plans; an explicit count that does not divide is refused
+ * with the scenario, type and topology named. */
+static void test_work_type_override(void **state)
+{
+    (void)state;
+    char err[1024];
+    kt_gauntlet_t *g1 = NULL, *g2 = NULL;
+    kt_coord_run_t r1 = {0}, r2 = {0};
+    const char *plain = "kernels: [fake/bzImage]\ntopologies: [tiny-2llc]\n"
+                        "scenarios: [steady, pipe_pingpong]\n";
+    char text[512];
+    snprintf(text, sizeof(text), "%swork_type: mutex-contention\n", plain);
+    assert_int_equal(s_prepare_text(plain, &g1, &r1, err, sizeof(err)), 0);
+    if (s_prepare_text(text, &g2, &r2, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(r2.n_cells, 2);
+    const kt_coord_cell_t *st = s_find(&r2, "gauntlet/steady+mutex-contention/tiny-2llc/eevdf/"
+                                            "6.12.117-fake");
+    const kt_coord_cell_t *pp = s_find(&r2, "gauntlet/pipe_pingpong+mutex-contention/tiny-2llc/"
+                                            "eevdf/6.12.117-fake");
+    assert_non_null(st);
+    assert_non_null(pp);
+    /* steady: 2 + 2 spinners become a group of 4 per cgroup; pipe_pingpong's
+     * 4 (one per CPU) stay 4. */
+    assert_string_equal(st->spec.plan.scenario, "steady");
+    assert_int_equal(st->spec.plan.n_cgroups, 2);
+    for (unsigned i = 0; i < 2; i++) {
+        assert_int_equal(st->spec.plan.cgroups[i].work, KT_WORK_MUTEX_CONTENTION);
+        assert_int_equal(st->spec.plan.cgroups[i].workers, 4);
+    }
+    assert_int_equal(pp->spec.plan.cgroups[0].work, KT_WORK_MUTEX_CONTENTION);
+    assert_int_equal(pp->spec.plan.cgroups[0].workers, 4);
+    /* Not the cells without it; the gauntlet's scenarios are untouched. */
+    for (unsigned i = 0; i < r1.n_cells; i++)
+        for (unsigned j = 0; j < r2.n_cells; j++)
+            assert_string_not_equal(r1.cells[i].spec.cell_id, r2.cells[j].spec.cell_id);
+    assert_int_equal(g2->scenarios[0].cgroups[0].work, KT_WORK_SPIN);
+    kt_coord_run_free(&r1);
+    kt_coord_run_free(&r2);
+    kt_gauntlet_free(&g1);
+    kt_gauntlet_free(&g2);
+
+    kt_gauntlet_t *g = NULL;
+    kt_coord_run_t run = {0};
+    assert_int_equal(s_prepare_text("kernels: [fake/bzImage]\ntopologies: [tiny-1llc]\n"
+                                    "scenarios:\n  - {name: three, cgroups: [{name: c, "
+                                    "workers: 3}]}\nwork_type: cache-pipe\n",
+                                    &g, &run, err, sizeof(err)),
+                     -EINVAL);
+    assert_string_equal(err, "g.yaml: scenario 'three' with work_type cache-pipe on topology "
+                             "'tiny-1llc': cgroup 'c': cache-pipe workers come in groups of 2, "
+                             "3 given");
+    assert_null(run.cells);
+    kt_gauntlet_free(&g);
+}
+
 static uint64_t s_est_total(const kt_coord_run_t *run)
 {
     uint64_t t = 0;
@@ -428,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_filtering_and_repeat),
         cmocka_unit_test(test_ids_are_stable_content_hashes),
         cmocka_unit_test(test_prepare_errors),
+        cmocka_unit_test(test_work_type_override),
         cmocka_unit_test(test_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
