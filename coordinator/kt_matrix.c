@@ -168,7 +168,8 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
     }
     unsigned n = 0;
     int r = 0;
-    _cleanup_free_ kt_scenario_t *overridden = g->override_work ? malloc(sizeof(*overridden)) : NULL;
+    _cleanup_free_ kt_scenario_t *overridden =
+        g->override_work ? malloc(sizeof(*overridden)) : NULL;
     if (g->override_work && !overridden) {
         free(cells);
         snprintf(err, err_len, "matrix: out of memory");
@@ -191,8 +192,9 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
             r = kt_scenario_resolve(scen, &topo->topo, g->duration_ms, &plan, why, sizeof(why));
             if (r < 0) {
                 if (wt)
-                    snprintf(err, err_len, "%s: scenario '%s' with work_type %s on topology "
-                             "'%s': %s", g->path, scen->name, wt, topo->name, why);
+                    snprintf(err, err_len,
+                             "%s: scenario '%s' with work_type %s on topology '%s': %s",
+                             g->path, scen->name, wt, topo->name, why);
                 else
                     snprintf(err, err_len,
                              "%s: scenario '%s' on topology '%s': %s (constraints such as "
@@ -244,11 +246,11 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                             char repbuf[16] = "";
                             if (g->repeat > 1)
                                 snprintf(repbuf, sizeof(repbuf), "/r%u", rep + 1);
-                            int w = snprintf(spec->cell_name, sizeof(spec->cell_name),
-                                             "gauntlet/%s%s%s/%s/%s%s%s/%s%s", scen->name,
-                                             wt ? "+" : "", wt ? wt : "", topo->name, rs->name,
-                                             mask ? "+" : "", mask ? profile : "", kern->label,
-                                             repbuf);
+                            int w =
+                                snprintf(spec->cell_name, sizeof(spec->cell_name),
+                                         "gauntlet/%s%s%s/%s/%s%s%s/%s%s", scen->name,
+                                         wt ? "+" : "", wt ? wt : "", topo->name, rs->name,
+                                         mask ? "+" : "", mask ? profile : "", kern->label, repbuf);
                             if (w < 0 || (size_t)w >= sizeof(spec->cell_name)) {
                                 snprintf(err, err_len,
                                          "%s: the cell name of scenario '%s', topology '%s', "

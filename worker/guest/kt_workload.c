@@ -88,11 +88,11 @@ struct s_run {
     uint64_t spin_state;
     kt_wl_slot_t *slots;
     /* Set up before the release, freed after the run. */
-    uint64_t *cache;           /* cache types */
-    size_t cache_lines;        /* a power of two */
+    uint64_t *cache;    /* cache types */
+    size_t cache_lines; /* a power of two */
     size_t cache_pos;
-    uint64_t *matrix;          /* fan-out-compute: A, B, C */
-    int io_fd;                 /* sequence */
+    uint64_t *matrix; /* fan-out-compute: A, B, C */
+    int io_fd;        /* sequence */
 };
 
 /* Keeps the spin loop's result observable so the compiler cannot drop it. */
@@ -162,8 +162,8 @@ kt_wl_slot_t *kt_workload_slots_new(unsigned n)
         errno = EINVAL;
         return NULL;
     }
-    kt_wl_slot_t *slots = mmap(NULL, sizeof(*slots) * n, PROT_READ | PROT_WRITE,
-                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    kt_wl_slot_t *slots =
+        mmap(NULL, sizeof(*slots) * n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (slots == MAP_FAILED)
         return NULL;
     for (unsigned i = 0; i < n; i++) {
@@ -569,8 +569,7 @@ static int s_run_io_sync(struct s_run *r)
 {
     _cleanup_close_ int fd = s_io_open(r);
     if (fd < 0) {
-        s_fail(r->slot, "io-sync: cannot create a file in '%s': %s", KT_WL_IO_DIR,
-               strerror(-fd));
+        s_fail(r->slot, "io-sync: cannot create a file in '%s': %s", KT_WL_IO_DIR, strerror(-fd));
         return -1;
     }
     for (uint64_t unit = 0; s_running(r); unit++) {
@@ -1105,8 +1104,7 @@ static int s_run_affinity_churn(struct s_run *r)
         CPU_SET(cpus[pick], &one);
         if (sched_setaffinity(0, sizeof(one), &one) < 0) {
             if (errno != EINVAL) {
-                s_fail(s, "affinity-churn: sched_setaffinity(%d): %s", cpus[pick],
-                       strerror(errno));
+                s_fail(s, "affinity-churn: sched_setaffinity(%d): %s", cpus[pick], strerror(errno));
                 return -1;
             }
             /* The cpuset changed under us: back to the mask we were given
