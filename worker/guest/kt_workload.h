@@ -43,13 +43,15 @@
  * - nice-sweep: spin units; the nice value follows the time since the
  *   release, -20..19 in 10 ms steps (every member of a cgroup has the same
  *   nice at the same time); without CAP_SYS_NICE the negative half is
- *   skipped. changes / nice_lo / nice_hi say what was applied.
+ *   skipped. changes / nice_lo / nice_hi say what was applied. It replaces
+ *   the cgroup's nice.
  * - affinity-churn: after every spin unit, sched_setaffinity to one other
  *   CPU of those it was allowed at its release (picked at random); when a
  *   cpuset change makes that fail, the allowed set is read again.
  * - policy-churn: after every spin unit, the next of SCHED_OTHER, BATCH,
- *   IDLE. Workers are not in step: at any moment one may run as SCHED_IDLE
- *   beside another at full weight, so their on-CPU shares differ by design.
+ *   IDLE (replacing the cgroup's policy). Workers are not in step: at any
+ *   moment one may run as SCHED_IDLE beside another at full weight, so their
+ *   on-CPU shares differ by design.
  * - page-fault-churn: mmap 1 MiB, write one byte per 4 KiB page
  *   (MADV_NOHUGEPAGE), munmap; a unit is one page touched (one fault), a
  *   checkpoint every 16; minflt is the kernel's count of minor faults over
