@@ -773,6 +773,13 @@ static void test_prepare_groups(void **state)
     kt_workload_stop(g.slots, 2);
     for (unsigned i = 0; i < 4; i++)
         assert_int_equal(atomic_load(&g.slots[i].state), KT_WL_STOP);
+    /* Three contenders then a spinner (a count the resolution refuses): the
+     * group of four claims the spinner's slot, which is then refused. */
+    setup_slots(4);
+    assert_int_equal(kt_workload_prepare(g.slots, 0, KT_WORK_MUTEX_CONTENTION, 0, 0), 0);
+    assert_int_equal(kt_workload_prepare(g.slots, 2, KT_WORK_MUTEX_CONTENTION, 0, 2), 0);
+    assert_int_equal(kt_workload_prepare(g.slots, 3, KT_WORK_SPIN, 1, 0), -EINVAL);
+    assert_int_equal(kt_workload_prepare(g.slots, 3, KT_WORK_FUTEX_FAN_OUT, 1, 0), -EINVAL);
     /* Ungrouped slots keep a group of one. */
     setup_slots(2);
     assert_int_equal(kt_workload_prepare(g.slots, 1, KT_WORK_FORK_EXIT, 0, 0), 0);

@@ -236,6 +236,11 @@ int kt_workload_prepare(kt_wl_slot_t *slots, unsigned i, enum kt_work_type type,
         return -EINVAL;
     kt_wl_slot_t *s = &slots[i];
     unsigned size = s_group_size(type);
+    /* A slot an earlier leader claimed is not free for another worker: a
+     * group of a count that does not divide would reach into the next
+     * cgroup. */
+    if (s->group_size > 1 && s->group_leader != i && (size <= 1 || index % size == 0))
+        return -EINVAL;
     if (size <= 1) {
         s_prepare_one(s, type, cgroup, index);
         s->group_leader = i;

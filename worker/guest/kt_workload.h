@@ -156,7 +156,8 @@ void kt_workload_slots_free(kt_wl_slot_t **slots_p, unsigned n);
  * the other members (index + 1 ...) and the group's shared state (a pair's
  * two O_CLOEXEC pipes, a fan-out's words, the contenders' mutex); preparing
  * a member afterwards only verifies it. -EINVAL for a bad type or slot, a
- * group past the end, or a member whose leader was not prepared; -EBUSY for
+ * group past the end, a member whose leader was not prepared, or a slot an
+ * earlier group claimed (a count that is no multiple of the group); -EBUSY for
  * a pair's initiator prepared twice (its pipes exist); -errno from pipe2()
  * or the mutex setup.
  * The parent keeps the pipe fds until kt_workload_slots_free: kt_workload_stop
