@@ -256,7 +256,10 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     uname(&un);
     json_object_set_new(doc, "test_name", json_string(cell_name));
     json_object_set_new(doc, "scenario", json_string(scenario_name));
-    json_object_set_new(doc, "work_type_override", override ? json_string(override) : json_null());
+    /* Only when this call applied it: a fleet cell's plan arrives with the
+     * gauntlet's work_type applied already (its name says so). */
+    if (override)
+        json_object_set_new(doc, "work_type_override", json_string(override));
     json_object_set_new(doc, "topology", json_string(topo_label));
     json_object_set_new(doc, "topology_preset", preset ? json_string(preset) : json_null());
     json_object_set_new(doc, "scheduler", json_string(sched_name));

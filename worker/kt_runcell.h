@@ -37,7 +37,8 @@ typedef struct kt_cell_request {
     /* --work-type: every cgroup runs this work type instead of its own
      * (kt_scenario_override_work before resolution; with plan,
      * kt_plan_override_work). The sidecar records it as work_type_override
-     * and the default cell name reads cell/{scenario}+{type}/... */
+     * (absent without one) and the default cell name reads
+     * cell/{scenario}+{type}/... */
     bool override_work;
     enum kt_work_type work_type;
     /* ---- payload cells (kt_payload.h) ---- */
