@@ -518,9 +518,9 @@ int main(int argc, char **argv)
                fig[i].p99_ms, fig[i].max_ms, fig[i].ok ? "" : "  (INCOMPLETE)");
         fflush(stdout);
     }
-    /* Every result is journaled by its worker until acknowledged (a file
-     * per result): the same largest fleet once more with the journals on
-     * tmpfs tells the dispatch's own cost from the file system's. */
+    /* Every result is journaled by its worker until acknowledged (a record
+     * appended to its log): the same largest fleet once more with the
+     * journals on tmpfs tells the dispatch's own cost from the file system's. */
     unsigned kmax = 0;
     for (unsigned i = 0; i < nk; i++)
         if (ks[i] > kmax)
