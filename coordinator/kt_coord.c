@@ -22,6 +22,7 @@ void kt_coord_run_free(kt_coord_run_t *run)
         return;
     free(run->kernels);
     free(run->scheds);
+    free(run->payloads);
     free(run->cells);
     memset(run, 0, sizeof(*run));
 }

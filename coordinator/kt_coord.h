@@ -46,6 +46,10 @@ typedef struct kt_coord_run {
     kt_coord_cell_t *cells;
     unsigned commit_lookups; /* libgit2 resolutions done (tests count them) */
     unsigned n_filtered;     /* cells the scenarios' constraints excluded */
+    /* Payload binaries the cells' plans name by sha (plan.payload.sha):
+     * shipped to workers like the schedulers. NULL / 0 when none. */
+    unsigned n_payloads;
+    kt_coord_sched_t *payloads;
 } kt_coord_run_t;
 
 /* Frees what run holds and zeroes it; NULL-safe, usable as a _cleanup_. */

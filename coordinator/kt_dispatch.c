@@ -1648,7 +1648,7 @@ static int s_setup(s_dispatch_t *d, const kt_dispatch_config_t *cfg, kt_coord_ru
     d->tx = malloc(sizeof(*d->tx));
     d->chunk_buf = malloc(KT_CHUNK_MAX);
     d->deferred = calloc(S_MAX_DEFERRED, sizeof(*d->deferred));
-    d->arts = calloc(run->n_kernels + run->n_scheds + 1, sizeof(*d->arts));
+    d->arts = calloc(run->n_kernels + run->n_scheds + run->n_payloads + 1, sizeof(*d->arts));
     if (!d->cells || !d->workers || !d->wst || !d->items || !d->item_worker || !d->rx || !d->tx ||
         !d->chunk_buf || !d->deferred || !d->arts)
         return -ENOMEM;
@@ -1670,6 +1670,10 @@ static int s_setup(s_dispatch_t *d, const kt_dispatch_config_t *cfg, kt_coord_ru
         if (run->scheds[i].sha[0] && run->scheds[i].path[0])
             d->arts[d->n_arts++] = (s_artifact_t){run->scheds[i].sha, run->scheds[i].path,
                                                   run->scheds[i].size, -1};
+    for (unsigned i = 0; i < run->n_payloads; i++)
+        if (run->payloads[i].sha[0] && run->payloads[i].path[0])
+            d->arts[d->n_arts++] = (s_artifact_t){run->payloads[i].sha, run->payloads[i].path,
+                                                  run->payloads[i].size, -1};
     for (unsigned i = 0; i < d->n_cells; i++) {
         s_cell_t *c = &d->cells[i];
         c->worker = S_NIL;

@@ -15,6 +15,7 @@ static const struct {
     {"run", builtin_run, "run a gauntlet on workers (or on this machine) and report"},
     {"list", builtin_list, "print the cells of a gauntlet, one name per line, running nothing"},
     {"keygen", builtin_keygen, "make a CURVE certificate for a coordinator or a worker"},
+    {"selftests", builtin_selftests, "run the kernel's sched_ext selftests, one cell per test"},
 };
 
 static void s_usage(FILE *f)

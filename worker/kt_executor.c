@@ -234,8 +234,12 @@ int kt_executor_vm_request(const kt_vm_executor_config_t *cfg, const kt_cellspec
         S_BAD("plan.scenario: empty");
     if (spec->plan.duration_ms == 0)
         S_BAD("plan.duration_ms: 0");
-    if (spec->plan.n_cgroups == 0 || spec->plan.n_cgroups > KT_MAX_CGROUPS)
+    /* A payload cell may have no cgroups: the payload is its workload. */
+    bool payload = kt_payload_present(&spec->plan.payload);
+    if ((spec->plan.n_cgroups == 0 && !payload) || spec->plan.n_cgroups > KT_MAX_CGROUPS)
         S_BAD("plan.cgroups: %u (1 to %d)", spec->plan.n_cgroups, KT_MAX_CGROUPS);
+    if (payload && !kt_hash_hex_valid(spec->plan.payload.sha))
+        S_BAD("plan.payload.sha: not 64 lowercase hex digits");
     uint64_t min_mib = kt_topology_memory_mib(t, 0);
     if (spec->memory_mib && (spec->memory_mib < 128 || spec->memory_mib > S_MAX_MEMORY_MIB))
         S_BAD("memory_mib: %llu (128 to %llu, or 0 for the topology's %llu)",
@@ -365,6 +369,16 @@ static int s_vm_run(void *userdata, const kt_cellspec_t *spec, uint32_t attempt,
         return s_finish_doc(doc, s_now_ms() - t0, ret);
     }
 
+    /* The artifact cache holds every artifact of a cell under its sha, the
+     * payload beside the kernel. */
+    char payload_path[PATH_MAX];
+    if (kt_payload_present(&spec->plan.payload)) {
+        const char *slash = strrchr(kernel, '/');
+        int dl = slash ? (int)(slash - kernel) : 1;
+        snprintf(payload_path, sizeof(payload_path), "%.*s/%s", dl, slash ? kernel : ".",
+                 spec->plan.payload.sha);
+        req.payload_path = payload_path;
+    }
     kt_cell_outcome_t out;
     r = kt_runcell(&req, &out);
     s_set(ret, out.verdict[0] ? out.verdict : "error", "%s", out.reason);

@@ -27,7 +27,9 @@ void kt_exec_result_clear(kt_exec_result_t *r);
 typedef struct kt_executor {
     const char *name;       /* "vm", "null", "sleep" */
     /* Runs the cell to completion (called on a worker thread). kernel and
-     * sched are local paths of verified artifacts (sched NULL for EEVDF).
+     * sched are local paths of verified artifacts (sched NULL for EEVDF); a
+     * payload cell's binary (plan.payload.sha) is a verified artifact in the
+     * same directory as the kernel, named by its sha.
      * cancel is set when the coordinator cancels the attempt. */
     int (*run)(void *userdata, const kt_cellspec_t *spec, uint32_t attempt, const char *kernel,
                const char *sched, atomic_bool *cancel, kt_exec_result_t *ret);

@@ -860,7 +860,8 @@ static void s_fetch_fail(s_server_t *srv, s_fetch_t *f, bool bad_bytes, const ch
     unsigned n = 0;
     for (s_cell_t *c = zhashx_first(srv->cells); c && n < S_MAX_CELLS; c = zhashx_next(srv->cells))
         if (c->state == S_CELL_FETCHING &&
-            (strcmp(c->spec.kernel_sha, sha) == 0 || strcmp(c->spec.sched_sha, sha) == 0))
+            (strcmp(c->spec.kernel_sha, sha) == 0 || strcmp(c->spec.sched_sha, sha) == 0 ||
+             strcmp(c->spec.plan.payload.sha, sha) == 0))
             waiting[n++] = c;
     for (unsigned i = 0; i < n; i++) {
         s_cell_t *c = waiting[i];
@@ -978,7 +979,19 @@ static void s_cell_prepare(s_server_t *srv, s_cell_t *cell)
             return;
         }
     }
-    if (rk == 0 && rs == 0)
+    /* A payload cell's binary: the VM executor finds it beside the kernel
+     * in the artifact cache, by its sha. */
+    int rp = 0;
+    const kt_payload_spec_t *pl = &cell->spec.plan.payload;
+    if (kt_payload_present(pl)) {
+        char ppath[PATH_MAX];
+        rp = s_need_artifact(srv, cell, pl->sha, pl->size, ppath, sizeof(ppath), why, sizeof(why));
+        if (rp < 0) {
+            s_cell_abort(srv, cell, "artifact", "payload %.12s: %s", pl->sha, why);
+            return;
+        }
+    }
+    if (rk == 0 && rs == 0 && rp == 0)
         s_cell_start(srv, cell);
 }
 
@@ -1262,6 +1275,12 @@ static void s_on_assign(s_server_t *srv, s_session_t *s, kt_msg_t *m)
         s_reply_accept(srv, s, m, false, "bad cell: sched_sha/sched_size");
         return;
     }
+    const kt_payload_spec_t *pl = &spec->plan.payload;
+    if (kt_payload_present(pl) && (!kt_hash_hex_valid(pl->sha) || pl->size == 0 ||
+                                   pl->size > KT_ARTIFACT_MAX_BYTES)) {
+        s_reply_accept(srv, s, m, false, "bad cell: plan.payload sha/size");
+        return;
+    }
     if (!s_printable(spec->run_id) || !s_printable(spec->cell_name)) {
         s_reply_accept(srv, s, m, false, "bad cell: run_id or cell_name has control characters");
         return;
@@ -1334,7 +1353,8 @@ static void s_on_assign(s_server_t *srv, s_session_t *s, kt_msg_t *m)
     kt_log(srv->cell_log_level, "cell=%.12s attempt=%u %s accepted from coordinator=%s",
            spec->cell_id, attempt, spec->cell_name, s->coordinator_id);
     bool need_fetch = !s_have(srv, spec->kernel_sha, spec->kernel_size) ||
-                      (spec->sched_sha[0] && !s_have(srv, spec->sched_sha, spec->sched_size));
+                      (spec->sched_sha[0] && !s_have(srv, spec->sched_sha, spec->sched_size)) ||
+                      (kt_payload_present(pl) && !s_have(srv, pl->sha, pl->size));
     if (need_fetch)
         s_send_progress(srv, cell, S_PHASE_FETCHING);
     s_cell_prepare(srv, cell);

@@ -873,6 +873,18 @@ static void t_guest_bounded_output(void **state)
     kt_guest_payload_destroy(&p);
 }
 
+static void t_guest_stdout_is_a_terminal(void **state)
+{
+    /* Line-buffered like on a terminal: a forked child does not write its
+     * parent's pending output again. */
+    kt_payload_spec_t spec;
+    kt_guest_payload_t *p = s_run_sh(&spec, "if [ -t 1 ]; then echo tty; else echo pipe; fi; "
+                                            "[ -t 2 ] || echo 'stderr is no tty' >&2",
+                                     10000);
+    assert_string_equal(kt_guest_payload_output_head(p), "tty\nstderr is no tty\n");
+    kt_guest_payload_destroy(&p);
+}
+
 static void t_guest_missing_binary(void **state)
 {
     kt_payload_spec_t spec;
@@ -904,6 +916,7 @@ int main(void)
         cmocka_unit_test(t_guest_signal_and_tap),
         cmocka_unit_test(t_guest_timeout_kills_group),
         cmocka_unit_test(t_guest_bounded_output),
+        cmocka_unit_test(t_guest_stdout_is_a_terminal),
         cmocka_unit_test(t_guest_missing_binary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

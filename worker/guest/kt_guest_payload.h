@@ -16,7 +16,9 @@
 typedef struct kt_guest_payload kt_guest_payload_t;
 
 /* Forks and execs {dir}/{spec->name} with spec's arguments (argv[0] is the
- * path), cwd /tmp, stdin /dev/null. The child is in its own process group,
+ * path), cwd /tmp, stdin /dev/null, stdout a pseudo-terminal in raw mode
+ * (devpts is mounted when missing; a pipe when there are no ptys), stderr a
+ * pipe. The child is in its own process group,
  * with default signal dispositions and an empty signal mask. spec must
  * outlive the payload. 0, or -errno with why. Caller owns *ret. */
 int kt_guest_payload_start(const kt_payload_spec_t *spec, const char *dir, kt_guest_payload_t **ret,
