@@ -3,7 +3,7 @@
  * the incremental frame reader and the cell message decoder.
  *
  * Build and run from the repository root (not wired into meson):
- *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icommon -Iproto tests/fuzz/fuzz_chanmsg.c proto/kt_chanmsg.c proto/kt_frame.c common/kt_scenario.c common/kt_topology.c -lmsgpackc -lm -o /tmp/fuzz_chanmsg
+ *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icommon -Iproto tests/fuzz/fuzz_chanmsg.c proto/kt_chanmsg.c proto/kt_frame.c common/kt_scenario.c common/kt_topology.c common/kt_payload.c -lmsgpackc -lm -o /tmp/fuzz_chanmsg
  *   mkdir -p /tmp/chanmsg-corpus && /tmp/fuzz_chanmsg -max_total_time=60 -dict=tests/fuzz/chanmsg.dict /tmp/chanmsg-corpus tests/fuzz/corpus/chanmsg
  *
  * Input layout: byte 0 picks the chunk size the stream is fed in (1..256),
@@ -56,6 +56,13 @@ static void s_decode(const void *body, size_t len)
             if (p->faults[i].cgroup >= p->n_cgroups ||
                 p->faults[i].worker >= p->cgroups[p->faults[i].cgroup].workers)
                 abort();
+        /* A payload the guest would run: a file name, bounded args and checks. */
+        const kt_payload_spec_t *pl = &p->payload;
+        if (kt_payload_present(pl) &&
+            (strchr(pl->name, '/') || pl->n_args > KT_PAYLOAD_ARGS_MAX ||
+             pl->n_checks > KT_PAYLOAD_CHECKS_MAX || pl->timeout_ms == 0 ||
+             (pl->n_args && !kt_payload_arg(pl, pl->n_args - 1))))
+            abort();
         /* Re-encoding what was decoded gives a message that decodes again. */
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);

@@ -4,7 +4,7 @@
  * and signature frame checks.
  *
  * Build and run from the repository root (not wired into meson; tests/fuzz/run.sh builds and runs every target):
- *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icommon -Iproto tests/fuzz/fuzz_msg.c proto/kt_msg.c proto/kt_chanmsg.c common/kt_scenario.c common/kt_topology.c -lmsgpackc -lm -o /tmp/fuzz_msg
+ *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icommon -Iproto tests/fuzz/fuzz_msg.c proto/kt_msg.c proto/kt_chanmsg.c common/kt_scenario.c common/kt_topology.c common/kt_payload.c -lmsgpackc -lm -o /tmp/fuzz_msg
  *   mkdir -p /tmp/msg-corpus && /tmp/fuzz_msg -max_total_time=60 -dict=tests/fuzz/msg.dict /tmp/msg-corpus tests/fuzz/corpus/msg
  *
  * Input layout: byte 0 picks the message type (1 + b % 15), the rest is the
