@@ -357,7 +357,7 @@ int kt_checks_evaluate_payload(const kt_payload_spec_t *spec, const kt_payload_o
                                kt_check_report_t *r)
 {
     unsigned before = r->n_failed;
-    if (!o->started || o->timed_out)
+    if (!o->started || o->timed_out || o->killed)
         return 0;
     char detail[160];
     const char *name = spec->name;

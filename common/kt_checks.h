@@ -132,7 +132,7 @@ int kt_checks_evaluate_bpf(const kt_thresholds_t *t, const kt_bpf_prog_cost_t *p
  * when an "exit==N" check asks), its TAP result (judge tap: a "not ok" line
  * fails; no line or a skip is for the caller to judge), and each metric
  * check (a metric absent from the output fails). Nothing for a payload that
- * did not start or timed out (that is the harness's error). Returns the
- * number of failures it added. */
+ * did not start, timed out or was killed when the cell stopped (its verdict
+ * is decided elsewhere). Returns the number of failures it added. */
 int kt_checks_evaluate_payload(const kt_payload_spec_t *spec, const kt_payload_outcome_t *o,
                                kt_check_report_t *r);

@@ -86,6 +86,8 @@ typedef struct kt_payload_outcome {
     int exit_code;                     /* -1 when killed by a signal */
     int signal;                        /* 0 when it exited */
     bool timed_out;                    /* still running at timeout_ms: killed */
+    bool killed;                       /* killed by ktstr-init: at its timeout, or because the
+                                        * cell stopped (the scheduler failed) */
     double wall_ms;                    /* exec -> reaped */
     uint64_t output_bytes;             /* everything it wrote (stdout + stderr) */
     bool json;                         /* a JSON value was found in stdout */

@@ -374,9 +374,13 @@ static void t_check_evaluate(void **state)
     assert_non_null(strstr(reason, "no metric 'missing'"));
     assert_null(strstr(reason, "lat.p99"));
 
-    /* Timed out or not started: nothing (the harness's error). */
+    /* Timed out, killed or not started: nothing (judged elsewhere). */
     o.timed_out = true;
     memset(&r, 0, sizeof(r));
+    assert_int_equal(kt_checks_evaluate_payload(&spec, &o, &r), 0);
+    assert_int_equal(r.n_results, 0);
+    o.timed_out = false;
+    o.killed = true;
     assert_int_equal(kt_checks_evaluate_payload(&spec, &o, &r), 0);
     assert_int_equal(r.n_results, 0);
 
@@ -796,6 +800,7 @@ static void t_guest_exit_and_metrics(void **state)
     assert_false(o->timed_out);
     assert_int_equal(o->exit_code, 3);
     assert_int_equal(o->signal, 0);
+    assert_false(o->killed);
     assert_true(o->wall_ms >= 0 && o->wall_ms < 10000);
     /* stderr is not in the JSON reader's way. */
     assert_true(o->json);
@@ -841,6 +846,7 @@ static void t_guest_timeout_kills_group(void **state)
     kt_guest_payload_t *p = s_run_sh(&spec, script, 300);
     const kt_payload_outcome_t *o = kt_guest_payload_outcome(p);
     assert_true(o->timed_out);
+    assert_true(o->killed);
     assert_true(o->exited);
     assert_int_equal(o->signal, SIGKILL);
     assert_non_null(strstr(kt_guest_payload_output_head(p), "started"));

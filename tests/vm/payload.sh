@@ -13,16 +13,33 @@ cat > "$TMP/bench.c" <<'C'
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 int main(int argc, char **argv)
 {
     int code = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--exit") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--exit") == 0 && i + 1 < argc) {
             code = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--hang") == 0)
+        } else if (strcmp(argv[i], "--hang") == 0) {
             for (;;)
                 pause();
+        } else if (strcmp(argv[i], "--spin") == 0 && i + 2 < argc) {
+            /* N processes spinning for S seconds. */
+            int n = atoi(argv[i + 1]), secs = atoi(argv[i + 2]);
+            i += 2;
+            for (int k = 0; k < n; k++) {
+                if (fork() == 0) {
+                    time_t end = time(NULL) + secs;
+                    while (time(NULL) < end)
+                        ;
+                    _exit(0);
+                }
+            }
+            while (wait(NULL) > 0)
+                ;
+        }
     }
     printf("bench: %d argument(s)\n", argc - 1);
     fprintf(stderr, "bench: a line on stderr\n");
@@ -66,6 +83,18 @@ expect "verdict error" eq "$(field .verdict)" error
 expect "reason says timeout" contains "$(field .reason)" "timed out after 3000 ms: killed"
 expect "timed_out recorded" eq "$(field .payload.timed_out)" true
 expect "killed by SIGKILL" eq "$(field .payload.signal)" 9
+
+# A scheduler that fails while the payload runs: the cell fails with the
+# kernel's words, and the payload is killed rather than waited for.
+run_cell stall --kernel "$KERNEL" --topology tiny-2llc --scheduler "$BIN/scx_qmap" \
+    --sched-args "-t 3" --payload "$TMP/bench" --payload-args "--spin 6 60" --payload-timeout 90
+expect "stall under the payload: exit status 1" eq "$RC" 1
+expect "stall: verdict fail" eq "$(field .verdict)" fail
+expect "stall: reason names it" contains "$(field .reason)" "runnable task stall"
+expect "stall: the payload was stopped early" eq "$(field '.payload.wall_ms < 60000')" true
+expect "stall: not a timeout" eq "$(field .payload.timed_out)" false
+expect "stall: killed by us" eq "$(field .payload.killed)" true
+expect "stall: its exit status is not judged" eq "$(field 'any(.checks[]; .name == "payload_exit")')" false
 
 run_cell beside --kernel "$KERNEL" --topology tiny-2llc --scenario steady \
     --scheduler "$BIN/scx_simple" --payload "$TMP/bench" --payload-check 'ops>=1'

@@ -282,8 +282,10 @@ void kt_guest_payload_kill(kt_guest_payload_t *p, bool timed_out)
 {
     if (p->pid <= 0)
         return;
-    if (timed_out && !p->reaped)
-        p->outcome.timed_out = true;
+    if (!p->reaped) {
+        p->outcome.killed = true;
+        p->outcome.timed_out = timed_out;
+    }
     kill(-p->pid, SIGKILL);
     kill(p->pid, SIGKILL);
     uint64_t until = s_now_ms() + S_REAP_BOUND_MS;

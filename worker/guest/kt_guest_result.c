@@ -224,7 +224,7 @@ static void s_pack_payload(msgpack_packer *pk, const kt_guest_payload_t *p)
 {
     const kt_payload_spec_t *spec = kt_guest_payload_spec(p);
     const kt_payload_outcome_t *o = kt_guest_payload_outcome(p);
-    msgpack_pack_map(pk, 16);
+    msgpack_pack_map(pk, 17);
     s_kv_str(pk, "name", spec->name);
     kt_mp_pack_str(pk, "args");
     msgpack_pack_array(pk, spec->n_args);
@@ -234,6 +234,7 @@ static void s_pack_payload(msgpack_packer *pk, const kt_guest_payload_t *p)
     kt_mp_pack_kv_i64(pk, "exit_code", o->exit_code);
     kt_mp_pack_kv_i64(pk, "signal", o->signal);
     kt_mp_pack_kv_bool(pk, "timed_out", o->timed_out);
+    kt_mp_pack_kv_bool(pk, "killed", o->killed);
     kt_mp_pack_kv_double(pk, "wall_ms", o->wall_ms);
     kt_mp_pack_kv_u64(pk, "output_bytes", o->output_bytes);
     kt_mp_pack_kv_u64(pk, "output_dropped", kt_guest_payload_output_dropped(p));
