@@ -37,6 +37,7 @@
 
 #include "kt_checks.h"
 #include "kt_cleanup.h"
+#include "kt_yaml.h"
 
 /* A scenario file is a few hundred bytes; anything this big is a mistake. */
 #define S_MAX_FILE_SIZE (1u << 20)
@@ -54,72 +55,6 @@ typedef struct s_ctx {
     size_t err_len;
 } s_ctx_t;
 
-static void s_diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
-{
-    (void)diag;
-    (void)user;
-    (void)buf;
-    (void)len;
-}
-
-/* A diag that keeps errors (with their position) instead of printing them. */
-static struct fy_diag *s_diag_new(void)
-{
-    struct fy_diag_cfg cfg;
-    fy_diag_cfg_default(&cfg);
-    cfg.fp = NULL;
-    cfg.output_fn = s_diag_discard;
-    cfg.colorize = false;
-    struct fy_diag *d = fy_diag_create(&cfg);
-    if (d)
-        fy_diag_set_collect_errors(d, true);
-    return d;
-}
-
-static void s_diag_freep(struct fy_diag **d)
-{
-    if (*d)
-        fy_diag_destroy(*d);
-}
-
-/* 1-based position of a node. Scalars carry their token; for collections
- * libfyaml knows the start but exports it only through its reports, so ask
- * it for one, and fall back on the first child (a collection whose last
- * value is empty has no end token and libfyaml then reports nothing). */
-static bool s_node_pos(struct fy_node *n, int *ret_line, int *ret_col)
-{
-    if (!n)
-        return false;
-    if (fy_node_is_scalar(n) || fy_node_is_alias(n)) {
-        struct fy_token *t = fy_node_get_scalar_token(n);
-        const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
-        if (!m)
-            return false;
-        *ret_line = m->line + 1;
-        *ret_col = m->column + 1;
-        return true;
-    }
-    _cleanup_(s_diag_freep) struct fy_diag *d = s_diag_new();
-    if (d) {
-        fy_diag_node_report(d, n, FYET_ERROR, "position");
-        void *it = NULL;
-        struct fy_diag_error *e = fy_diag_errors_iterate(d, &it);
-        if (e && e->line > 0 && e->column > 0) {
-            *ret_line = e->line;
-            *ret_col = e->column;
-            return true;
-        }
-    }
-    void *it = NULL;
-    if (fy_node_is_mapping(n)) {
-        struct fy_node_pair *p = fy_node_mapping_iterate(n, &it);
-        return p && s_node_pos(fy_node_pair_key(p), ret_line, ret_col);
-    }
-    if (fy_node_is_sequence(n))
-        return s_node_pos(fy_node_sequence_iterate(n, &it), ret_line, ret_col);
-    return false;
-}
-
 /* Formats "origin:line:col: message" at node (or at fallback when node has
  * no position, as an empty value has none) and returns -EINVAL. */
 __attribute__((format(printf, 4, 5))) static int
@@ -136,39 +71,11 @@ s_fail(s_ctx_t *c, struct fy_node *node, struct fy_node *fallback, const char *f
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';
     int line, col;
-    if (s_node_pos(node, &line, &col) || s_node_pos(fallback, &line, &col))
+    if (kt_yaml_node_pos(node, &line, &col) || kt_yaml_node_pos(fallback, &line, &col))
         snprintf(c->err, c->err_len, "%s:%d:%d: %s", c->origin, line, col, msg);
     else
         snprintf(c->err, c->err_len, "%s: %s", c->origin, msg);
     return -EINVAL;
-}
-
-static const char *s_kind(struct fy_node *n)
-{
-    if (!n)
-        return "nothing";
-    if (fy_node_is_mapping(n))
-        return "a mapping";
-    if (fy_node_is_sequence(n))
-        return "a sequence";
-    return "a scalar";
-}
-
-static bool s_is_null(struct fy_node *n)
-{
-    if (!n || fy_node_is_null(n))
-        return true;
-    if (!fy_node_is_scalar(n) || fy_node_get_style(n) != FYNS_PLAIN)
-        return false;
-    size_t len;
-    const char *s = fy_node_get_scalar(n, &len);
-    if (!s || len == 0)
-        return true;
-    static const char *const nulls[] = {"~", "null", "Null", "NULL"};
-    for (size_t i = 0; i < KT_ARRAY_SIZE(nulls); i++)
-        if (len == strlen(nulls[i]) && memcmp(s, nulls[i], len) == 0)
-            return true;
-    return false;
 }
 
 /* The node an alias names; NULL (with the error set) for an unknown anchor. */
@@ -208,10 +115,10 @@ static int s_value(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const cha
     int r = s_deref(c, &t, key, path);
     if (r < 0)
         return r;
-    if (s_is_null(t))
+    if (kt_yaml_is_null(t))
         return s_fail(c, n, key, "%s: expected %s, got nothing", path, what);
     if (!fy_node_is_scalar(t))
-        return s_fail(c, n, key, "%s: expected %s, got %s", path, what, s_kind(t));
+        return s_fail(c, n, key, "%s: expected %s, got %s", path, what, kt_yaml_kind(t));
     size_t len;
     const char *s = fy_node_get_scalar(t, &len);
     if (!s)
@@ -502,17 +409,17 @@ static int s_fields(s_ctx_t *c, struct fy_node *map, struct fy_node *key, const 
         return r;
     if (!map || !fy_node_is_mapping(map))
         return s_fail(c, map, key, "%s%sexpected a mapping for %s, got %s", path, *path ? ": " : "",
-                      what, s_is_null(map) ? "nothing" : s_kind(map));
+                      what, kt_yaml_is_null(map) ? "nothing" : kt_yaml_kind(map));
     void *it = NULL;
     struct fy_node_pair *p;
     while ((p = fy_node_mapping_iterate(map, &it))) {
         struct fy_node *k = fy_node_pair_key(p);
-        if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || s_is_null(k))
+        if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || kt_yaml_is_null(k))
             return s_fail(c, k, map, "%s%sa key in %s is %s, expected a plain name", path,
                           *path ? ": " : "", what,
-                          !k || s_is_null(k)    ? "empty"
+                          !k || kt_yaml_is_null(k)    ? "empty"
                           : fy_node_is_alias(k) ? "an alias"
-                                                : s_kind(k));
+                                                : kt_yaml_kind(k));
         char name[64];
         bool fits;
         if ((r = s_value(c, k, map, path, "a key", name, sizeof(name), &fits, NULL)) < 0)
@@ -702,7 +609,7 @@ static int s_cgroups(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scen
         return r;
     if (!n || !fy_node_is_sequence(n))
         return s_fail(c, n, key, "cgroups: expected a sequence of cgroups, got %s",
-                      s_is_null(n) ? "nothing" : s_kind(n));
+                      kt_yaml_is_null(n) ? "nothing" : kt_yaml_kind(n));
     int count = fy_node_sequence_item_count(n);
     if (count < 1 || count > KT_MAX_CGROUPS)
         return s_fail(c, n, key, "cgroups: %d entries, expected 1..%d", count, KT_MAX_CGROUPS);
@@ -750,10 +657,10 @@ static int s_faults(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scena
     int r = s_deref(c, &n, key, "faults");
     if (r < 0)
         return r;
-    if (s_is_null(n))
+    if (kt_yaml_is_null(n))
         return 0;
     if (!fy_node_is_sequence(n))
-        return s_fail(c, n, key, "faults: expected a sequence of faults, got %s", s_kind(n));
+        return s_fail(c, n, key, "faults: expected a sequence of faults, got %s", kt_yaml_kind(n));
     int count = fy_node_sequence_item_count(n);
     if (count > KT_MAX_FAULTS)
         return s_fail(c, n, key, "faults: %d entries, limit %d", count, KT_MAX_FAULTS);
@@ -866,7 +773,7 @@ static int s_bpf_callback(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt
         struct fy_node *k = fy_node_pair_key(p), *val = fy_node_pair_value(p);
         char name[64], sub[S_PATH_MAX];
         bool fits;
-        if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || s_is_null(k))
+        if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || kt_yaml_is_null(k))
             return s_fail(c, k, map, "%s: a key is not a program name", path);
         if ((r = s_value(c, k, map, path, "a program name", name, sizeof(name), &fits, NULL)) < 0)
             return r;
@@ -1108,7 +1015,7 @@ int kt_scenario_yaml_parse(const char *text, size_t len, const char *origin, kt_
         snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, line, col, what);
         return -EINVAL;
     }
-    _cleanup_(s_diag_freep) struct fy_diag *diag = s_diag_new();
+    _cleanup_(kt_yaml_diag_freep) struct fy_diag *diag = kt_yaml_diag_new();
     if (!diag) {
         snprintf(c.err, c.err_len, "%s: out of memory", c.origin);
         return -ENOMEM;

@@ -45,6 +45,7 @@
 
 #include "kt_cleanup.h"
 #include "kt_scenario_yaml.h"
+#include "kt_yaml.h"
 
 #define S_MAX_FILE_SIZE (1u << 20)
 #define S_MAX_KERNELS 64
@@ -65,75 +66,10 @@ typedef struct s_ctx {
     size_t err_len;
 } s_ctx_t;
 
-static void s_diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
-{
-    (void)diag;
-    (void)user;
-    (void)buf;
-    (void)len;
-}
-
-/* A diag that keeps errors (with their position) instead of printing them. */
-static struct fy_diag *s_diag_new(void)
-{
-    struct fy_diag_cfg cfg;
-    fy_diag_cfg_default(&cfg);
-    cfg.fp = NULL;
-    cfg.output_fn = s_diag_discard;
-    cfg.colorize = false;
-    struct fy_diag *d = fy_diag_create(&cfg);
-    if (d)
-        fy_diag_set_collect_errors(d, true);
-    return d;
-}
-
-static void s_diag_freep(struct fy_diag **d)
-{
-    if (*d)
-        fy_diag_destroy(*d);
-}
-
 static void s_parser_freep(struct fy_parser **p)
 {
     if (*p)
         fy_parser_destroy(*p);
-}
-
-/* 1-based position of a node: scalars through their token, collections
- * through a libfyaml report (it exports their start no other way), else
- * their first child. */
-static bool s_node_pos(struct fy_node *n, int *ret_line, int *ret_col)
-{
-    if (!n)
-        return false;
-    if (fy_node_is_scalar(n) || fy_node_is_alias(n)) {
-        struct fy_token *t = fy_node_get_scalar_token(n);
-        const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
-        if (!m)
-            return false;
-        *ret_line = m->line + 1;
-        *ret_col = m->column + 1;
-        return true;
-    }
-    _cleanup_(s_diag_freep) struct fy_diag *d = s_diag_new();
-    if (d) {
-        fy_diag_node_report(d, n, FYET_ERROR, "position");
-        void *it = NULL;
-        struct fy_diag_error *e = fy_diag_errors_iterate(d, &it);
-        if (e && e->line > 0 && e->column > 0) {
-            *ret_line = e->line;
-            *ret_col = e->column;
-            return true;
-        }
-    }
-    void *it = NULL;
-    if (fy_node_is_mapping(n)) {
-        struct fy_node_pair *p = fy_node_mapping_iterate(n, &it);
-        return p && s_node_pos(fy_node_pair_key(p), ret_line, ret_col);
-    }
-    if (fy_node_is_sequence(n))
-        return s_node_pos(fy_node_sequence_iterate(n, &it), ret_line, ret_col);
-    return false;
 }
 
 /* "origin:line:col: message" at node (or at fallback); returns -EINVAL. */
@@ -149,39 +85,11 @@ s_fail(s_ctx_t *c, struct fy_node *node, struct fy_node *fallback, const char *f
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';
     int line, col;
-    if (s_node_pos(node, &line, &col) || s_node_pos(fallback, &line, &col))
+    if (kt_yaml_node_pos(node, &line, &col) || kt_yaml_node_pos(fallback, &line, &col))
         snprintf(c->err, c->err_len, "%s:%d:%d: %s", c->origin, line, col, msg);
     else
         snprintf(c->err, c->err_len, "%s: %s", c->origin, msg);
     return -EINVAL;
-}
-
-static const char *s_kind(struct fy_node *n)
-{
-    if (!n)
-        return "nothing";
-    if (fy_node_is_mapping(n))
-        return "a mapping";
-    if (fy_node_is_sequence(n))
-        return "a sequence";
-    return "a scalar";
-}
-
-static bool s_is_null(struct fy_node *n)
-{
-    if (!n || fy_node_is_null(n))
-        return true;
-    if (!fy_node_is_scalar(n) || fy_node_get_style(n) != FYNS_PLAIN)
-        return false;
-    size_t len;
-    const char *s = fy_node_get_scalar(n, &len);
-    if (!s || len == 0)
-        return true;
-    static const char *const nulls[] = {"~", "null", "Null", "NULL"};
-    for (size_t i = 0; i < KT_ARRAY_SIZE(nulls); i++)
-        if (len == strlen(nulls[i]) && memcmp(s, nulls[i], len) == 0)
-            return true;
-    return false;
 }
 
 /* Follows an alias to its anchored node, in place. */
@@ -204,10 +112,10 @@ static int s_string(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const ch
     int r = s_deref(c, &t, key, path);
     if (r < 0)
         return r;
-    if (s_is_null(t))
+    if (kt_yaml_is_null(t))
         return s_fail(c, n, key, "%s: expected %s, got nothing", path, what);
     if (!fy_node_is_scalar(t))
-        return s_fail(c, n, key, "%s: expected %s, got %s", path, what, s_kind(t));
+        return s_fail(c, n, key, "%s: expected %s, got %s", path, what, kt_yaml_kind(t));
     size_t len;
     const char *s = fy_node_get_scalar(t, &len);
     if (!s)
@@ -305,17 +213,17 @@ static int s_fields(s_ctx_t *c, struct fy_node *map, struct fy_node *key, const 
         return r;
     if (!map || !fy_node_is_mapping(map))
         return s_fail(c, map, key, "%s%sexpected a mapping for %s, got %s", path, *path ? ": " : "",
-                      what, s_is_null(map) ? "nothing" : s_kind(map));
+                      what, kt_yaml_is_null(map) ? "nothing" : kt_yaml_kind(map));
     void *it = NULL;
     struct fy_node_pair *p;
     while ((p = fy_node_mapping_iterate(map, &it))) {
         struct fy_node *k = fy_node_pair_key(p);
-        if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || s_is_null(k))
+        if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || kt_yaml_is_null(k))
             return s_fail(c, k, map, "%s%sa key in %s is %s, expected a plain name", path,
                           *path ? ": " : "", what,
-                          !k || s_is_null(k)    ? "empty"
+                          !k || kt_yaml_is_null(k)    ? "empty"
                           : fy_node_is_alias(k) ? "an alias"
-                                                : s_kind(k));
+                                                : kt_yaml_kind(k));
         size_t len;
         const char *name = fy_node_get_scalar(k, &len);
         size_t i = 0;
@@ -372,7 +280,7 @@ static int s_sequence(s_ctx_t *c, struct fy_node **n, struct fy_node *key, const
         return r;
     if (!*n || !fy_node_is_sequence(*n))
         return s_fail(c, *n, key, "%s: expected a sequence of %s, got %s", path, what,
-                      s_is_null(*n) ? "nothing" : s_kind(*n));
+                      kt_yaml_is_null(*n) ? "nothing" : kt_yaml_kind(*n));
     int count = fy_node_sequence_item_count(*n);
     if (count < 0)
         return s_fail(c, *n, key, "%s: unreadable sequence", path);
@@ -459,12 +367,12 @@ static int s_kernels(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gaun
                                   "%s: '%s' is not a valid label (1 to 63 of A-Z a-z 0-9 _ . - +)",
                                   sub, k->label);
             }
-        } else if (item && fy_node_is_scalar(item) && !s_is_null(item)) {
+        } else if (item && fy_node_is_scalar(item) && !kt_yaml_is_null(item)) {
             if ((r = s_path(c, item, n, path, true, k->path, sizeof(k->path))) < 0)
                 return r;
         } else {
             return s_fail(c, item, n, "%s: expected a path or {path, label}, got %s", path,
-                          s_is_null(item) ? "nothing" : s_kind(item));
+                          kt_yaml_is_null(item) ? "nothing" : kt_yaml_kind(item));
         }
         for (unsigned j = 0; j < i; j++) {
             if (strcmp(g->kernels[j].path, k->path) == 0)
@@ -587,7 +495,7 @@ static int s_sched(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const 
     }
     if ((x = S_F(f, "args"))) {
         snprintf(sub, sizeof(sub), "%.100s.args", path);
-        if (eevdf && !s_is_null(x->value))
+        if (eevdf && !kt_yaml_is_null(x->value))
             return s_fail(c, x->value, x->key, "%s: eevdf takes no arguments", sub);
         if ((r = s_args(c, x->value, x->key, sub, s->args, &s->n_args)) < 0)
             return r;
@@ -739,7 +647,7 @@ static int s_scenarios(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_ga
         if (item && fy_node_is_mapping(item)) {
             if ((r = kt_scenario_yaml_from_node(item, c->origin, s, c->err, c->err_len)) < 0)
                 return r;
-        } else if (item && fy_node_is_scalar(item) && !s_is_null(item)) {
+        } else if (item && fy_node_is_scalar(item) && !kt_yaml_is_null(item)) {
             char text[4096];
             if ((r = s_string(c, item, n, path, "a scenario", text, sizeof(text), NULL)) < 0)
                 return r;
@@ -770,7 +678,7 @@ static int s_scenarios(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_ga
             return s_fail(c, item, n,
                           "%s: expected a built-in name, a YAML file or a scenario mapping, got "
                           "%s",
-                          path, s_is_null(item) ? "nothing" : s_kind(item));
+                          path, kt_yaml_is_null(item) ? "nothing" : kt_yaml_kind(item));
         }
         for (unsigned j = 0; j < i; j++)
             if (strcmp(g->scenarios[j].name, s->name) == 0)
@@ -904,7 +812,7 @@ int kt_gauntlet_parse(const char *text, size_t len, const char *origin, const ch
         snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, line, col, what);
         return -EINVAL;
     }
-    _cleanup_(s_diag_freep) struct fy_diag *diag = s_diag_new();
+    _cleanup_(kt_yaml_diag_freep) struct fy_diag *diag = kt_yaml_diag_new();
     if (!diag) {
         snprintf(c.err, c.err_len, "%s: out of memory", c.origin);
         return -ENOMEM;
