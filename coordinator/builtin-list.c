@@ -27,11 +27,6 @@ static void s_usage(FILE *f)
                "Exit status: 0 listed, 1 invalid gauntlet, 2 usage error.\n");
 }
 
-static void s_gauntlet_freep(kt_gauntlet_t **g)
-{
-    kt_gauntlet_free(g);
-}
-
 static const char *s_plural(unsigned n, const char *one, const char *many)
 {
     return n == 1 ? one : many;
@@ -89,7 +84,7 @@ int builtin_list(int argc, char **argv)
         return 2;
     }
     char err[1024] = "";
-    _cleanup_(s_gauntlet_freep) kt_gauntlet_t *g = NULL;
+    _cleanup_(kt_gauntlet_free) kt_gauntlet_t *g = NULL;
     int r = kt_gauntlet_load(gauntlet, &g, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "ktstr-coord list: %s\n", err);

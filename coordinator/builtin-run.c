@@ -18,6 +18,7 @@
 
 #include "builtins.h"
 #include "kt_cleanup.h"
+#include "kt_mpjson.h"
 #include "kt_coord.h"
 #include "kt_dispatch.h"
 #include "kt_executor.h"
@@ -100,26 +101,6 @@ static int s_parse_secs(const char *text, uint64_t *ret_ms)
         return -EINVAL;
     *ret_ms = (uint64_t)(v * 1000.0);
     return 0;
-}
-
-static void s_gauntlet_freep(kt_gauntlet_t **g)
-{
-    kt_gauntlet_free(g);
-}
-
-static void s_store_closep(kt_store_t **s)
-{
-    kt_store_close(s);
-}
-
-static void s_report_freep(kt_report_t **r)
-{
-    kt_report_free(r);
-}
-
-static void s_json_decrefp(json_t **j)
-{
-    json_decref(*j);
 }
 
 /* ---- resume ---- */
@@ -306,8 +287,8 @@ int builtin_run(int argc, char **argv)
         fprintf(stderr, "ktstr-coord run: --results '%s': path too long\n", o.results);
         return 2;
     }
-    _cleanup_(s_store_closep) kt_store_t *store = NULL;
-    _cleanup_(s_json_decrefp) json_t *stored = NULL;
+    _cleanup_(kt_store_close) kt_store_t *store = NULL;
+    _cleanup_(kt_json_decrefp) json_t *stored = NULL;
     json_t *stored_inputs = NULL;
     if (o.resume) {
         if (access(db, F_OK) != 0) {
@@ -348,7 +329,7 @@ int builtin_run(int argc, char **argv)
         }
     }
 
-    _cleanup_(s_gauntlet_freep) kt_gauntlet_t *g = NULL;
+    _cleanup_(kt_gauntlet_free) kt_gauntlet_t *g = NULL;
     int r = kt_gauntlet_load(o.gauntlet, &g, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "ktstr-coord run: %s\n", err);
@@ -455,7 +436,7 @@ int builtin_run(int argc, char **argv)
             return 2;
         }
     }
-    _cleanup_(s_report_freep) kt_report_t *report = NULL;
+    _cleanup_(kt_report_free) kt_report_t *report = NULL;
     kt_report_config_t rc = {.results_dir = o.results, .run = &run, .out = stdout,
                              .progress = progress};
     r = kt_report_new(&rc, &report);
@@ -464,7 +445,7 @@ int builtin_run(int argc, char **argv)
                 strerror(-r));
         return 2;
     }
-    _cleanup_(s_json_decrefp) json_t *inputs = NULL;
+    _cleanup_(kt_json_decrefp) json_t *inputs = NULL;
     if (stored_inputs) {
         inputs = json_deep_copy(stored_inputs);
     } else {

@@ -19,6 +19,7 @@
 
 #include "builtins.h"
 #include "kt_cleanup.h"
+#include "kt_mpjson.h"
 #include "kt_coord.h"
 #include "kt_hosts.h"
 #include "kt_log.h"
@@ -64,21 +65,6 @@ static int s_parse_u64(const char *text, uint64_t lo, uint64_t hi, uint64_t *ret
         return -EINVAL;
     *ret = v;
     return 0;
-}
-
-static void s_store_closep(kt_store_t **s)
-{
-    kt_store_close(s);
-}
-
-static void s_report_freep(kt_report_t **r)
-{
-    kt_report_free(r);
-}
-
-static void s_json_decrefp(json_t **j)
-{
-    json_decref(*j);
 }
 
 int builtin_selftests(int argc, char **argv)
@@ -325,14 +311,14 @@ int builtin_selftests(int argc, char **argv)
                 strerror(errno));
         return 2;
     }
-    _cleanup_(s_store_closep) kt_store_t *store = NULL;
+    _cleanup_(kt_store_close) kt_store_t *store = NULL;
     r = kt_store_open(db, &store);
     if (r < 0) {
         fprintf(stderr, "ktstr-coord selftests: cannot open the run store '%s': %s\n", db,
                 strerror(-r));
         return 2;
     }
-    _cleanup_(s_report_freep) kt_report_t *report = NULL;
+    _cleanup_(kt_report_free) kt_report_t *report = NULL;
     kt_report_config_t rc = {.results_dir = results, .run = &run, .out = stdout,
                              .progress = progress};
     r = kt_report_new(&rc, &report);
@@ -346,7 +332,7 @@ int builtin_selftests(int argc, char **argv)
     for (unsigned i = 0; tests && i < n_sel; i++)
         json_array_append_new(tests, json_pack("{s:s,s:s}", "name", sel[i].name, "description",
                                                sel[i].description));
-    _cleanup_(s_json_decrefp) json_t *inputs = json_pack(
+    _cleanup_(kt_json_decrefp) json_t *inputs = json_pack(
         "{s:{s:s,s:s,s:s,s:o,s:I,s:s},s:o,s:o,s:i,s:i}", "selftests", "runner",
         realpath(runner, rpath) ? rpath : runner, "runner_sha", run.payloads[0].sha, "kernel",
         realpath(kernel, kpath) ? kpath : kernel, "tests", tests ? tests : json_array(),

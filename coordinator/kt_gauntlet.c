@@ -774,11 +774,6 @@ void kt_gauntlet_free(kt_gauntlet_t **g_p)
     *g_p = NULL;
 }
 
-static void s_gauntlet_freep(kt_gauntlet_t **g)
-{
-    kt_gauntlet_free(g);
-}
-
 /* The first collected libfyaml error as "origin:line:col: msg". */
 static void s_yaml_error(s_ctx_t *c, struct fy_diag *diag, const char *fallback)
 {
@@ -831,7 +826,7 @@ int kt_gauntlet_parse(const char *text, size_t len, const char *origin, const ch
         return -EINVAL;
     }
     int r;
-    _cleanup_(s_gauntlet_freep) kt_gauntlet_t *g = calloc(1, sizeof(*g));
+    _cleanup_(kt_gauntlet_free) kt_gauntlet_t *g = calloc(1, sizeof(*g));
     if (!g) {
         fy_parse_document_destroy(fyp, doc);
         snprintf(c.err, c.err_len, "%s: out of memory", c.origin);

@@ -271,11 +271,6 @@ void kt_store_close(kt_store_t **s_p)
     *s_p = NULL;
 }
 
-static void s_store_closep(kt_store_t **s)
-{
-    kt_store_close(s);
-}
-
 /* Creates the schema or checks the version of an existing one. */
 static int s_schema_setup(kt_store_t *s)
 {
@@ -357,7 +352,7 @@ int kt_store_open_why(const char *path, kt_store_t **ret, char *err, size_t err_
 {
     if (!path || !*path || !ret)
         return -EINVAL;
-    _cleanup_(s_store_closep) kt_store_t *s = calloc(1, sizeof(*s));
+    _cleanup_(kt_store_close) kt_store_t *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
     int r = s_open(s, path);

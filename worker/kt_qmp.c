@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "kt_cleanup.h"
+#include "kt_mpjson.h"
 
 #define S_EVENT_QUEUE 16
 
@@ -35,12 +36,6 @@ static uint64_t s_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void s_json_decrefp(json_t **j)
-{
-    if (*j)
-        json_decref(*j);
 }
 
 static void s_queue_event(kt_qmp_t *self, const char *name)
@@ -158,7 +153,7 @@ static int s_wait_reply(kt_qmp_t *self, uint64_t id, uint64_t deadline_ms, json_
         if (r == 0)
             return -ETIMEDOUT;
         int perr = 0;
-        _cleanup_(s_json_decrefp) json_t *j = s_parse(self, line, &perr);
+        _cleanup_(kt_json_decrefp) json_t *j = s_parse(self, line, &perr);
         if (!j)
             return perr;
         if (id == 0) {
@@ -194,7 +189,7 @@ static int s_command(kt_qmp_t *self, const char *command, uint32_t timeout_ms, j
     int r = s_write_all(self, req, (size_t)n, deadline);
     if (r < 0)
         return r;
-    _cleanup_(s_json_decrefp) json_t *reply = NULL;
+    _cleanup_(kt_json_decrefp) json_t *reply = NULL;
     r = s_wait_reply(self, id, deadline, &reply);
     if (r < 0)
         return r;
@@ -237,7 +232,7 @@ int kt_qmp_connect(const char *path, uint32_t timeout_ms, kt_qmp_t **ret)
     self->fd = TAKE_FD(fd);
 
     uint64_t deadline = s_now_ms() + timeout_ms;
-    _cleanup_(s_json_decrefp) json_t *greeting = NULL;
+    _cleanup_(kt_json_decrefp) json_t *greeting = NULL;
     int r = s_wait_reply(self, 0, deadline, &greeting);
     if (r == 0) {
         uint64_t now = s_now_ms();
@@ -282,7 +277,7 @@ int kt_qmp_query_status(kt_qmp_t *self, uint32_t timeout_ms, char *status, size_
 {
     if (!self)
         return -EINVAL;
-    _cleanup_(s_json_decrefp) json_t *ret = NULL;
+    _cleanup_(kt_json_decrefp) json_t *ret = NULL;
     int r = s_command(self, "query-status", timeout_ms, &ret, NULL, 0);
     if (r < 0)
         return r;
@@ -324,7 +319,7 @@ int kt_qmp_next_event(kt_qmp_t *self, char event[KT_QMP_EVENT_MAX])
         if (r <= 0)
             return r;
         int perr = 0;
-        _cleanup_(s_json_decrefp) json_t *j = s_parse(self, line, &perr);
+        _cleanup_(kt_json_decrefp) json_t *j = s_parse(self, line, &perr);
         if (!j)
             return perr;
     }
