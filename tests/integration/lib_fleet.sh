@@ -108,7 +108,13 @@ fleet_hosts() {
     shift
     echo "# written by $(basename "$0")" >"$file"
     for spec in "$@"; do
-        IFS=: read -r i id key <<<"$spec"
+        # Not `IFS=: read`: bash drops a trailing ':' from the last field,
+        # and a Z85 key may end in ':'.
+        i=${spec%%:*}
+        spec=${spec#*:}
+        id=${spec%%:*}
+        key=
+        [ "$id" != "$spec" ] && key=${spec#*:}
         printf '%s:%s name=%s%s\n' "$(netns_addr "$i")" "$FLEET_PORT" "$id" \
             "${key:+ key=$key}" >>"$file"
     done
