@@ -70,6 +70,63 @@ bool kt_work_type_wakes(enum kt_work_type type)
     return (unsigned)type < KT_WORK__COUNT && s_work_types[type].wakes;
 }
 
+static const char *const s_policy_names[] = {
+    [KT_POLICY_NORMAL] = "normal", [KT_POLICY_BATCH] = "batch", [KT_POLICY_IDLE] = "idle",
+    [KT_POLICY_FIFO] = "fifo",     [KT_POLICY_RR] = "rr",
+};
+
+const char *kt_sched_policy_name(enum kt_sched_policy p)
+{
+    return (unsigned)p < sizeof(s_policy_names) / sizeof(s_policy_names[0]) ? s_policy_names[p]
+                                                                             : "unknown";
+}
+
+int kt_sched_policy_parse(const char *name, enum kt_sched_policy *ret)
+{
+    for (unsigned i = 0; i < sizeof(s_policy_names) / sizeof(s_policy_names[0]); i++) {
+        if (strcmp(name, s_policy_names[i]) == 0) {
+            *ret = (enum kt_sched_policy)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static const char *const s_affinity_names[KT_AFFINITY__COUNT] = {
+    [KT_AFFINITY_INHERIT] = "inherit", [KT_AFFINITY_RANDOM] = "random",
+    [KT_AFFINITY_LLC] = "llc",         [KT_AFFINITY_CROSS] = "cross-cgroup",
+    [KT_AFFINITY_SINGLE] = "single",   [KT_AFFINITY_EXACT] = "exact",
+};
+
+const char *kt_affinity_kind_name(enum kt_affinity_kind k)
+{
+    return (unsigned)k < KT_AFFINITY__COUNT ? s_affinity_names[k] : "unknown";
+}
+
+static const char *const s_op_names[KT_OP__COUNT] = {
+    [KT_OP_ADD_CGROUP] = "add_cgroup",       [KT_OP_REMOVE_CGROUP] = "remove_cgroup",
+    [KT_OP_SET_CPUSET] = "set_cpuset",       [KT_OP_CLEAR_CPUSET] = "clear_cpuset",
+    [KT_OP_SWAP_CPUSETS] = "swap_cpusets",   [KT_OP_SPAWN] = "spawn",
+    [KT_OP_STOP] = "stop",                   [KT_OP_SET_AFFINITY] = "set_affinity",
+    [KT_OP_MOVE_TASKS] = "move_tasks",
+};
+
+const char *kt_op_kind_name(enum kt_op_kind k)
+{
+    return (unsigned)k < KT_OP__COUNT ? s_op_names[k] : "unknown";
+}
+
+int kt_op_kind_parse(const char *name, enum kt_op_kind *ret)
+{
+    for (unsigned i = 0; i < KT_OP__COUNT; i++) {
+        if (strcmp(name, s_op_names[i]) == 0) {
+            *ret = (enum kt_op_kind)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
 void kt_thresholds_default(kt_thresholds_t *ret)
 {
     *ret = (kt_thresholds_t){
@@ -194,6 +251,68 @@ int kt_scenario_fits(const kt_scenario_t *s, const kt_topology_t *t, char *why, 
     return -EDOM;
 }
 
+/* CPUs [first, last) of the topology's, in CPU order. */
+static void s_mask_span(unsigned first, unsigned last, kt_cpumask_t *ret)
+{
+    kt_cpumask_zero(ret);
+    for (unsigned c = first; c < last; c++)
+        kt_cpumask_set(ret, c);
+}
+
+/* The fraction kinds: range lo..hi, disjoint slice i of n, overlapping
+ * slice i of n. Bounds round outwards so that a slice is never empty on a
+ * topology with enough CPUs; one with too few is refused. */
+static int s_cpuset_slice(const kt_cpuset_spec_t *cs, const kt_topology_t *t, kt_cpumask_t *ret,
+                          const char *cg, char *why, size_t wl)
+{
+    unsigned n = kt_topology_cpus(t);
+    double lo, hi;
+    if (cs->kind == KT_CPUSET_RANGE) {
+        if (!(cs->lo >= 0.0 && cs->hi <= 1.0 && cs->lo < cs->hi)) {
+            snprintf(why, wl, "cgroup '%s': cpuset range %g..%g is not within 0..1 with lo < hi",
+                     cg, cs->lo, cs->hi);
+            return -EINVAL;
+        }
+        lo = cs->lo;
+        hi = cs->hi;
+    } else {
+        if (cs->of == 0 || cs->index >= cs->of) {
+            snprintf(why, wl, "cgroup '%s': cpuset slice %u of %u does not exist", cg, cs->index,
+                     cs->of);
+            return -EINVAL;
+        }
+        if (cs->of > n) {
+            snprintf(why, wl, "cgroup '%s': %u cpuset slices of %u CPUs would leave some empty",
+                     cg, cs->of, n);
+            return -EINVAL;
+        }
+        double w = 1.0 / cs->of;
+        lo = cs->index * w;
+        hi = (cs->index + 1) * w;
+        if (cs->kind == KT_CPUSET_OVERLAP) {
+            if (!(cs->overlap > 0.0 && cs->overlap <= 1.0)) {
+                snprintf(why, wl, "cgroup '%s': cpuset overlap %g is not in (0, 1]", cg,
+                         cs->overlap);
+                return -EINVAL;
+            }
+            lo -= cs->overlap * w;
+            hi += cs->overlap * w;
+            lo = lo < 0.0 ? 0.0 : lo;
+            hi = hi > 1.0 ? 1.0 : hi;
+        }
+    }
+    unsigned first = (unsigned)floor(lo * n + 1e-9);
+    unsigned last = (unsigned)ceil(hi * n - 1e-9);
+    if (last > n)
+        last = n;
+    if (last <= first) {
+        snprintf(why, wl, "cgroup '%s': cpuset %g..%g of %u CPUs holds no CPU", cg, lo, hi, n);
+        return -EINVAL;
+    }
+    s_mask_span(first, last, ret);
+    return 0;
+}
+
 static int s_cpuset_mask(const kt_cpuset_spec_t *cs, const kt_topology_t *t, kt_cpumask_t *ret,
                          const char *cg, char *why, size_t wl)
 {
@@ -230,6 +349,10 @@ static int s_cpuset_mask(const kt_cpuset_spec_t *cs, const kt_topology_t *t, kt_
             return -EINVAL;
         }
         return 0;
+    case KT_CPUSET_RANGE:
+    case KT_CPUSET_DISJOINT:
+    case KT_CPUSET_OVERLAP:
+        return s_cpuset_slice(cs, t, ret, cg, why, wl);
     case KT_CPUSET_PER_LLC:
         break;
     }

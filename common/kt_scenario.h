@@ -62,12 +62,19 @@ enum kt_cpuset_kind {
     KT_CPUSET_LLC,      /* the CPUs of LLC `index` */
     KT_CPUSET_NODE,     /* the CPUs of NUMA node `index` */
     KT_CPUSET_PER_LLC,  /* expands to one cgroup per LLC, each on its LLC */
-    KT_CPUSET_LIST,     /* explicit kernel list in `list` */
+    KT_CPUSET_LIST,     /* exact: the kernel list in `list` */
+    KT_CPUSET_RANGE,    /* CPUs [lo, hi) as fractions of the CPU count, in CPU order */
+    KT_CPUSET_DISJOINT, /* slice `index` of `of` equal, disjoint slices */
+    KT_CPUSET_OVERLAP,  /* slice `index` of `of`, widened by `overlap` of a slice on each
+                         * side, so neighbours share CPUs */
 };
 
 typedef struct kt_cpuset_spec {
     enum kt_cpuset_kind kind;
     unsigned index;
+    unsigned of;        /* disjoint / overlap: the number of slices */
+    double lo, hi;      /* range: fractions in [0, 1], lo < hi */
+    double overlap;     /* overlap: fraction of a slice, (0, 1] */
     char list[128];
 } kt_cpuset_spec_t;
 
@@ -75,7 +82,34 @@ enum kt_sched_policy {
     KT_POLICY_NORMAL = 0,
     KT_POLICY_BATCH,
     KT_POLICY_IDLE,
+    KT_POLICY_FIFO,     /* real-time: rt_priority 1..99 */
+    KT_POLICY_RR,
 };
+
+const char *kt_sched_policy_name(enum kt_sched_policy p);
+int kt_sched_policy_parse(const char *name, enum kt_sched_policy *ret);
+
+/* A worker's CPU affinity (sched_setaffinity), inside its cgroup's cpuset. */
+enum kt_affinity_kind {
+    KT_AFFINITY_INHERIT = 0, /* none set: the cpuset's CPUs */
+    KT_AFFINITY_RANDOM,      /* a random subset of `count` CPUs of the cgroup's (per worker,
+                              * from the plan's seed) */
+    KT_AFFINITY_LLC,         /* the CPUs of one LLC: worker i on the i-th LLC the cgroup
+                              * touches, round robin */
+    KT_AFFINITY_CROSS,       /* the cgroup's CPUs plus those of the next cgroup: a mask that
+                              * crosses cgroup bounds (the kernel keeps the intersection) */
+    KT_AFFINITY_SINGLE,      /* one CPU: worker i on the i-th CPU of the cgroup's, round robin */
+    KT_AFFINITY_EXACT,       /* the kernel list in `list` */
+    KT_AFFINITY__COUNT,
+};
+
+typedef struct kt_affinity_spec {
+    enum kt_affinity_kind kind;
+    unsigned count;          /* random: CPUs in the subset */
+    char list[128];          /* exact */
+} kt_affinity_spec_t;
+
+const char *kt_affinity_kind_name(enum kt_affinity_kind k);
 
 typedef struct kt_cgroup_spec {
     char name[KT_NAME_MAX];
@@ -86,8 +120,62 @@ typedef struct kt_cgroup_spec {
     double workers_per_cpu;
     enum kt_work_type work;
     enum kt_sched_policy policy;
+    unsigned rt_priority;    /* fifo / rr: 1..99 */
     int nice;
+    kt_affinity_spec_t affinity;
+    /* Not created at the start: an add_cgroup step creates it mid-run. */
+    bool deferred;
 } kt_cgroup_spec_t;
+
+/* ---- steps: what changes mid-run ----
+ * A scenario's steps run in order after the workers' release; each applies
+ * its ops at its start, then holds (a fraction of the duration, a fixed
+ * time, or a loop that applies the ops again every interval until the end
+ * of the run). Whatever time the steps leave is held in the state of the
+ * last. Cgroups are named by their declared name (a per-llc cgroup by its
+ * expanded name, "llc_0"); nested cgroups by their path ("parent/child"). */
+#define KT_MAX_STEPS 16
+#define KT_MAX_OPS 8
+#define KT_MAX_PHASES (KT_MAX_STEPS + 1)
+
+enum kt_op_kind {
+    KT_OP_ADD_CGROUP = 0, /* create a deferred cgroup, start its workers */
+    KT_OP_REMOVE_CGROUP,  /* stop its workers, remove it */
+    KT_OP_SET_CPUSET,     /* cpuset.cpus = `cpuset` */
+    KT_OP_CLEAR_CPUSET,   /* cpuset.cpus = "" (the parent's) */
+    KT_OP_SWAP_CPUSETS,   /* exchange the cpusets of `cgroup` and `target` */
+    KT_OP_SPAWN,          /* `workers` more workers in `cgroup` */
+    KT_OP_STOP,           /* stop the cgroup's workers (the cgroup stays) */
+    KT_OP_SET_AFFINITY,   /* `affinity` for every live worker of the cgroup */
+    KT_OP_MOVE_TASKS,     /* move every task of `cgroup` to `target` */
+    KT_OP__COUNT,
+};
+
+const char *kt_op_kind_name(enum kt_op_kind k);
+int kt_op_kind_parse(const char *name, enum kt_op_kind *ret);
+
+typedef struct kt_op_spec {
+    enum kt_op_kind kind;
+    char cgroup[KT_NAME_MAX];
+    char target[KT_NAME_MAX];     /* swap_cpusets, move_tasks */
+    kt_cpuset_spec_t cpuset;      /* set_cpuset */
+    kt_affinity_spec_t affinity;  /* set_affinity */
+    unsigned workers;             /* spawn */
+} kt_op_spec_t;
+
+enum kt_hold_kind {
+    KT_HOLD_FRAC = 0, /* `frac` of the duration */
+    KT_HOLD_FIXED,    /* `ms` */
+    KT_HOLD_LOOP,     /* apply the ops every `ms` until the end of the run */
+};
+
+typedef struct kt_step_spec {
+    unsigned n_ops;
+    kt_op_spec_t ops[KT_MAX_OPS];
+    enum kt_hold_kind hold;
+    double frac;
+    uint32_t ms;
+} kt_step_spec_t;
 
 /* A bound on the mean cost of the BPF programs of one name (bpf check). */
 #define KT_BPF_NAME_MAX 16          /* BPF_OBJ_NAME_LEN, NUL included */
@@ -141,6 +229,8 @@ typedef struct kt_scenario {
     kt_thresholds_t thresholds;
     unsigned n_faults;
     kt_fault_t faults[KT_MAX_FAULTS];
+    unsigned n_steps;
+    kt_step_spec_t steps[KT_MAX_STEPS];
 } kt_scenario_t;
 
 /* One resolved cgroup: explicit CPU mask (empty = no cpuset) and count. */
@@ -152,7 +242,34 @@ typedef struct kt_plan_cgroup {
     enum kt_work_type work;
     enum kt_sched_policy policy;
     int nice;
+    /* ---- appended after protocol 1 (kt_chanmsg packs them under new keys) ---- */
+    unsigned rt_priority;
+    enum kt_affinity_kind affinity;
+    unsigned affinity_count;     /* random */
+    kt_cpumask_t affinity_cpus;  /* exact */
+    bool deferred;               /* created by an add_cgroup op */
+    unsigned spawn_slots;        /* workers spawned by ops, beyond `workers` */
+    int parent;                  /* nested: index of the parent cgroup, -1 at the top */
 } kt_plan_cgroup_t;
+
+/* One resolved op: cgroups by index, cpusets and affinities as masks. */
+typedef struct kt_plan_op {
+    enum kt_op_kind kind;
+    unsigned cgroup;
+    unsigned target;
+    bool has_cpus;               /* set_cpuset: always; set_affinity exact */
+    kt_cpumask_t cpus;
+    enum kt_affinity_kind affinity;
+    unsigned count;              /* spawn: workers; set_affinity random: CPUs */
+} kt_plan_op_t;
+
+typedef struct kt_plan_step {
+    uint32_t at_ms;              /* since the release */
+    uint32_t hold_ms;            /* until the next step (the last: to the end) */
+    uint32_t loop_ms;            /* 0, or the ops again every loop_ms while it holds */
+    unsigned n_ops;
+    kt_plan_op_t ops[KT_MAX_OPS];
+} kt_plan_step_t;
 
 typedef struct kt_plan_fault {
     unsigned cgroup;
@@ -169,6 +286,9 @@ typedef struct kt_plan {
     kt_thresholds_t thresholds;
     unsigned n_faults;
     kt_plan_fault_t faults[KT_MAX_FAULTS];
+    unsigned n_steps;
+    kt_plan_step_t steps[KT_MAX_STEPS];
+    uint32_t seed;               /* random affinities */
     /* ---- payload cells (kt_payload.h): a static binary run as the workload,
      * beside the cgroups' workers if any; name "" = none. Set by the caller
      * after kt_scenario_resolve (which leaves it empty). ---- */
