@@ -360,8 +360,45 @@ static int s_cpuset_mask(const kt_cpuset_spec_t *cs, const kt_topology_t *t, kt_
     return -EINVAL;
 }
 
-static int s_add_cgroup(kt_plan_t *p, const kt_cgroup_spec_t *spec, const char *name,
-                        const kt_cpumask_t *cpus, bool has_cpuset, char *why, size_t wl)
+/* An affinity spec into the plan's fields; exact lists are checked against
+ * the topology. */
+static int s_plan_affinity(const kt_affinity_spec_t *a, const kt_topology_t *t, const char *cg,
+                           enum kt_affinity_kind *kind, unsigned *count, kt_cpumask_t *cpus,
+                           char *why, size_t wl)
+{
+    if ((unsigned)a->kind >= KT_AFFINITY__COUNT) {
+        snprintf(why, wl, "cgroup '%s': unknown affinity kind %u", cg, (unsigned)a->kind);
+        return -EINVAL;
+    }
+    *kind = a->kind;
+    *count = 0;
+    kt_cpumask_zero(cpus);
+    if (a->kind == KT_AFFINITY_RANDOM) {
+        if (a->count == 0 || a->count > kt_topology_cpus(t)) {
+            snprintf(why, wl, "cgroup '%s': random affinity of %u CPUs, topology has %u", cg,
+                     a->count, kt_topology_cpus(t));
+            return -EINVAL;
+        }
+        *count = a->count;
+    } else if (a->kind == KT_AFFINITY_EXACT) {
+        kt_cpumask_t all;
+        kt_topology_all_mask(t, &all);
+        if (kt_cpumask_parse(a->list, cpus) < 0 || kt_cpumask_empty(cpus)) {
+            snprintf(why, wl, "cgroup '%s': bad affinity CPU list '%s'", cg, a->list);
+            return -EINVAL;
+        }
+        if (!kt_cpumask_subset(cpus, &all)) {
+            snprintf(why, wl, "cgroup '%s': affinity CPU list '%s' is outside the %u CPUs", cg,
+                     a->list, kt_topology_cpus(t));
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int s_add_cgroup(kt_plan_t *p, const kt_topology_t *t, const kt_cgroup_spec_t *spec,
+                        const char *name, const kt_cpumask_t *cpus, bool has_cpuset, char *why,
+                        size_t wl)
 {
     if (p->n_cgroups >= KT_MAX_CGROUPS) {
         snprintf(why, wl, "more than %d cgroups", KT_MAX_CGROUPS);
@@ -374,7 +411,10 @@ static int s_add_cgroup(kt_plan_t *p, const kt_cgroup_spec_t *spec, const char *
         }
     }
     unsigned workers = spec->workers;
-    if (!workers) {
+    if (!workers && spec->workers_per_cpu == 0.0) {
+        /* No workers: a parent of nested cgroups, or one that an op fills
+         * (spawn, move_tasks); kt_scenario_resolve checks which. */
+    } else if (!workers) {
         double w = spec->workers_per_cpu * kt_cpumask_weight(cpus);
         workers = w < 1.0 ? 1 : (unsigned)lround(w);
     }
@@ -401,6 +441,317 @@ static int s_add_cgroup(kt_plan_t *p, const kt_cgroup_spec_t *spec, const char *
     c->work = spec->work;
     c->policy = spec->policy;
     c->nice = spec->nice;
+    c->rt_priority = spec->rt_priority;
+    c->deferred = spec->deferred;
+        int r = s_plan_affinity(&spec->affinity, t, name, &c->affinity, &c->affinity_count,
+                            &c->affinity_cpus, why, wl);
+    if (r < 0) {
+        p->n_cgroups--;
+        return r;
+    }
+    if ((spec->policy == KT_POLICY_FIFO || spec->policy == KT_POLICY_RR) &&
+        (spec->rt_priority < 1 || spec->rt_priority > 99)) {
+        snprintf(why, wl, "cgroup '%s': policy %s needs rt_priority 1..99, %u given", name,
+                 kt_sched_policy_name(spec->policy), spec->rt_priority);
+        p->n_cgroups--;
+        return -EINVAL;
+    }
+    if (spec->policy != KT_POLICY_FIFO && spec->policy != KT_POLICY_RR && spec->rt_priority) {
+        snprintf(why, wl, "cgroup '%s': rt_priority is for policies fifo and rr, not %s", name,
+                 kt_sched_policy_name(spec->policy));
+        p->n_cgroups--;
+        return -EINVAL;
+    }
+    /* "a/b" nests in "a", which must come first. */
+    const char *slash = strrchr(name, '/');
+    if (slash) {
+        size_t plen = (size_t)(slash - name);
+        for (unsigned i = 0; i + 1 < p->n_cgroups; i++)
+            if (strlen(p->cgroups[i].name) == plen && strncmp(p->cgroups[i].name, name, plen) == 0)
+                c->nest_parent = i + 1;
+        if (!c->nest_parent) {
+            snprintf(why, wl, "cgroup '%s': its parent '%.*s' is not declared before it", name,
+                     (int)plen, name);
+            p->n_cgroups--;
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int s_cgroup_index(const kt_plan_t *p, const char *name)
+{
+    for (unsigned i = 0; i < p->n_cgroups; i++)
+        if (strcmp(p->cgroups[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static bool s_is_parent(const kt_plan_t *p, unsigned cg)
+{
+    for (unsigned i = 0; i < p->n_cgroups; i++)
+        if (p->cgroups[i].nest_parent == cg + 1)
+            return true;
+    return false;
+}
+
+/* Nested cgroups: a parent holds no workers of its own (cgroup v2 puts no
+ * tasks in a cgroup that distributes cpu to children), and a child's cpuset
+ * lies within its parent's; a deferred parent makes its children deferred. */
+static int s_check_nesting(kt_plan_t *p, char *why, size_t wl)
+{
+    for (unsigned i = 0; i < p->n_cgroups; i++) {
+        kt_plan_cgroup_t *c = &p->cgroups[i];
+        if (s_is_parent(p, i) && c->workers) {
+            snprintf(why, wl,
+                     "cgroup '%s' has nested cgroups, so it cannot hold workers itself (%u given)",
+                     c->name, c->workers);
+            return -EINVAL;
+        }
+        if (!c->nest_parent)
+            continue;
+        const kt_plan_cgroup_t *par = &p->cgroups[c->nest_parent - 1];
+        if (c->has_cpuset && par->has_cpuset && !kt_cpumask_subset(&c->cpus, &par->cpus)) {
+            char a[128], b[128];
+            kt_cpumask_format(&c->cpus, a, sizeof(a));
+            kt_cpumask_format(&par->cpus, b, sizeof(b));
+            snprintf(why, wl, "cgroup '%s': cpuset %s is not within its parent's %s", c->name, a,
+                     b);
+            return -EINVAL;
+        }
+        if (par->deferred && !c->deferred) {
+            snprintf(why, wl, "cgroup '%s': its parent '%s' is deferred, so it must be too",
+                     c->name, par->name);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* A cgroup with no workers must be a parent or get tasks from a spawn or
+ * a move. */
+static int s_check_empty(const kt_plan_t *p, char *why, size_t wl)
+{
+    for (unsigned i = 0; i < p->n_cgroups; i++) {
+        const kt_plan_cgroup_t *c = &p->cgroups[i];
+        if (c->workers || c->spawn_slots || s_is_parent(p, i))
+            continue;
+        bool filled = false;
+        for (unsigned k = 0; k < p->n_steps; k++)
+            for (unsigned o = 0; o < p->steps[k].n_ops; o++)
+                filled |= p->steps[k].ops[o].kind == KT_OP_MOVE_TASKS &&
+                          p->steps[k].ops[o].target == i;
+        if (!filled) {
+            snprintf(why, wl,
+                     "cgroup '%s' has no workers, no nested cgroups, and no step spawns or moves "
+                     "tasks into it",
+                     c->name);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+unsigned kt_plan_total_slots(const kt_plan_t *p)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < p->n_cgroups; i++)
+        n += p->cgroups[i].workers + p->cgroups[i].spawn_slots;
+    return n;
+}
+
+/* Steps into the plan: times from the holds, ops by cgroup index, cpusets
+ * as masks; each op is checked against the cgroups alive at its step. */
+static int s_resolve_steps(const kt_scenario_t *s, const kt_topology_t *t, kt_plan_t *p, char *why,
+                           size_t wl)
+{
+    if (s->n_steps > KT_MAX_STEPS) {
+        snprintf(why, wl, "%u steps, limit %d", s->n_steps, KT_MAX_STEPS);
+        return -EINVAL;
+    }
+    /* 0: not created yet (deferred), 1: alive, 2: removed. */
+    unsigned char state[KT_MAX_CGROUPS];
+    for (unsigned i = 0; i < p->n_cgroups; i++)
+        state[i] = p->cgroups[i].deferred ? 0 : 1;
+    uint64_t at = 0;
+    for (unsigned k = 0; k < s->n_steps; k++) {
+        const kt_step_spec_t *ss = &s->steps[k];
+        kt_plan_step_t *ps = &p->steps[k];
+        memset(ps, 0, sizeof(*ps));
+        if (ss->n_ops > KT_MAX_OPS) {
+            snprintf(why, wl, "steps[%u]: %u ops, limit %d", k, ss->n_ops, KT_MAX_OPS);
+            return -EINVAL;
+        }
+        ps->at_ms = (uint32_t)at;
+        uint64_t hold;
+        switch (ss->hold) {
+        case KT_HOLD_FRAC:
+            if (!(ss->frac > 0.0 && ss->frac <= 1.0)) {
+                snprintf(why, wl, "steps[%u]: hold %g is not a fraction in (0, 1]", k, ss->frac);
+                return -EINVAL;
+            }
+            hold = (uint64_t)llround(ss->frac * p->duration_ms);
+            break;
+        case KT_HOLD_FIXED:
+            hold = ss->ms;
+            break;
+        case KT_HOLD_LOOP:
+            if (k + 1 != s->n_steps) {
+                snprintf(why, wl, "steps[%u]: a loop holds to the end of the run, so it must be "
+                                  "the last step",
+                         k);
+                return -EINVAL;
+            }
+            if (ss->ms < 10) {
+                snprintf(why, wl, "steps[%u]: loop interval %u ms, at least 10 ms", k, ss->ms);
+                return -EINVAL;
+            }
+            ps->loop_ms = ss->ms;
+            hold = at < p->duration_ms ? p->duration_ms - at : 0;
+            break;
+        default:
+            snprintf(why, wl, "steps[%u]: unknown hold kind", k);
+            return -EINVAL;
+        }
+        if (hold == 0 && ss->hold != KT_HOLD_FIXED) {
+            snprintf(why, wl, "steps[%u] starts at %llu ms, at or after the end of the run (%u ms)",
+                     k, (unsigned long long)at, p->duration_ms);
+            return -EINVAL;
+        }
+        if (at + hold > p->duration_ms) {
+            snprintf(why, wl,
+                     "steps[%u]: the steps hold %llu ms up to here, more than the duration %u ms",
+                     k, (unsigned long long)(at + hold), p->duration_ms);
+            return -EINVAL;
+        }
+        ps->hold_ms = (uint32_t)hold;
+        at += hold;
+        for (unsigned o = 0; o < ss->n_ops; o++) {
+            const kt_op_spec_t *os = &ss->ops[o];
+            kt_plan_op_t *po = &ps->ops[ps->n_ops];
+            memset(po, 0, sizeof(*po));
+            po->kind = os->kind;
+            const char *opn = kt_op_kind_name(os->kind);
+            int cg = s_cgroup_index(p, os->cgroup);
+            if (cg < 0) {
+                snprintf(why, wl, "steps[%u].ops[%u] (%s): no cgroup '%s'", k, o, opn, os->cgroup);
+                return -EINVAL;
+            }
+            po->cgroup = (unsigned)cg;
+            bool two = os->kind == KT_OP_SWAP_CPUSETS || os->kind == KT_OP_MOVE_TASKS;
+            int tg = two ? s_cgroup_index(p, os->target) : -1;
+            if (two && (tg < 0 || tg == cg)) {
+                snprintf(why, wl, "steps[%u].ops[%u] (%s): target '%s' is %s", k, o, opn,
+                         os->target, tg < 0 ? "no cgroup" : "the cgroup itself");
+                return -EINVAL;
+            }
+            po->target = two ? (unsigned)tg : 0;
+            if (ps->loop_ms && (os->kind == KT_OP_ADD_CGROUP || os->kind == KT_OP_REMOVE_CGROUP ||
+                                os->kind == KT_OP_SPAWN || os->kind == KT_OP_STOP ||
+                                os->kind == KT_OP_MOVE_TASKS)) {
+                snprintf(why, wl, "steps[%u].ops[%u]: %s cannot repeat in a loop", k, o, opn);
+                return -EINVAL;
+            }
+            if (os->kind == KT_OP_ADD_CGROUP) {
+                if (state[cg] != 0) {
+                    snprintf(why, wl, "steps[%u].ops[%u] (add_cgroup): '%s' is %s", k, o,
+                             os->cgroup,
+                             p->cgroups[cg].deferred ? "added twice" : "not declared deferred");
+                    return -EINVAL;
+                }
+                int par = (int)p->cgroups[cg].nest_parent - 1;
+                if (par >= 0 && state[par] != 1) {
+                    snprintf(why, wl, "steps[%u].ops[%u] (add_cgroup): parent '%s' of '%s' does "
+                                      "not exist then",
+                             k, o, p->cgroups[par].name, os->cgroup);
+                    return -EINVAL;
+                }
+                state[cg] = 1;
+            } else if (state[cg] != 1 || (two && state[tg] != 1)) {
+                unsigned bad = state[cg] != 1 ? (unsigned)cg : (unsigned)tg;
+                snprintf(why, wl, "steps[%u].ops[%u] (%s): cgroup '%s' %s", k, o, opn,
+                         p->cgroups[bad].name,
+                         state[bad] == 0 ? "is not added yet" : "was removed");
+                return -EINVAL;
+            }
+            switch (os->kind) {
+            case KT_OP_REMOVE_CGROUP:
+                for (unsigned i = 0; i < p->n_cgroups; i++) {
+                    if (p->cgroups[i].nest_parent == (unsigned)cg + 1 && state[i] == 1) {
+                        snprintf(why, wl, "steps[%u].ops[%u] (remove_cgroup): '%s' still holds "
+                                          "'%s'",
+                                 k, o, os->cgroup, p->cgroups[i].name);
+                        return -EINVAL;
+                    }
+                }
+                state[cg] = 2;
+                break;
+            case KT_OP_SET_CPUSET: {
+                if (os->cpuset.kind == KT_CPUSET_PER_LLC || os->cpuset.kind == KT_CPUSET_ALL) {
+                    snprintf(why, wl, "steps[%u].ops[%u] (set_cpuset): cpuset '%s' %s", k, o,
+                             os->cgroup,
+                             os->cpuset.kind == KT_CPUSET_ALL ? "all: use clear_cpuset"
+                                                              : "per-llc is for declarations");
+                    return -EINVAL;
+                }
+                char what[KT_NAME_MAX + 32];
+                snprintf(what, sizeof(what), "%s (steps[%u])", os->cgroup, k);
+                int r = s_cpuset_mask(&os->cpuset, t, &po->cpus, what, why, wl);
+                if (r < 0)
+                    return r;
+                po->has_cpus = true;
+                break;
+            }
+            case KT_OP_SPAWN: {
+                unsigned group = kt_work_type_group_size(p->cgroups[cg].work);
+                if (os->workers == 0 || os->workers % group) {
+                    snprintf(why, wl, "steps[%u].ops[%u] (spawn): %u workers for '%s', whose %s "
+                                      "workers come in groups of %u",
+                             k, o, os->workers, os->cgroup, kt_work_type_name(p->cgroups[cg].work),
+                             group);
+                    return -EINVAL;
+                }
+                if (s_is_parent(p, (unsigned)cg)) {
+                    snprintf(why, wl, "steps[%u].ops[%u] (spawn): '%s' has nested cgroups", k, o,
+                             os->cgroup);
+                    return -EINVAL;
+                }
+                po->count = os->workers;
+                p->cgroups[cg].spawn_slots += os->workers;
+                break;
+            }
+            case KT_OP_SET_AFFINITY: {
+                int r = s_plan_affinity(&os->affinity, t, os->cgroup, &po->affinity, &po->count,
+                                        &po->cpus, why, wl);
+                if (r < 0)
+                    return r;
+                po->has_cpus = po->affinity == KT_AFFINITY_EXACT;
+                break;
+            }
+            case KT_OP_MOVE_TASKS:
+                if (s_is_parent(p, (unsigned)tg)) {
+                    snprintf(why, wl, "steps[%u].ops[%u] (move_tasks): target '%s' has nested "
+                                      "cgroups and cannot hold tasks",
+                             k, o, os->target);
+                    return -EINVAL;
+                }
+                break;
+            default:
+                break;
+            }
+            ps->n_ops++;
+        }
+    }
+    p->n_steps = s->n_steps;
+    /* The last step holds to the end of the run. */
+    if (p->n_steps)
+        p->steps[p->n_steps - 1].hold_ms = p->duration_ms - p->steps[p->n_steps - 1].at_ms;
+    for (unsigned i = 0; i < p->n_cgroups; i++) {
+        if (state[i] == 0) {
+            snprintf(why, wl, "cgroup '%s' is deferred but no step adds it", p->cgroups[i].name);
+            return -EINVAL;
+        }
+    }
     return 0;
 }
 
@@ -434,7 +785,7 @@ int kt_scenario_resolve(const kt_scenario_t *s, const kt_topology_t *t, uint32_t
                 kt_cpumask_t m;
                 snprintf(name, sizeof(name), "%.*s_%u", KT_NAME_MAX - 12, spec->name, l & 0xffff);
                 kt_topology_llc_mask(t, l, &m);
-                if ((r = s_add_cgroup(&p, spec, name, &m, true, why, wl)) < 0)
+                if ((r = s_add_cgroup(&p, t, spec, name, &m, true, why, wl)) < 0)
                     return r;
             }
             continue;
@@ -442,13 +793,9 @@ int kt_scenario_resolve(const kt_scenario_t *s, const kt_topology_t *t, uint32_t
         kt_cpumask_t m;
         if ((r = s_cpuset_mask(&spec->cpuset, t, &m, spec->name, why, wl)) < 0)
             return r;
-        if ((r = s_add_cgroup(&p, spec, spec->name, &m, spec->cpuset.kind != KT_CPUSET_ALL, why,
+        if ((r = s_add_cgroup(&p, t, spec, spec->name, &m, spec->cpuset.kind != KT_CPUSET_ALL, why,
                               wl)) < 0)
             return r;
-    }
-    if (kt_plan_total_workers(&p) > KT_MAX_WORKERS) {
-        snprintf(why, wl, "%u workers in all, limit %d", kt_plan_total_workers(&p), KT_MAX_WORKERS);
-        return -EINVAL;
     }
     for (unsigned i = 0; i < s->n_faults; i++) {
         const kt_fault_t *f = &s->faults[i];
@@ -462,6 +809,24 @@ int kt_scenario_resolve(const kt_scenario_t *s, const kt_topology_t *t, uint32_t
         }
         p.faults[p.n_faults++] = (kt_plan_fault_t){cg, f->worker, f->at_ms};
     }
+    if (kt_plan_total_workers(&p) > KT_MAX_WORKERS) {
+        snprintf(why, wl, "%u workers in all, limit %d", kt_plan_total_workers(&p), KT_MAX_WORKERS);
+        return -EINVAL;
+    }
+    if ((r = s_check_nesting(&p, why, wl)) < 0 || (r = s_resolve_steps(s, t, &p, why, wl)) < 0)
+        return r;
+    if ((r = s_check_empty(&p, why, wl)) < 0)
+        return r;
+    if (kt_plan_total_slots(&p) > KT_MAX_WORKERS) {
+        snprintf(why, wl, "%u workers in all with those spawned by steps, limit %d",
+                 kt_plan_total_slots(&p), KT_MAX_WORKERS);
+        return -EINVAL;
+    }
+    /* Random affinities are drawn from a seed of the scenario's name, so a
+     * cell's masks are the same in every run. */
+    p.seed = 2166136261u;
+    for (const char *q = s->name; *q; q++)
+        p.seed = (p.seed ^ (unsigned char)*q) * 16777619u;
     *ret = p;
     return 0;
 }

@@ -249,7 +249,7 @@ typedef struct kt_plan_cgroup {
     kt_cpumask_t affinity_cpus;  /* exact */
     bool deferred;               /* created by an add_cgroup op */
     unsigned spawn_slots;        /* workers spawned by ops, beyond `workers` */
-    int parent;                  /* nested: index of the parent cgroup, -1 at the top */
+    unsigned nest_parent;        /* nested: 1 + index of the parent cgroup; 0 at the top */
 } kt_plan_cgroup_t;
 
 /* One resolved op: cgroups by index, cpusets and affinities as masks. */
@@ -314,6 +314,9 @@ int kt_scenario_resolve(const kt_scenario_t *s, const kt_topology_t *t, uint32_t
                         kt_plan_t *ret, char *why, size_t why_len);
 
 unsigned kt_plan_total_workers(const kt_plan_t *p);
+/* Worker slots ktstr-init prepares: the workers plus those spawn ops start
+ * (cgroup by cgroup: a cgroup's workers, then its spawned ones). */
+unsigned kt_plan_total_slots(const kt_plan_t *p);
 
 /* The --work-type override (`ktstr-worker run-cell --work-type`, a
  * gauntlet's `work_type:`): every cgroup of the scenario gets this work

@@ -11,10 +11,21 @@
  *       cpuset: all                all | llc:N | node:N | per-llc | kernel CPU list
  *       workers: 4                 exactly one of workers / workers_per_cpu
  *       work: spin                 optional, spin by default
- *       policy: normal             optional: normal | batch | idle
+ *       policy: normal             optional: normal | batch | idle | fifo | rr
  *       nice: 0                    optional: -20..19
+ *       rt_priority: 10            fifo / rr only: 1..99
+ *       affinity: inherit          inherit | random:N | llc | cross-cgroup | single | exact:LIST
+ *       deferred: false            true: created mid-run by an add_cgroup op
  *   faults:                        optional, 0..KT_MAX_FAULTS entries
  *     - {cgroup: cg_0, worker: 0, at: 0ms}
+ *   steps:                         optional, 0..KT_MAX_STEPS entries, in order
+ *     - ops: [{op: set_cpuset, cgroup: cg_0, cpuset: disjoint:0/2}, ...]
+ *       hold: 0.5                  a fraction of the duration, 2s, or loop:500ms (last step)
+ *   ops: add_cgroup, remove_cgroup, set_cpuset (cpuset:), clear_cpuset,
+ *     swap_cpusets (target:), spawn (workers:), stop, set_affinity (affinity:),
+ *     move_tasks (target:); each names its cgroup with cgroup:
+ *   cpusets also: range:LO..HI, disjoint:I/N, overlap:I/N:F; cgroup names nest
+ *   with '/' ("parent/child": the parent holds no workers) 
  *
  * Unknown keys, wrong types and out-of-range values are errors; every error
  * reads "FILE:LINE:COL: path: what is wrong" (1-based line and column). Numbers
@@ -354,6 +365,40 @@ static bool s_name_valid(const char *s)
     return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
 }
 
+/* A cgroup name: a name, or nested names joined by '/' ("parent/child"). */
+static bool s_cgroup_name_valid(const char *s)
+{
+    if (strlen(s) >= KT_NAME_MAX)
+        return false;
+    char tmp[KT_NAME_MAX];
+    snprintf(tmp, sizeof(tmp), "%s", s);
+    char *save = NULL;
+    unsigned parts = 0;
+    if (tmp[0] == '/' || (tmp[0] && tmp[strlen(tmp) - 1] == '/') || strstr(tmp, "//"))
+        return false;
+    for (char *w = strtok_r(tmp, "/", &save); w; w = strtok_r(NULL, "/", &save), parts++)
+        if (!s_name_valid(w))
+            return false;
+    return parts > 0;
+}
+
+static int s_cgroup_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                         char *buf, size_t len)
+{
+    char tmp[KT_NAME_MAX + 16];
+    bool fits;
+    int r = s_value(c, n, key, path, "a cgroup name", tmp, sizeof(tmp), &fits, NULL);
+    if (r < 0)
+        return r;
+    if (!fits || !s_cgroup_name_valid(tmp))
+        return s_fail(c, n, key,
+                      "%s: '%s%s' is not a valid cgroup name (names of A-Z a-z 0-9 _ . -, "
+                      "nested ones joined by '/', at most %d bytes)",
+                      path, tmp, fits ? "" : "...", KT_NAME_MAX - 1);
+    snprintf(buf, len, "%.*s", KT_NAME_MAX - 1, tmp);
+    return 0;
+}
+
 static int s_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, char *buf,
                   size_t len)
 {
@@ -366,7 +411,7 @@ static int s_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char
         return s_fail(c, n, key,
                       "%s: '%s%s' is not a valid name (1 to %d of A-Z a-z 0-9 _ . -, not . or ..)",
                       path, tmp, fits ? "" : "...", KT_NAME_MAX - 1);
-    snprintf(buf, len, "%s", tmp);
+    snprintf(buf, len, "%.*s", KT_NAME_MAX - 1, tmp);
     return 0;
 }
 
@@ -488,8 +533,54 @@ static int s_cpuset(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const ch
                           llc ? "llc" : "node", KT_MAX_CPUS - 1);
         cs.kind = llc ? KT_CPUSET_LLC : KT_CPUSET_NODE;
         cs.index = (unsigned)v;
+    } else if (strncmp(buf, "range:", 6) == 0) {
+        /* range:LO..HI, fractions of the CPU count. */
+        char *dots = strstr(buf + 6, "..");
+        char *end1 = NULL, *end2 = NULL;
+        if (dots) {
+            *dots = '\0';
+            cs.lo = strtod(buf + 6, &end1);
+            cs.hi = strtod(dots + 2, &end2);
+            *dots = '.';
+        }
+        if (!dots || end1 != dots || end1 == buf + 6 || !end2 || *end2 || end2 == dots + 2 ||
+            !(cs.lo >= 0.0 && cs.hi <= 1.0 && cs.lo < cs.hi))
+            return s_fail(c, n, key,
+                          "%s: '%s': expected range:LO..HI, fractions of the CPUs with "
+                          "0 <= LO < HI <= 1 (e.g. range:0..0.5)",
+                          path, buf);
+        cs.kind = KT_CPUSET_RANGE;
+    } else if (strncmp(buf, "disjoint:", 9) == 0 || strncmp(buf, "overlap:", 8) == 0) {
+        /* disjoint:I/N, overlap:I/N:F */
+        bool ov = buf[0] == 'o';
+        const char *q = buf + (ov ? 8 : 9);
+        unsigned i = 0, of = 0;
+        int used = 0;
+        bool ok = sscanf(q, "%3u/%3u%n", &i, &of, &used) == 2 && of >= 1 && i < of &&
+                  isdigit((unsigned char)q[0]);
+        if (ok && ov) {
+            char *end = NULL;
+            ok = q[used] == ':' && isdigit((unsigned char)q[used + 1]);
+            if (ok)
+                cs.overlap = strtod(q + used + 1, &end);
+            ok = ok && end && !*end && cs.overlap > 0.0 && cs.overlap <= 1.0;
+        } else if (ok) {
+            ok = q[used] == '\0';
+        }
+        if (!ok)
+            return s_fail(c, n, key,
+                          ov ? "%s: '%s': expected overlap:I/N:F, slice I of N widened by F of a "
+                               "slice each side (0 < F <= 1, e.g. overlap:0/2:0.5)"
+                             : "%s: '%s': expected disjoint:I/N, slice I of N equal slices (e.g. "
+                               "disjoint:1/2)",
+                          path, buf);
+        cs.kind = ov ? KT_CPUSET_OVERLAP : KT_CPUSET_DISJOINT;
+        cs.index = i;
+        cs.of = of;
     } else {
         kt_cpumask_t m;
+        const char *list = strncmp(buf, "exact:", 6) == 0 ? buf + 6 : buf;
+        memmove(buf, list, strlen(list) + 1);
         /* Digits, commas and dashes only: kt_cpumask_parse also takes the
          * blanks and newline of sysfs text, which have no place here. */
         r = strspn(buf, "0123456789,-") == strlen(buf) ? kt_cpumask_parse(buf, &m) : -EINVAL;
@@ -498,8 +589,8 @@ static int s_cpuset(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const ch
                           KT_MAX_CPUS - 1);
         if (r < 0 || kt_cpumask_empty(&m))
             return s_fail(c, n, key,
-                          "%s: '%s' is not a cpuset (all, llc:N, node:N, per-llc, or a CPU list "
-                          "such as 0-3,6)",
+                          "%s: '%s' is not a cpuset (all, llc:N, node:N, per-llc, range:LO..HI, "
+                          "disjoint:I/N, overlap:I/N:F, or a CPU list such as 0-3,6)",
                           path, buf);
         cs.kind = KT_CPUSET_LIST;
         snprintf(cs.list, sizeof(cs.list), "%s", buf);
@@ -530,21 +621,59 @@ static int s_work(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char
 static int s_policy(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                     enum kt_sched_policy *ret)
 {
-    static const char *const names[] = {
-        [KT_POLICY_NORMAL] = "normal", [KT_POLICY_BATCH] = "batch", [KT_POLICY_IDLE] = "idle"};
     char buf[40];
     bool fits;
     int r = s_value(c, n, key, path, "a policy", buf, sizeof(buf), &fits, NULL);
     if (r < 0)
         return r;
-    for (unsigned i = 0; i < KT_ARRAY_SIZE(names); i++) {
-        if (fits && strcmp(buf, names[i]) == 0) {
-            *ret = (enum kt_sched_policy)i;
-            return 0;
-        }
+    if (fits && kt_sched_policy_parse(buf, ret) == 0)
+        return 0;
+    return s_fail(c, n, key, "%s: unknown policy '%s%s' (known: normal, batch, idle, fifo, rr)",
+                  path, buf, fits ? "" : "...");
+}
+
+/* inherit | random:N | llc | cross-cgroup | single | exact:LIST */
+static int s_affinity(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                      kt_affinity_spec_t *ret)
+{
+    char buf[sizeof(ret->list) + 8];
+    int r = s_string(c, n, key, path, "an affinity", buf, sizeof(buf));
+    if (r < 0)
+        return r;
+    kt_affinity_spec_t a = {0};
+    if (strncmp(buf, "random:", 7) == 0) {
+        const char *num = buf + 7;
+        size_t nd = strspn(num, "0123456789");
+        unsigned long v = nd && nd <= 4 && !num[nd] ? strtoul(num, NULL, 10) : 0;
+        if (v < 1 || v > KT_MAX_CPUS)
+            return s_fail(c, n, key, "%s: '%s': expected random:N with N in 1..%d CPUs", path,
+                          buf, KT_MAX_CPUS);
+        a.kind = KT_AFFINITY_RANDOM;
+        a.count = (unsigned)v;
+    } else if (strncmp(buf, "exact:", 6) == 0) {
+        kt_cpumask_t m;
+        const char *list = buf + 6;
+        if (strspn(list, "0123456789,-") != strlen(list) || kt_cpumask_parse(list, &m) < 0 ||
+            kt_cpumask_empty(&m))
+            return s_fail(c, n, key, "%s: '%s': expected exact:LIST, a CPU list such as 0-3,6",
+                          path, buf);
+        a.kind = KT_AFFINITY_EXACT;
+        snprintf(a.list, sizeof(a.list), "%s", list);
+    } else {
+        unsigned i = 0;
+        for (; i < KT_AFFINITY__COUNT; i++)
+            if (i != KT_AFFINITY_RANDOM && i != KT_AFFINITY_EXACT &&
+                strcmp(buf, kt_affinity_kind_name((enum kt_affinity_kind)i)) == 0)
+                break;
+        if (i == KT_AFFINITY__COUNT)
+            return s_fail(c, n, key,
+                          "%s: unknown affinity '%s' (known: inherit, random:N, llc, "
+                          "cross-cgroup, single, exact:LIST)",
+                          path, buf);
+        a.kind = (enum kt_affinity_kind)i;
     }
-    return s_fail(c, n, key, "%s: unknown policy '%s%s' (known: normal, batch, idle)", path, buf,
-                  fits ? "" : "...");
+    *ret = a;
+    return 0;
 }
 
 static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned idx,
@@ -552,8 +681,9 @@ static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned
 {
     char path[32], sub[S_PATH_MAX];
     snprintf(path, sizeof(path), "cgroups[%u]", idx);
-    s_field_t f[] = {{"name"}, {"cpuset"}, {"workers"}, {"workers_per_cpu"},
-                     {"work"}, {"policy"}, {"nice"}};
+    s_field_t f[] = {{"name"},   {"cpuset"}, {"workers"},     {"workers_per_cpu"},
+                     {"work"},   {"policy"}, {"rt_priority"}, {"nice"},
+                     {"affinity"}, {"deferred"}};
     int r = s_fields(c, n, seq, path, "cgroup", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
@@ -562,7 +692,16 @@ static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned
 #define S_SUB(key) (snprintf(sub, sizeof(sub), "%s.%s", path, (key)), sub)
     if (!(x = S_F(f, "name")))
         return s_fail(c, n, seq, "%s: missing key 'name'", path);
-    if ((r = s_name(c, x->value, x->key, S_SUB("name"), cg.name, sizeof(cg.name))) < 0)
+    if ((r = s_cgroup_name(c, x->value, x->key, S_SUB("name"), cg.name, sizeof(cg.name))) < 0)
+        return r;
+    if ((x = S_F(f, "rt_priority")) &&
+        (r = s_uint(c, x->value, x->key, S_SUB("rt_priority"), 1, 99, &cg.rt_priority)) < 0)
+        return r;
+    if ((x = S_F(f, "affinity")) &&
+        (r = s_affinity(c, x->value, x->key, S_SUB("affinity"), &cg.affinity)) < 0)
+        return r;
+    if ((x = S_F(f, "deferred")) &&
+        (r = s_bool(c, x->value, x->key, S_SUB("deferred"), &cg.deferred)) < 0)
         return r;
     if ((x = S_F(f, "cpuset")) &&
         (r = s_cpuset(c, x->value, x->key, S_SUB("cpuset"), &cg.cpuset)) < 0)
@@ -572,6 +711,14 @@ static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned
     if ((x = S_F(f, "policy")) &&
         (r = s_policy(c, x->value, x->key, S_SUB("policy"), &cg.policy)) < 0)
         return r;
+    bool rt = cg.policy == KT_POLICY_FIFO || cg.policy == KT_POLICY_RR;
+    if (rt && !cg.rt_priority)
+        return s_fail(c, x->value, x->key, "%s: policy %s needs rt_priority (1..99)",
+                      S_SUB("policy"), kt_sched_policy_name(cg.policy));
+    if (!rt && cg.rt_priority)
+        return s_fail(c, S_F(f, "rt_priority")->key, n,
+                      "%s: rt_priority is for policies fifo and rr, not %s", path,
+                      kt_sched_policy_name(cg.policy));
     long long nice;
     if ((x = S_F(f, "nice"))) {
         if ((r = s_int(c, x->value, x->key, S_SUB("nice"), -20, 19, &nice)) < 0)
@@ -584,7 +731,9 @@ static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned
     if (!w && !wpc)
         return s_fail(c, n, seq, "%s: missing key 'workers' (or 'workers_per_cpu')", path);
     if (w) {
-        if ((r = s_uint(c, w->value, w->key, S_SUB("workers"), 1, KT_MAX_WORKERS_PER_CGROUP,
+        /* 0: a parent of nested cgroups, or filled by spawn / move_tasks
+         * steps (checked at resolve). */
+        if ((r = s_uint(c, w->value, w->key, S_SUB("workers"), 0, KT_MAX_WORKERS_PER_CGROUP,
                         &cg.workers)) < 0)
             return r;
         unsigned group = kt_work_type_group_size(cg.work);
@@ -882,10 +1031,202 @@ static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thres
     return 0;
 }
 
+/* hold: a fraction (a plain number), a duration (2s, 500ms), or
+ * loop:DURATION. */
+static int s_hold(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  kt_step_spec_t *st)
+{
+    char buf[40];
+    bool fits, plain;
+    int r = s_value(c, n, key, path, "a hold", buf, sizeof(buf), &fits, &plain);
+    if (r < 0)
+        return r;
+    if (fits && strncmp(buf, "loop:", 5) == 0) {
+        uint32_t ms;
+        if (kt_duration_parse_ms(buf + 5, &ms) < 0 || ms < 10 || ms > S_MAX_DURATION_MS)
+            return s_fail(c, n, key, "%s: '%s': expected loop:INTERVAL, at least 10ms", path,
+                          buf);
+        st->hold = KT_HOLD_LOOP;
+        st->ms = ms;
+        return 0;
+    }
+    if (fits && plain && strspn(buf, "0123456789.") == strlen(buf)) {
+        char *end;
+        double v = strtod(buf, &end);
+        if (*end || !(v > 0.0 && v <= 1.0))
+            return s_fail(c, n, key, "%s: %s: a fraction of the duration must be in (0, 1]",
+                          path, buf);
+        st->hold = KT_HOLD_FRAC;
+        st->frac = v;
+        return 0;
+    }
+    uint32_t ms;
+    if (!fits || kt_duration_parse_ms(buf, &ms) < 0 || ms > S_MAX_DURATION_MS)
+        return s_fail(c, n, key,
+                      "%s: '%s%s' is not a hold (a fraction of the duration such as 0.5, a "
+                      "duration such as 2s, or loop:500ms)",
+                      path, buf, fits ? "" : "...");
+    st->hold = KT_HOLD_FIXED;
+    st->ms = ms;
+    return 0;
+}
+
+static int s_op(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, const char *path,
+                kt_op_spec_t *ret)
+{
+    char sub[S_PATH_MAX + 32];
+    s_field_t f[] = {{"op"}, {"cgroup"}, {"target"}, {"cpuset"}, {"affinity"}, {"workers"}};
+    int r = s_fields(c, n, seq, path, "op", f, KT_ARRAY_SIZE(f));
+    if (r < 0)
+        return r;
+    kt_op_spec_t op = {0};
+    s_field_t *x;
+#define S_SUB(key) (snprintf(sub, sizeof(sub), "%s.%s", path, (key)), sub)
+    if (!(x = S_F(f, "op")))
+        return s_fail(c, n, seq, "%s: missing key 'op'", path);
+    char name[40];
+    bool fits;
+    if ((r = s_value(c, x->value, x->key, S_SUB("op"), "an op", name, sizeof(name), &fits,
+                     NULL)) < 0)
+        return r;
+    if (!fits || kt_op_kind_parse(name, &op.kind) < 0) {
+        char known[256] = "";
+        size_t off = 0;
+        for (unsigned i = 0; i < KT_OP__COUNT && off < sizeof(known); i++)
+            off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", i ? ", " : "",
+                                    kt_op_kind_name((enum kt_op_kind)i));
+        return s_fail(c, x->value, x->key, "%s: unknown op '%s%s' (known: %s)", S_SUB("op"), name,
+                      fits ? "" : "...", known);
+    }
+    const char *opn = kt_op_kind_name(op.kind);
+    if (!(x = S_F(f, "cgroup")))
+        return s_fail(c, n, seq, "%s: %s needs 'cgroup'", path, opn);
+    if ((r = s_cgroup_name(c, x->value, x->key, S_SUB("cgroup"), op.cgroup, sizeof(op.cgroup))) <
+        0)
+        return r;
+    bool two = op.kind == KT_OP_SWAP_CPUSETS || op.kind == KT_OP_MOVE_TASKS;
+    /* Each op takes its own keys and no other. */
+    const struct {
+        const char *key;
+        bool wanted;
+    } extra[] = {{"target", two},
+                 {"cpuset", op.kind == KT_OP_SET_CPUSET},
+                 {"affinity", op.kind == KT_OP_SET_AFFINITY},
+                 {"workers", op.kind == KT_OP_SPAWN}};
+    for (unsigned i = 0; i < KT_ARRAY_SIZE(extra); i++) {
+        x = S_F(f, extra[i].key);
+        if (x && !extra[i].wanted)
+            return s_fail(c, x->key, n, "%s: %s takes no '%s'", path, opn, extra[i].key);
+        if (!x && extra[i].wanted)
+            return s_fail(c, n, seq, "%s: %s needs '%s'", path, opn, extra[i].key);
+    }
+    if ((x = S_F(f, "target")) &&
+        (r = s_cgroup_name(c, x->value, x->key, S_SUB("target"), op.target, sizeof(op.target))) <
+            0)
+        return r;
+    if ((x = S_F(f, "cpuset")) &&
+        (r = s_cpuset(c, x->value, x->key, S_SUB("cpuset"), &op.cpuset)) < 0)
+        return r;
+    if (op.kind == KT_OP_SET_CPUSET &&
+        (op.cpuset.kind == KT_CPUSET_ALL || op.cpuset.kind == KT_CPUSET_PER_LLC))
+        return s_fail(c, x->value, x->key, "%s: %s", S_SUB("cpuset"),
+                      op.cpuset.kind == KT_CPUSET_ALL ? "'all' is clear_cpuset"
+                                                      : "per-llc is for declared cgroups");
+    if ((x = S_F(f, "affinity")) &&
+        (r = s_affinity(c, x->value, x->key, S_SUB("affinity"), &op.affinity)) < 0)
+        return r;
+    if ((x = S_F(f, "workers")) && (r = s_uint(c, x->value, x->key, S_SUB("workers"), 1,
+                                               KT_MAX_WORKERS_PER_CGROUP, &op.workers)) < 0)
+        return r;
+#undef S_SUB
+    *ret = op;
+    return 0;
+}
+
+static int s_steps(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenario_t *s)
+{
+    int r = s_deref(c, &n, key, "steps");
+    if (r < 0)
+        return r;
+    if (kt_yaml_is_null(n))
+        return 0;
+    if (!fy_node_is_sequence(n))
+        return s_fail(c, n, key, "steps: expected a sequence of steps, got %s", kt_yaml_kind(n));
+    int count = fy_node_sequence_item_count(n);
+    if (count > KT_MAX_STEPS)
+        return s_fail(c, n, key, "steps: %d entries, limit %d", count, KT_MAX_STEPS);
+    void *it = NULL;
+    struct fy_node *item;
+    for (unsigned i = 0; (item = fy_node_sequence_iterate(n, &it)); i++) {
+        char path[32], sub[S_PATH_MAX];
+        snprintf(path, sizeof(path), "steps[%u]", i);
+        s_field_t f[] = {{"ops"}, {"hold"}};
+        if ((r = s_fields(c, item, n, path, "step", f, KT_ARRAY_SIZE(f))) < 0)
+            return r;
+        kt_step_spec_t *st = &s->steps[i];
+        memset(st, 0, sizeof(*st));
+        s_field_t *x;
+        if (!(x = S_F(f, "hold")))
+            return s_fail(c, item, n, "%s: missing key 'hold' (0.5, 2s or loop:500ms)", path);
+        snprintf(sub, sizeof(sub), "%s.hold", path);
+        if ((r = s_hold(c, x->value, x->key, sub, st)) < 0)
+            return r;
+        if (st->hold == KT_HOLD_LOOP && (unsigned)count != i + 1)
+            return s_fail(c, x->value, x->key,
+                          "%s: a loop holds to the end of the run, so it must be the last step",
+                          sub);
+        if ((x = S_F(f, "ops"))) {
+            struct fy_node *ops = x->value;
+            snprintf(sub, sizeof(sub), "%s.ops", path);
+            if ((r = s_deref(c, &ops, x->key, sub)) < 0)
+                return r;
+            if (!kt_yaml_is_null(ops)) {
+                if (!fy_node_is_sequence(ops))
+                    return s_fail(c, ops, x->key, "%s: expected a sequence of ops, got %s", sub,
+                                  kt_yaml_kind(ops));
+                int nops = fy_node_sequence_item_count(ops);
+                if (nops > KT_MAX_OPS)
+                    return s_fail(c, ops, x->key, "%s: %d ops, limit %d", sub, nops, KT_MAX_OPS);
+                void *it2 = NULL;
+                struct fy_node *o;
+                for (unsigned k = 0; (o = fy_node_sequence_iterate(ops, &it2)); k++) {
+                    char opath[S_PATH_MAX + 16];
+                    snprintf(opath, sizeof(opath), "%s[%u]", sub, k);
+                    if ((r = s_op(c, o, ops, opath, &st->ops[k])) < 0)
+                        return r;
+                    st->n_ops = k + 1;
+                }
+            }
+        }
+        s->n_steps = i + 1;
+    }
+    return 0;
+}
+
+/* Ops name declared cgroups (or a per-llc cgroup's expansion); the rest is
+ * checked against the topology at resolve. */
+static int s_steps_check(s_ctx_t *c, struct fy_node *n, const kt_scenario_t *s)
+{
+    for (unsigned i = 0; i < s->n_steps; i++) {
+        for (unsigned k = 0; k < s->steps[i].n_ops; k++) {
+            const kt_op_spec_t *op = &s->steps[i].ops[k];
+            const char *bad = !s_fault_cgroup_known(s, op->cgroup) ? op->cgroup
+                              : op->target[0] && !s_fault_cgroup_known(s, op->target)
+                                  ? op->target
+                                  : NULL;
+            if (bad)
+                return s_fail(c, n, NULL, "steps[%u].ops[%u] (%s): no cgroup '%s' is declared", i,
+                              k, kt_op_kind_name(op->kind), bad);
+        }
+    }
+    return 0;
+}
+
 static int s_scenario(s_ctx_t *c, struct fy_node *root, kt_scenario_t *ret)
 {
     s_field_t f[] = {{"name"},        {"description"}, {"duration"}, {"memory_mib"},
-                     {"constraints"}, {"checks"},      {"cgroups"},  {"faults"}};
+                     {"constraints"}, {"checks"},      {"cgroups"},  {"faults"},
+                     {"steps"}};
     int r = s_fields(c, root, NULL, "", "scenario", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
@@ -924,6 +1265,9 @@ static int s_scenario(s_ctx_t *c, struct fy_node *root, kt_scenario_t *ret)
     if ((r = s_cgroups(c, x->value, x->key, s)) < 0)
         return r;
     if ((x = S_F(f, "faults")) && (r = s_faults(c, x->value, x->key, s)) < 0)
+        return r;
+    if ((x = S_F(f, "steps")) &&
+        ((r = s_steps(c, x->value, x->key, s)) < 0 || (r = s_steps_check(c, x->value, s)) < 0))
         return r;
     *ret = *s;
     return 0;

@@ -223,7 +223,7 @@ void kt_plan_pack(msgpack_packer *pk, const kt_plan_t *p)
 {
     /* "payload" only when the cell has one: plans without stay as they were. */
     bool payload = kt_payload_present(&p->payload);
-    msgpack_pack_map(pk, payload ? 7 : 6);
+    msgpack_pack_map(pk, (payload ? 7 : 6) + 2);
     kt_mp_pack_kv_str(pk, "scenario", p->scenario);
     kt_mp_pack_str(pk, "topology");
     msgpack_pack_map(pk, 4);
@@ -238,7 +238,7 @@ void kt_plan_pack(msgpack_packer *pk, const kt_plan_t *p)
         const kt_plan_cgroup_t *c = &p->cgroups[i];
         char list[KT_MAX_CPUS * 4];
         kt_cpumask_format(&c->cpus, list, sizeof(list));
-        msgpack_pack_map(pk, 7);
+        msgpack_pack_map(pk, 14);
         kt_mp_pack_kv_str(pk, "name", c->name);
         kt_mp_pack_kv_bool(pk, "has_cpuset", c->has_cpuset);
         kt_mp_pack_kv_str(pk, "cpus", list);
@@ -246,6 +246,39 @@ void kt_plan_pack(msgpack_packer *pk, const kt_plan_t *p)
         kt_mp_pack_kv_str(pk, "work", kt_work_type_name(c->work));
         kt_mp_pack_kv_u64(pk, "policy", c->policy);
         kt_mp_pack_kv_i64(pk, "nice", c->nice);
+        kt_mp_pack_kv_u64(pk, "rt_priority", c->rt_priority);
+        kt_mp_pack_kv_u64(pk, "affinity", c->affinity);
+        kt_mp_pack_kv_u64(pk, "affinity_count", c->affinity_count);
+        kt_cpumask_format(&c->affinity_cpus, list, sizeof(list));
+        kt_mp_pack_kv_str(pk, "affinity_cpus", list);
+        kt_mp_pack_kv_bool(pk, "deferred", c->deferred);
+        kt_mp_pack_kv_u64(pk, "spawn_slots", c->spawn_slots);
+        kt_mp_pack_kv_u64(pk, "nest_parent", c->nest_parent);
+    }
+    kt_mp_pack_kv_u64(pk, "seed", p->seed);
+    kt_mp_pack_str(pk, "steps");
+    msgpack_pack_array(pk, p->n_steps);
+    for (unsigned i = 0; i < p->n_steps; i++) {
+        const kt_plan_step_t *st = &p->steps[i];
+        msgpack_pack_map(pk, 4);
+        kt_mp_pack_kv_u64(pk, "at_ms", st->at_ms);
+        kt_mp_pack_kv_u64(pk, "hold_ms", st->hold_ms);
+        kt_mp_pack_kv_u64(pk, "loop_ms", st->loop_ms);
+        kt_mp_pack_str(pk, "ops");
+        msgpack_pack_array(pk, st->n_ops);
+        for (unsigned k = 0; k < st->n_ops; k++) {
+            const kt_plan_op_t *op = &st->ops[k];
+            char list[KT_MAX_CPUS * 4];
+            kt_cpumask_format(&op->cpus, list, sizeof(list));
+            msgpack_pack_map(pk, 7);
+            kt_mp_pack_kv_str(pk, "op", kt_op_kind_name(op->kind));
+            kt_mp_pack_kv_u64(pk, "cgroup", op->cgroup);
+            kt_mp_pack_kv_u64(pk, "target", op->target);
+            kt_mp_pack_kv_bool(pk, "has_cpus", op->has_cpus);
+            kt_mp_pack_kv_str(pk, "cpus", list);
+            kt_mp_pack_kv_u64(pk, "affinity", op->affinity);
+            kt_mp_pack_kv_u64(pk, "count", op->count);
+        }
     }
     kt_mp_pack_str(pk, "thresholds");
     s_pack_thresholds(pk, &p->thresholds);
@@ -502,6 +535,128 @@ static int s_decode_payload(const msgpack_object *o, kt_payload_spec_t *ps, char
     return 0;
 }
 
+/* Path-like names: segments of no '/', not "." or "..", joined by '/'. */
+static bool s_cgroup_name_ok(const char *name)
+{
+    if (!name[0] || name[0] == '/')
+        return false;
+    for (const char *seg = name; *seg;) {
+        size_t n = strcspn(seg, "/");
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return false;
+        seg += n;
+        if (*seg == '/' && !*++seg)
+            return false;
+    }
+    return true;
+}
+
+/* The cgroup fields of the steps era. */
+static int s_decode_cgroup_ext(const msgpack_object *co, unsigned i, const kt_plan_t *p,
+                               kt_plan_cgroup_t *cg, char *why, size_t wl)
+{
+    int r;
+    uint32_t aff;
+    char list[KT_MAX_CPUS * 4];
+    if ((r = s_u32(co, "rt_priority", 99, &cg->rt_priority, why, wl)) < 0 ||
+        (r = s_u32(co, "affinity", KT_AFFINITY__COUNT - 1, &aff, why, wl)) < 0 ||
+        (r = s_u32(co, "affinity_count", KT_MAX_CPUS, &cg->affinity_count, why, wl)) < 0 ||
+        (r = s_str(co, "affinity_cpus", list, sizeof(list), why, wl)) < 0 ||
+        (r = s_bool(co, "deferred", &cg->deferred, why, wl)) < 0 ||
+        (r = s_u32(co, "spawn_slots", KT_MAX_WORKERS, &cg->spawn_slots, why, wl)) < 0 ||
+        (r = s_u32(co, "nest_parent", i, &cg->nest_parent, why, wl)) < 0)
+        return r;
+    cg->affinity = (enum kt_affinity_kind)aff;
+    /* "a/b" nests in an earlier "a", and only there. */
+    const char *slash = strrchr(cg->name, '/');
+    const char *par = cg->nest_parent ? p->cgroups[cg->nest_parent - 1].name : NULL;
+    if ((slash != NULL) != (par != NULL) ||
+        (par && (strlen(par) != (size_t)(slash - cg->name) ||
+                 strncmp(par, cg->name, strlen(par)) != 0)))
+        S_FAIL(why, wl, "plan.cgroups[%u].nest_parent: '%s' is not nested in %s%s%s", i, cg->name,
+               par ? "'" : "any cgroup", par ? par : "", par ? "'" : "");
+    bool rt = cg->policy == KT_POLICY_FIFO || cg->policy == KT_POLICY_RR;
+    if (rt != (cg->rt_priority != 0))
+        S_FAIL(why, wl, "plan.cgroups[%u].rt_priority: %u with policy %s", i, cg->rt_priority,
+               kt_sched_policy_name(cg->policy));
+    if (kt_cpumask_parse(list, &cg->affinity_cpus) < 0)
+        S_FAIL(why, wl, "plan.cgroups[%u].affinity_cpus: bad CPU list '%s'", i, list);
+    if (cg->affinity == KT_AFFINITY_EXACT && kt_cpumask_empty(&cg->affinity_cpus))
+        S_FAIL(why, wl, "plan.cgroups[%u].affinity_cpus: exact affinity with no CPUs", i);
+    if (cg->workers + cg->spawn_slots > KT_MAX_WORKERS_PER_CGROUP)
+        S_FAIL(why, wl, "plan.cgroups[%u].spawn_slots: %u workers and %u spawn slots, limit %d",
+               i, cg->workers, cg->spawn_slots, KT_MAX_WORKERS_PER_CGROUP);
+    return 0;
+}
+
+/* Steps: structure and bounds; every index names a cgroup of the plan. */
+static int s_decode_steps(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
+{
+    int r;
+    p->n_steps = 0;
+    if ((r = s_u32(o, "seed", UINT32_MAX, &p->seed, why, wl)) < 0)
+        return r;
+    const msgpack_object *ss = s_typed(o, "steps", MSGPACK_OBJECT_ARRAY);
+    if (!ss)
+        S_FAIL(why, wl, "field 'plan.steps': missing or not an array");
+    if (ss->via.array.size > KT_MAX_STEPS)
+        S_FAIL(why, wl, "field 'plan.steps': %u entries, limit %d", ss->via.array.size,
+               KT_MAX_STEPS);
+    const uint32_t day = 24 * 3600 * 1000;
+    for (unsigned i = 0; i < ss->via.array.size; i++) {
+        const msgpack_object *so = &ss->via.array.ptr[i];
+        kt_plan_step_t *st = &p->steps[i];
+        memset(st, 0, sizeof(*st));
+        if (so->type != MSGPACK_OBJECT_MAP)
+            S_FAIL(why, wl, "plan.steps[%u]: not a map", i);
+        if ((r = s_u32(so, "at_ms", day, &st->at_ms, why, wl)) < 0 ||
+            (r = s_u32(so, "hold_ms", day, &st->hold_ms, why, wl)) < 0 ||
+            (r = s_u32(so, "loop_ms", day, &st->loop_ms, why, wl)) < 0)
+            return r;
+        if (st->loop_ms && st->loop_ms < 10)
+            S_FAIL(why, wl, "plan.steps[%u].loop_ms: %u, at least 10", i, st->loop_ms);
+        if ((uint64_t)st->at_ms + st->hold_ms > p->duration_ms ||
+            (i && st->at_ms < p->steps[i - 1].at_ms))
+            S_FAIL(why, wl, "plan.steps[%u]: %u ms + %u ms is out of order or past the run", i,
+                   st->at_ms, st->hold_ms);
+        const msgpack_object *ops = s_typed(so, "ops", MSGPACK_OBJECT_ARRAY);
+        if (!ops)
+            S_FAIL(why, wl, "field 'plan.steps[%u].ops': missing or not an array", i);
+        if (ops->via.array.size > KT_MAX_OPS)
+            S_FAIL(why, wl, "field 'plan.steps[%u].ops': %u entries, limit %d", i,
+                   ops->via.array.size, KT_MAX_OPS);
+        for (unsigned k = 0; k < ops->via.array.size; k++) {
+            const msgpack_object *oo = &ops->via.array.ptr[k];
+            kt_plan_op_t *op = &st->ops[k];
+            if (oo->type != MSGPACK_OBJECT_MAP)
+                S_FAIL(why, wl, "plan.steps[%u].ops[%u]: not a map", i, k);
+            char kind[32], list[KT_MAX_CPUS * 4];
+            uint32_t aff;
+            if ((r = s_str(oo, "op", kind, sizeof(kind), why, wl)) < 0 ||
+                (r = s_u32(oo, "cgroup", KT_MAX_CGROUPS - 1, &op->cgroup, why, wl)) < 0 ||
+                (r = s_u32(oo, "target", KT_MAX_CGROUPS - 1, &op->target, why, wl)) < 0 ||
+                (r = s_bool(oo, "has_cpus", &op->has_cpus, why, wl)) < 0 ||
+                (r = s_str(oo, "cpus", list, sizeof(list), why, wl)) < 0 ||
+                (r = s_u32(oo, "affinity", KT_AFFINITY__COUNT - 1, &aff, why, wl)) < 0 ||
+                (r = s_u32(oo, "count", KT_MAX_WORKERS, &op->count, why, wl)) < 0)
+                return r;
+            if (kt_op_kind_parse(kind, &op->kind) < 0)
+                S_FAIL(why, wl, "plan.steps[%u].ops[%u].op: unknown '%s'", i, k, kind);
+            if (op->cgroup >= p->n_cgroups || op->target >= p->n_cgroups)
+                S_FAIL(why, wl, "plan.steps[%u].ops[%u]: cgroup %u or target %u out of %u", i, k,
+                       op->cgroup, op->target, p->n_cgroups);
+            if (kt_cpumask_parse(list, &op->cpus) < 0)
+                S_FAIL(why, wl, "plan.steps[%u].ops[%u].cpus: bad CPU list '%s'", i, k, list);
+            if (op->kind == KT_OP_SET_CPUSET && kt_cpumask_empty(&op->cpus))
+                S_FAIL(why, wl, "plan.steps[%u].ops[%u]: set_cpuset with no CPUs", i, k);
+            op->affinity = (enum kt_affinity_kind)aff;
+            st->n_ops = k + 1;
+        }
+        p->n_steps = i + 1;
+    }
+    return 0;
+}
+
 int kt_plan_decode(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
 {
     int r;
@@ -543,13 +698,15 @@ int kt_plan_decode(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
             (r = s_str(co, "cpus", list, sizeof(list), why, wl)) < 0 ||
             (r = s_u32(co, "workers", KT_MAX_WORKERS_PER_CGROUP, &workers, why, wl)) < 0 ||
             (r = s_str(co, "work", work, sizeof(work), why, wl)) < 0 ||
-            (r = s_u32(co, "policy", KT_POLICY_IDLE, &policy, why, wl)) < 0)
+            (r = s_u32(co, "policy", KT_POLICY_RR, &policy, why, wl)) < 0)
             return r;
         if (kt_mp_get_i64(co, "nice", &nice) < 0 || nice < -20 || nice > 19)
             S_FAIL(why, wl, "plan.cgroups[%u].nice: missing or outside -20..19", i);
-        if (!cg->name[0] || strchr(cg->name, '/') || strcmp(cg->name, ".") == 0 ||
-            strcmp(cg->name, "..") == 0)
+        if (!s_cgroup_name_ok(cg->name))
             S_FAIL(why, wl, "plan.cgroups[%u].name: '%s' is not a valid cgroup name", i, cg->name);
+        if ((r = s_decode_cgroup_ext(co, i, p, cg, why, wl)) < 0)
+            return r;
+        total += cg->spawn_slots;
         if (kt_cpumask_parse(list, &cg->cpus) < 0)
             S_FAIL(why, wl, "plan.cgroups[%u].cpus: bad CPU list '%s'", i, list);
         if (kt_work_type_parse(work, &cg->work) < 0)
@@ -586,6 +743,8 @@ int kt_plan_decode(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
             S_FAIL(why, wl, "plan.faults[%u]: names no worker (cgroup %u worker %u)", i, f->cgroup,
                    f->worker);
     }
+    if ((r = s_decode_steps(o, p, why, wl)) < 0)
+        return r;
     /* Optional: absent means no payload. */
     memset(&p->payload, 0, sizeof(p->payload));
     const msgpack_object *po = kt_mp_get(o, "payload");

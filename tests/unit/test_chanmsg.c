@@ -636,7 +636,7 @@ static void test_sizes_and_ranges(void **state)
     s_val_destroy(&v);
     s_refused(&x, "plan.cgroups.0.nice", s_val_int(&v, 20), "outside -20..19");
     s_val_destroy(&v);
-    s_refused(&x, "plan.cgroups.0.policy", s_val_int(&v, KT_POLICY_IDLE + 1), "over the limit");
+    s_refused(&x, "plan.cgroups.0.policy", s_val_int(&v, KT_POLICY_RR + 1), "over the limit");
     s_val_destroy(&v);
     s_refused(&x, "plan.cgroups.0.workers", s_val_int(&v, KT_MAX_WORKERS_PER_CGROUP + 1),
               "over the limit");
@@ -647,7 +647,9 @@ static void test_sizes_and_ranges(void **state)
     s_val_destroy(&v);
     s_refused(&x, "plan.cgroups.0.cpus", s_val_text(&v, "0-256"), "bad CPU list");
     s_val_destroy(&v);
-    s_refused(&x, "plan.cgroups.0.name", s_val_text(&v, "a/b"), "not a valid cgroup name");
+    s_refused(&x, "plan.cgroups.0.name", s_val_text(&v, "a/../b"), "not a valid cgroup name");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.cgroups.0.name", s_val_text(&v, "a/b"), "'a/b' is not nested in any cgroup");
     s_val_destroy(&v);
     s_refused(&x, "plan.cgroups.0.name", s_val_text(&v, ".."), "not a valid cgroup name");
     s_val_destroy(&v);
@@ -682,7 +684,7 @@ static void test_sizes_and_ranges(void **state)
 
     /* Too many workers in all: 32 cgroups of 17. */
     msgpack_packer *pk = s_val_begin(&w);
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, 14);
     kt_mp_pack_kv_str(pk, "name", "many");
     kt_mp_pack_kv_bool(pk, "has_cpuset", false);
     kt_mp_pack_kv_str(pk, "cpus", "0-15");
@@ -690,6 +692,13 @@ static void test_sizes_and_ranges(void **state)
     kt_mp_pack_kv_str(pk, "work", "spin");
     kt_mp_pack_kv_u64(pk, "policy", 0);
     kt_mp_pack_kv_i64(pk, "nice", 0);
+    kt_mp_pack_kv_u64(pk, "rt_priority", 0);
+    kt_mp_pack_kv_u64(pk, "affinity", 0);
+    kt_mp_pack_kv_u64(pk, "affinity_count", 0);
+    kt_mp_pack_kv_str(pk, "affinity_cpus", "");
+    kt_mp_pack_kv_bool(pk, "deferred", false);
+    kt_mp_pack_kv_u64(pk, "spawn_slots", 0);
+    kt_mp_pack_kv_u64(pk, "nest_parent", 0);
     s_refused(&x, "plan.cgroups", s_val_repeat(&v, s_val_end(&w), KT_MAX_CGROUPS),
               "544 workers in all, limit 512");
     s_val_destroy(&v);

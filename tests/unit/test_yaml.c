@@ -212,8 +212,8 @@ static void test_malformed_files(void **state)
     s_expect_file_error("bad_constraints.yaml", 5, 13,
                         "constraints.max_llcs: 2 is below min_llcs 4");
     s_expect_file_error("bad_name.yaml", 4, 11,
-                        "cgroups[0].name: 'a/b' is not a valid name (1 to 63 of A-Z a-z 0-9 _ . "
-                        "-, not . or ..)");
+                        "cgroups[0].name: 'a/../b' is not a valid cgroup name (names of A-Z a-z "
+                        "0-9 _ . -, nested ones joined by '/', at most 63 bytes)");
     s_expect_file_error("bad_missing_cgroups.yaml", 2, 1, "missing key 'cgroups' in scenario");
     s_expect_file_error("bad_two_documents.yaml", 6, 1,
                         "a second YAML document: a scenario file holds one");
@@ -270,7 +270,7 @@ static void test_types_and_ranges(void **state)
     s_expect("name: x\nnmae: y\n" CG, "2:1: unknown key 'nmae' in scenario (did you mean 'name'?)");
     s_expect("name: x\nzzz: 1\n" CG,
              "2:1: unknown key 'zzz' in scenario (known: name, description, duration, memory_mib, "
-             "constraints, checks, cgroups, faults)");
+             "constraints, checks, cgroups, faults, steps)");
     s_expect("- a\n", "1:1: expected a mapping for scenario, got a sequence");
     s_expect("just a scalar\n", "1:1: expected a mapping for scenario, got a scalar");
     s_expect(CG, "1:1: missing key 'name' in scenario");
@@ -336,12 +336,12 @@ static void test_types_and_ranges(void **state)
              "3:5: cgroups[0]: missing key 'workers' (or 'workers_per_cpu')");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 1\n    workers_per_cpu: 1\n",
              "5:5: cgroups[0]: give workers or workers_per_cpu, not both");
-    s_expect("name: x\ncgroups:\n  - name: a\n    workers: 0\n",
-             "4:14: cgroups[0].workers: 0 is out of range 1..256");
+    s_expect("name: x\ncgroups:\n  - name: a\n    workers: -1\n",
+             "4:14: cgroups[0].workers: -1 is out of range 0..256");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 257\n",
-             "4:14: cgroups[0].workers: 257 is out of range 1..256");
+             "4:14: cgroups[0].workers: 257 is out of range 0..256");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 99999999999999999999999\n",
-             "4:14: cgroups[0].workers: 99999999999999999999999 is out of range 1..256");
+             "4:14: cgroups[0].workers: 99999999999999999999999 is out of range 0..256");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers:\n",
              "4:5: cgroups[0].workers: expected an integer, got nothing");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers_per_cpu: 0\n",
@@ -350,8 +350,8 @@ static void test_types_and_ranges(void **state)
              "4:22: cgroups[0].workers_per_cpu: -1 is out of range 0..256");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 1\n    nice: 20\n",
              "5:11: cgroups[0].nice: 20 is out of range -20..19");
-    s_expect("name: x\ncgroups:\n  - name: a\n    workers: 1\n    policy: fifo\n",
-             "5:13: cgroups[0].policy: unknown policy 'fifo' (known: normal, batch, idle)");
+    s_expect("name: x\ncgroups:\n  - name: a\n    workers: 1\n    policy: rt\n",
+             "5:13: cgroups[0].policy: unknown policy 'rt' (known: normal, batch, idle, fifo, rr)");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 1\n    cpuset: \"llc:\"\n",
              "5:14: cgroups[0].cpuset: 'llc:': expected llc:N with N in 0..255");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 1\n    cpuset: node:256\n",
@@ -359,11 +359,11 @@ static void test_types_and_ranges(void **state)
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 1\n    cpuset: 0-3,999\n",
              "5:13: cgroups[0].cpuset: CPU list '0-3,999' names a CPU over 255");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 1\n    cpuset: some\n",
-             "5:13: cgroups[0].cpuset: 'some' is not a cpuset (all, llc:N, node:N, per-llc, or "
-             "a CPU list such as 0-3,6)");
+             "5:13: cgroups[0].cpuset: 'some' is not a cpuset (all, llc:N, node:N, per-llc, "
+             "range:LO..HI, disjoint:I/N, overlap:I/N:F, or a CPU list such as 0-3,6)");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 1\n    cpuset: \"0-1\\n7\"\n",
              "5:14: cgroups[0].cpuset: '0-1?7' is not a cpuset (all, llc:N, node:N, per-llc, "
-             "or a CPU list such as 0-3,6)");
+             "range:LO..HI, disjoint:I/N, overlap:I/N:F, or a CPU list such as 0-3,6)");
     s_expect("name: x\ncgroups:\n  - {name: a, workers: 1}\n  - {name: a, workers: 2}\n",
              "4:12: cgroups[1].name: 'a' is already the name of cgroups[0]");
     s_expect("name: x\ncgroups:\n  - name: a\n    workers: 2\n    work: pipe-pingpong\n"
@@ -399,7 +399,7 @@ static void test_accepted_forms(void **state)
     /* Aliases are followed. */
     s_expect("name: &n x\nw: &w 2\n" CG,
              "2:1: unknown key 'w' in scenario (known: name, description, duration, memory_mib, "
-             "constraints, checks, cgroups, faults)");
+             "constraints, checks, cgroups, faults, steps)");
     assert_int_equal(s_parse("name: &n x\ncgroups: [{name: *n, workers: 2}]\n", &s), 0);
     assert_string_equal(s.cgroups[0].name, "x");
     assert_int_equal(s.cgroups[0].workers, 2);
