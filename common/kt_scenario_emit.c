@@ -58,8 +58,8 @@ static struct fy_node *s_plain(s_emit_t *e, const char *text)
     return s_checked(e, fy_node_create_scalar_copy(e->doc, text, strlen(text)));
 }
 
-__attribute__((format(printf, 2, 3))) static struct fy_node *s_plainf(s_emit_t *e,
-                                                                       const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static struct fy_node *s_plainf(s_emit_t *e, const char *fmt,
+                                                                      ...)
 {
     char buf[256];
     va_list ap;
@@ -88,12 +88,10 @@ static bool s_plain_safe(const char *s)
         if (c == ' ' && s[i + 1] == '#')
             return false;
     }
-    static const char *const words[] = {"null", "Null", "NULL", "true",  "True",
-                                        "TRUE", "false", "False", "FALSE", "yes",
-                                        "Yes",  "YES",  "no",    "No",    "NO",
-                                        "on",   "On",   "ON",    "off",   "Off",
-                                        "OFF",  ".inf", ".Inf",  ".INF",  ".nan",
-                                        ".NaN", ".NAN"};
+    static const char *const words[] = {"null",  "Null",  "NULL", "true", "True", "TRUE", "false",
+                                        "False", "FALSE", "yes",  "Yes",  "YES",  "no",   "No",
+                                        "NO",    "on",    "On",   "ON",   "off",  "Off",  "OFF",
+                                        ".inf",  ".Inf",  ".INF", ".nan", ".NaN", ".NAN"};
     for (size_t i = 0; i < KT_ARRAY_SIZE(words); i++)
         if (strcmp(s, words[i]) == 0)
             return false;
@@ -415,8 +413,8 @@ static struct fy_node *s_checks(s_emit_t *e, const kt_thresholds_t *t)
     bool spread = t->check_spread != d.check_spread ||
                   (t->check_spread && t->max_spread_pct != d.max_spread_pct);
     bool gap = t->check_gap != d.check_gap || (t->check_gap && t->max_gap_ms != d.max_gap_ms);
-    if (t->check_starved == d.check_starved && t->check_isolation == d.check_isolation &&
-        !spread && !gap && !t->max_p99_wake_us && t->min_work_rate == 0 && !t->max_callback_ns &&
+    if (t->check_starved == d.check_starved && t->check_isolation == d.check_isolation && !spread &&
+        !gap && !t->max_p99_wake_us && t->min_work_rate == 0 && !t->max_callback_ns &&
         !t->n_callback_bounds)
         return NULL;
     struct fy_node *m = s_map(e);
@@ -429,12 +427,12 @@ static struct fy_node *s_checks(s_emit_t *e, const kt_thresholds_t *t)
               t->check_spread ? s_number(e, t->max_spread_pct, "checks.fairness_spread")
                               : s_plain(e, "false"));
     if (gap)
-        s_put(e, m, "max_gap", t->check_gap ? s_plainf(e, "%ums", t->max_gap_ms)
-                                            : s_plain(e, "false"));
+        s_put(e, m, "max_gap",
+              t->check_gap ? s_plainf(e, "%ums", t->max_gap_ms) : s_plain(e, "false"));
     if (t->max_p99_wake_us)
         s_put(e, m, "wake_p99",
               t->max_p99_wake_us % 1000 == 0 ? s_plainf(e, "%ums", t->max_p99_wake_us / 1000)
-                                              : s_plainf(e, "%uus", t->max_p99_wake_us));
+                                             : s_plainf(e, "%uus", t->max_p99_wake_us));
     if (t->min_work_rate != 0)
         s_put(e, m, "work_rate", s_number(e, t->min_work_rate, "checks.work_rate"));
     if (t->n_callback_bounds) {
@@ -453,8 +451,7 @@ static struct fy_node *s_checks(s_emit_t *e, const kt_thresholds_t *t)
 
 static struct fy_node *s_scenario(s_emit_t *e, const kt_scenario_t *s)
 {
-    if (s->n_cgroups > KT_MAX_CGROUPS || s->n_faults > KT_MAX_FAULTS ||
-        s->n_steps > KT_MAX_STEPS) {
+    if (s->n_cgroups > KT_MAX_CGROUPS || s->n_faults > KT_MAX_FAULTS || s->n_steps > KT_MAX_STEPS) {
         s_invalid(e, "scenario '%s': %u cgroups, %u faults, %u steps: over the limits %d, %d, %d",
                   s->name, s->n_cgroups, s->n_faults, s->n_steps, KT_MAX_CGROUPS, KT_MAX_FAULTS,
                   KT_MAX_STEPS);
@@ -523,8 +520,8 @@ int kt_scenario_emit_yaml(const kt_scenario_t *s, char **ret_text, char *err, si
         fy_node_free(root);
     if (e.r < 0)
         return e.r;
-    char *text = fy_emit_document_to_string(
-        doc, FYECF_MODE_BLOCK | FYECF_INDENT_2 | FYECF_WIDTH_INF | FYECF_DOC_START_MARK_OFF);
+    char *text = fy_emit_document_to_string(doc, FYECF_MODE_BLOCK | FYECF_INDENT_2 |
+                                                     FYECF_WIDTH_INF | FYECF_DOC_START_MARK_OFF);
     if (!text) {
         s_oom(&e);
         return e.r;
@@ -546,7 +543,7 @@ void kt_scenario_emit_constraints(const kt_constraints_t *c, char *buf, size_t l
 #define S_ADD(...)                                                                                 \
     do {                                                                                           \
         if (off < len)                                                                             \
-            off += (size_t)snprintf(buf + off, len - off, __VA_ARGS__);                           \
+            off += (size_t)snprintf(buf + off, len - off, __VA_ARGS__);                            \
     } while (0)
     for (size_t i = 0; i < KT_ARRAY_SIZE(b); i++) {
         const char *sep = off ? " " : "";

@@ -63,16 +63,15 @@ static int s_json(const kt_scenario_t *all, unsigned n)
         const kt_constraints_t *c = &s->constraints;
         char text[96];
         kt_scenario_emit_constraints(c, text, sizeof(text));
-        json_t *o = json_pack("{s:s, s:s, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:b}, s:s, s:I, "
-                              "s:I}",
-                              "name", s->name, "description", s->description, "duration_ms",
-                              (json_int_t)s->duration_ms, "constraints", "min_llcs",
-                              (json_int_t)c->min_llcs, "max_llcs", (json_int_t)c->max_llcs,
-                              "min_cpus", (json_int_t)c->min_cpus, "max_cpus",
-                              (json_int_t)c->max_cpus, "min_numa", (json_int_t)c->min_numa,
-                              "max_numa", (json_int_t)c->max_numa, "requires_smt",
-                              (int)c->requires_smt, "constraints_text", text, "cgroups",
-                              (json_int_t)s->n_cgroups, "steps", (json_int_t)s->n_steps);
+        json_t *o = json_pack(
+            "{s:s, s:s, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:b}, s:s, s:I, "
+            "s:I}",
+            "name", s->name, "description", s->description, "duration_ms",
+            (json_int_t)s->duration_ms, "constraints", "min_llcs", (json_int_t)c->min_llcs,
+            "max_llcs", (json_int_t)c->max_llcs, "min_cpus", (json_int_t)c->min_cpus, "max_cpus",
+            (json_int_t)c->max_cpus, "min_numa", (json_int_t)c->min_numa, "max_numa",
+            (json_int_t)c->max_numa, "requires_smt", (int)c->requires_smt, "constraints_text", text,
+            "cgroups", (json_int_t)s->n_cgroups, "steps", (json_int_t)s->n_steps);
         if (!o || json_array_append_new(arr, o) < 0)
             return -ENOMEM;
     }

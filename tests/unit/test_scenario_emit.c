@@ -40,8 +40,8 @@ static bool s_double_eq(double a, double b)
 #define S_INT(path, field)                                                                         \
     do {                                                                                           \
         if ((long long)a->field != (long long)b->field)                                            \
-            return s_differ(buf, len, "%s%s: %lld != %lld", path, "." #field,                      \
-                            (long long)a->field, (long long)b->field);                             \
+            return s_differ(buf, len, "%s%s: %lld != %lld", path, "." #field, (long long)a->field, \
+                            (long long)b->field);                                                  \
     } while (0)
 #define S_DBL(path, field)                                                                         \
     do {                                                                                           \
@@ -52,8 +52,7 @@ static bool s_double_eq(double a, double b)
 #define S_STR(path, field)                                                                         \
     do {                                                                                           \
         if (strcmp(a->field, b->field) != 0)                                                       \
-            return s_differ(buf, len, "%s%s: '%s' != '%s'", path, "." #field, a->field,            \
-                            b->field);                                                             \
+            return s_differ(buf, len, "%s%s: '%s' != '%s'", path, "." #field, a->field, b->field); \
     } while (0)
 
 static bool s_cpuset_equal(const char *p, const kt_cpuset_spec_t *a, const kt_cpuset_spec_t *b,
@@ -327,9 +326,35 @@ static void test_awkward_strings(void **state)
 {
     (void)state;
     static const char *const texts[] = {
-        "null", "~", "true", "no", "123", "1e5", "- dash", "# hash", "a: b", "a #b", "  lead",
-        "trail ", "'single'", "\"double\" and \\back", "tab\tnew\nline", "été", "*star", "&amp",
-        "!tag", "{flow}", "[seq]", "%pct", "@at", "`tick", "|pipe", ">fold", "?q", ",comma", "",
+        "null",
+        "~",
+        "true",
+        "no",
+        "123",
+        "1e5",
+        "- dash",
+        "# hash",
+        "a: b",
+        "a #b",
+        "  lead",
+        "trail ",
+        "'single'",
+        "\"double\" and \\back",
+        "tab\tnew\nline",
+        "été",
+        "*star",
+        "&amp",
+        "!tag",
+        "{flow}",
+        "[seq]",
+        "%pct",
+        "@at",
+        "`tick",
+        "|pipe",
+        ">fold",
+        "?q",
+        ",comma",
+        "",
         "plain words, with a comma: fine",
     };
     kt_scenario_t *s = s_base("awkward");
@@ -434,8 +459,8 @@ static void test_constraints_text(void **state)
     c = (kt_constraints_t){.min_llcs = 2, .min_cpus = 2, .requires_smt = true};
     kt_scenario_emit_constraints(&c, buf, sizeof(buf));
     assert_string_equal(buf, "llcs>=2 cpus>=2 smt");
-    c = (kt_constraints_t){.max_llcs = 1, .min_cpus = 4, .max_cpus = 64, .min_numa = 2,
-                           .max_numa = 2};
+    c = (kt_constraints_t){
+        .max_llcs = 1, .min_cpus = 4, .max_cpus = 64, .min_numa = 2, .max_numa = 2};
     kt_scenario_emit_constraints(&c, buf, sizeof(buf));
     assert_string_equal(buf, "llcs<=1 cpus=4..64 numa=2");
     char small[8];
@@ -526,7 +551,8 @@ static void test_steps_round_trip(void **state)
     st->hold = KT_HOLD_FRAC;
     st->frac = 0.25;
     st->ops[st->n_ops] = s_op(KT_OP_SET_CPUSET, "cg_0", NULL);
-    st->ops[st->n_ops++].cpuset = (kt_cpuset_spec_t){.kind = KT_CPUSET_DISJOINT, .index = 0, .of = 2};
+    st->ops[st->n_ops++].cpuset =
+        (kt_cpuset_spec_t){.kind = KT_CPUSET_DISJOINT, .index = 0, .of = 2};
     st->ops[st->n_ops] = s_op(KT_OP_SET_CPUSET, "cg_1", NULL);
     st->ops[st->n_ops++].cpuset = (kt_cpuset_spec_t){.kind = KT_CPUSET_LLC, .index = 1};
     st->ops[st->n_ops++] = s_op(KT_OP_ADD_CGROUP, "cg_late", NULL);
