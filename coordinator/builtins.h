@@ -6,3 +6,4 @@ int builtin_run(int argc, char **argv);
 int builtin_list(int argc, char **argv);
 int builtin_keygen(int argc, char **argv);
 int builtin_selftests(int argc, char **argv);
+int builtin_scenarios(int argc, char **argv);

@@ -16,14 +16,15 @@ static const struct {
     {"list", builtin_list, "print the cells of a gauntlet, one name per line, running nothing"},
     {"keygen", builtin_keygen, "make a CURVE certificate for a coordinator or a worker"},
     {"selftests", builtin_selftests, "run the kernel's sched_ext selftests, one cell per test"},
+    {"scenarios", builtin_scenarios, "list the built-in scenarios, or print one as YAML"},
 };
 
 static void s_usage(FILE *f)
 {
     fprintf(f, "usage: ktstr-coord VERB [OPTIONS]\n\nverbs:\n");
     for (size_t i = 0; i < sizeof(s_verbs) / sizeof(s_verbs[0]); i++)
-        fprintf(f, "  %-8s %s\n", s_verbs[i].name, s_verbs[i].help);
-    fprintf(f, "  %-8s %s\n", "help", "this text");
+        fprintf(f, "  %-10s %s\n", s_verbs[i].name, s_verbs[i].help);
+    fprintf(f, "  %-10s %s\n", "help", "this text");
     fprintf(f, "\n`ktstr-coord VERB --help` describes a verb's options.\n");
 }
 
