@@ -2,6 +2,7 @@
  * and the optional wake-latency and work-rate bounds. One result per check
  * and cgroup, carrying the worst worker's value. */
 #include "kt_checks.h"
+#include "kt_timeline.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -173,7 +174,7 @@ int kt_checks_evaluate(const kt_plan_t *plan, const kt_worker_stats_t *ws, size_
                       t->max_gap_ms, "ms", detail);
             }
         }
-        if (t->check_isolation && plan->cgroups[cg].has_cpuset) {
+        if (t->check_isolation && plan->cgroups[cg].has_cpuset && !kt_plan_has_timeline(plan)) {
             w = s_worst(plan, cg, ws, n, s_stray_cpus, false, &v);
             if (w >= 0) {
                 char used[KT_MAX_CPUS * 4], allowed[KT_MAX_CPUS * 4];

@@ -27,6 +27,11 @@ typedef struct kt_worker_stats {
     uint64_t timeslices;          /* /proc/<pid>/schedstat field 3 */
     uint64_t voluntary_ctxsw;
     uint64_t involuntary_ctxsw;
+    /* Steps (kt_timeline.h): units and CPUs seen per phase; started is
+     * false for a slot that was never released (a spawn slot no op took). */
+    bool started;
+    uint64_t step_units[KT_MAX_PHASES];
+    kt_cpumask_t step_cpus[KT_MAX_PHASES];
 } kt_worker_stats_t;
 
 /* On-CPU share of wall time in percent; off-CPU share is 100 - this. */
@@ -86,6 +91,15 @@ void kt_cgroup_summarize(const kt_plan_t *plan, unsigned cgroup, const kt_worker
  * measured value and threshold, and one passing line per check that ran. */
 int kt_checks_evaluate(const kt_plan_t *plan, const kt_worker_stats_t *workers, size_t n_workers,
                        kt_check_report_t *ret);
+
+/* cpuset isolation phase by phase for plans with a timeline (steps,
+ * affinities, deferred cgroups, spawns; kt_plan_has_timeline): each
+ * worker's CPUs in each phase against its cgroup's cpuset and its affinity
+ * in force then. Appends to r (after kt_checks_evaluate, which leaves
+ * isolation to this for those plans); returns the failures added, -1 on
+ * ENOMEM. */
+int kt_checks_evaluate_steps(const kt_plan_t *plan, const kt_worker_stats_t *workers,
+                             size_t n_workers, kt_check_report_t *r);
 
 /* A short human reason from the first failures, e.g.
  * "spread 41.2 pct > 15.0 in cgroup 'cg_0'". */

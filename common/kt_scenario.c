@@ -450,9 +450,9 @@ static int s_add_cgroup(kt_plan_t *p, const kt_topology_t *t, const kt_cgroup_sp
         return r;
     }
     if ((spec->policy == KT_POLICY_FIFO || spec->policy == KT_POLICY_RR) &&
-        (spec->rt_priority < 1 || spec->rt_priority > 99)) {
-        snprintf(why, wl, "cgroup '%s': policy %s needs rt_priority 1..99, %u given", name,
-                 kt_sched_policy_name(spec->policy), spec->rt_priority);
+        (spec->rt_priority < 1 || spec->rt_priority > KT_RT_PRIORITY_MAX)) {
+        snprintf(why, wl, "cgroup '%s': policy %s needs rt_priority 1..%d, %u given", name,
+                 kt_sched_policy_name(spec->policy), KT_RT_PRIORITY_MAX, spec->rt_priority);
         p->n_cgroups--;
         return -EINVAL;
     }

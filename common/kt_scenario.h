@@ -16,6 +16,8 @@
 #define KT_MAX_WORKERS_PER_CGROUP 256
 #define KT_MAX_WORKERS 512
 #define KT_MAX_FAULTS 8
+/* fifo / rr workers: ktstr-init's own threads run at 97..99, above them. */
+#define KT_RT_PRIORITY_MAX 96
 
 enum kt_work_type {
     KT_WORK_SPIN = 0,
@@ -120,7 +122,7 @@ typedef struct kt_cgroup_spec {
     double workers_per_cpu;
     enum kt_work_type work;
     enum kt_sched_policy policy;
-    unsigned rt_priority;    /* fifo / rr: 1..99 */
+    unsigned rt_priority;    /* fifo / rr: 1..KT_RT_PRIORITY_MAX */
     int nice;
     kt_affinity_spec_t affinity;
     /* Not created at the start: an add_cgroup step creates it mid-run. */

@@ -13,7 +13,7 @@
  *       work: spin                 optional, spin by default
  *       policy: normal             optional: normal | batch | idle | fifo | rr
  *       nice: 0                    optional: -20..19
- *       rt_priority: 10            fifo / rr only: 1..99
+ *       rt_priority: 10            fifo / rr only: 1..96 (ktstr-init's threads are above)
  *       affinity: inherit          inherit | random:N | llc | cross-cgroup | single | exact:LIST
  *       deferred: false            true: created mid-run by an add_cgroup op
  *   faults:                        optional, 0..KT_MAX_FAULTS entries
@@ -695,7 +695,8 @@ static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned
     if ((r = s_cgroup_name(c, x->value, x->key, S_SUB("name"), cg.name, sizeof(cg.name))) < 0)
         return r;
     if ((x = S_F(f, "rt_priority")) &&
-        (r = s_uint(c, x->value, x->key, S_SUB("rt_priority"), 1, 99, &cg.rt_priority)) < 0)
+        (r = s_uint(c, x->value, x->key, S_SUB("rt_priority"), 1, KT_RT_PRIORITY_MAX,
+                    &cg.rt_priority)) < 0)
         return r;
     if ((x = S_F(f, "affinity")) &&
         (r = s_affinity(c, x->value, x->key, S_SUB("affinity"), &cg.affinity)) < 0)
@@ -713,7 +714,7 @@ static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned
         return r;
     bool rt = cg.policy == KT_POLICY_FIFO || cg.policy == KT_POLICY_RR;
     if (rt && !cg.rt_priority)
-        return s_fail(c, x->value, x->key, "%s: policy %s needs rt_priority (1..99)",
+        return s_fail(c, x->value, x->key, "%s: policy %s needs rt_priority (1..96)",
                       S_SUB("policy"), kt_sched_policy_name(cg.policy));
     if (!rt && cg.rt_priority)
         return s_fail(c, S_F(f, "rt_priority")->key, n,

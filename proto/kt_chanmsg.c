@@ -558,7 +558,7 @@ static int s_decode_cgroup_ext(const msgpack_object *co, unsigned i, const kt_pl
     int r;
     uint32_t aff;
     char list[KT_MAX_CPUS * 4];
-    if ((r = s_u32(co, "rt_priority", 99, &cg->rt_priority, why, wl)) < 0 ||
+    if ((r = s_u32(co, "rt_priority", KT_RT_PRIORITY_MAX, &cg->rt_priority, why, wl)) < 0 ||
         (r = s_u32(co, "affinity", KT_AFFINITY__COUNT - 1, &aff, why, wl)) < 0 ||
         (r = s_u32(co, "affinity_count", KT_MAX_CPUS, &cg->affinity_count, why, wl)) < 0 ||
         (r = s_str(co, "affinity_cpus", list, sizeof(list), why, wl)) < 0 ||

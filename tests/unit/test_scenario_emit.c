@@ -496,7 +496,7 @@ static void test_policies_round_trip(void **state)
     s->cgroups[0].policy = KT_POLICY_FIFO;
     s->cgroups[0].rt_priority = 10;
     s->cgroups[1].policy = KT_POLICY_RR;
-    s->cgroups[1].rt_priority = 99;
+    s->cgroups[1].rt_priority = KT_RT_PRIORITY_MAX;
     s_round_trip(s);
     free(s);
 }

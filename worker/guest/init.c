@@ -39,6 +39,7 @@
 #include "kt_guest_sys.h"
 #include "kt_guest_topo.h"
 #include "kt_log.h"
+#include "kt_timeline.h"
 #include "kt_workload.h"
 
 #define S_PORT_WAIT_MS 3000
@@ -53,9 +54,10 @@
 #define S_REAP_PERIOD_MS 1000
 #define S_REASON_GRACE_MS 1000
 
-#define S_PRIO_SUPERVISOR 30
-#define S_PRIO_MONITOR 20
-#define S_PRIO_MAIN 10
+/* Above any worker's (fifo / rr workers get 1..KT_RT_PRIORITY_MAX). */
+#define S_PRIO_SUPERVISOR 99
+#define S_PRIO_MONITOR 98
+#define S_PRIO_MAIN 97
 
 typedef struct s_cell {
     pthread_mutex_t lock;
@@ -763,7 +765,10 @@ typedef struct s_workers {
     unsigned *index_of;
     bool *stopped_by_fault;
     bool *reaped;
+    bool *collected;   /* stopped and collected mid-run by a step */
     kt_worker_stats_t *stats;
+    kt_sim_t *sim;     /* what is in force (kt_timeline.h) */
+    char mems[64];
 } s_workers_t;
 
 static void s_workers_free(s_workers_t *w)
@@ -774,6 +779,8 @@ static void s_workers_free(s_workers_t *w)
     free(w->index_of);
     free(w->stopped_by_fault);
     free(w->reaped);
+    free(w->collected);
+    free(w->sim);
     /* stats is handed to the result. */
 }
 
@@ -802,6 +809,12 @@ __attribute__((noreturn)) static void s_worker_child(const kt_plan_cgroup_t *cg,
         sched_setscheduler(0, SCHED_BATCH, &sp);
     else if (cg->policy == KT_POLICY_IDLE)
         sched_setscheduler(0, SCHED_IDLE, &sp);
+    else if (cg->policy == KT_POLICY_FIFO || cg->policy == KT_POLICY_RR) {
+        sp.sched_priority = (int)cg->rt_priority;
+        if (sched_setscheduler(0, cg->policy == KT_POLICY_FIFO ? SCHED_FIFO : SCHED_RR, &sp) < 0)
+            snprintf(slots[i].error, sizeof(slots[i].error), "sched_setscheduler %s %u: %s",
+                     kt_sched_policy_name(cg->policy), cg->rt_priority, strerror(errno));
+    }
     if (cg->nice)
         setpriority(PRIO_PROCESS, 0, cg->nice);
     _exit(kt_workload_main(slots, i));
@@ -831,11 +844,51 @@ static void s_kill_all(s_cell_t *c, s_workers_t *w)
     (void)c;
 }
 
+static int s_set_affinity(s_cell_t *c, s_workers_t *w, unsigned i);
+
+/* Moves slot i into the cgroup the sim has it in, and applies the
+ * affinity the sim gives it (if any). */
+static int s_place(s_cell_t *c, s_workers_t *w, unsigned i)
+{
+    const kt_plan_t *plan = &c->msg.plan;
+    const char *cg = plan->cgroups[w->sim->slot_cg[i]].name;
+    char why[384];
+    int r = kt_guest_cgroup_attach(KT_GUEST_CGROUP_ROOT, cg, w->pids[i], why, sizeof(why));
+    if (r < 0) {
+        s_harness_error(c, "placing worker %u of '%s' in cgroup '%s': %s", w->index_of[i],
+                        plan->cgroups[w->cgroup_of[i]].name, cg, why);
+        return r;
+    }
+    return s_set_affinity(c, w, i);
+}
+
+/* sched_setaffinity to the sim's mask for slot i, when it has one. */
+static int s_set_affinity(s_cell_t *c, s_workers_t *w, unsigned i)
+{
+    if (!w->sim->slot_has_user[i])
+        return 0;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (unsigned cpu = 0; cpu < KT_MAX_CPUS && cpu < CPU_SETSIZE; cpu++)
+        if (kt_cpumask_test(&w->sim->slot_user[i], cpu))
+            CPU_SET(cpu, &set);
+    if (sched_setaffinity(w->pids[i], sizeof(set), &set) < 0) {
+        char list[KT_MAX_CPUS * 4];
+        kt_cpumask_format(&w->sim->slot_user[i], list, sizeof(list));
+        int r = -errno;
+        s_harness_error(c, "sched_setaffinity(%s) of worker %u of '%s' (pid %d): %s", list,
+                        w->index_of[i], c->msg.plan.cgroups[w->cgroup_of[i]].name,
+                        (int)w->pids[i], strerror(-r));
+        return r;
+    }
+    return 0;
+}
+
 /* Forks the workers, places them in their cgroups, and parks them. */
 static int s_workers_start(s_cell_t *c, s_workers_t *w)
 {
     const kt_plan_t *plan = &c->msg.plan;
-    w->n = kt_plan_total_workers(plan);
+    w->n = kt_plan_total_slots(plan);
     if (w->n == 0 && kt_payload_present(&plan->payload))
         return 0; /* the payload is the whole workload */
     if (w->n == 0) {
@@ -848,16 +901,19 @@ static int s_workers_start(s_cell_t *c, s_workers_t *w)
     w->index_of = calloc(w->n, sizeof(*w->index_of));
     w->stopped_by_fault = calloc(w->n, sizeof(*w->stopped_by_fault));
     w->reaped = calloc(w->n, sizeof(*w->reaped));
+    w->collected = calloc(w->n, sizeof(*w->collected));
     w->stats = calloc(w->n, sizeof(*w->stats));
+    w->sim = malloc(sizeof(*w->sim));
     if (!w->slots || !w->pids || !w->cgroup_of || !w->index_of || !w->stopped_by_fault ||
-        !w->reaped || !w->stats) {
+        !w->reaped || !w->collected || !w->stats || !w->sim) {
         s_harness_error(c, "allocating %u worker slots failed", w->n);
         return -ENOMEM;
     }
     unsigned i = 0;
     for (unsigned cg = 0; cg < plan->n_cgroups; cg++) {
         const kt_plan_cgroup_t *pc = &plan->cgroups[cg];
-        for (unsigned k = 0; k < pc->workers; k++, i++) {
+        /* The cgroup's workers, then its spawn slots (kt_timeline.h). */
+        for (unsigned k = 0; k < pc->workers + pc->spawn_slots; k++, i++) {
             w->cgroup_of[i] = cg;
             w->index_of[i] = k;
             /* Every slot before any fork (a ping-pong initiator prepares its
@@ -885,14 +941,21 @@ static int s_workers_start(s_cell_t *c, s_workers_t *w)
         w->pids[i] = pid;
         pthread_mutex_unlock(&c->lock);
         w->slots[i].pid = pid;
-        char why[384];
-        int r = kt_guest_cgroup_attach(KT_GUEST_CGROUP_ROOT, pc->name, pid, why, sizeof(why));
-        if (r < 0) {
-            s_harness_error(c, "placing worker %u in its cgroup: %s", w->index_of[i], why);
-            return r;
-        }
     }
-    s_event(c, "%u workers forked and placed in %u cgroups", w->n, plan->n_cgroups);
+    /* Those running from the release go to their cgroups now (with their
+     * affinity); the others park in ktstr-init's until a step starts them. */
+    kt_sim_init(w->sim, plan);
+    unsigned placed = 0;
+    for (i = 0; i < w->n; i++) {
+        if (w->sim->slot_state[i] != KT_SLOT_RUNNING)
+            continue;
+        int r = s_place(c, w, i);
+        if (r < 0)
+            return r;
+        placed++;
+    }
+    s_event(c, "%u workers forked, %u placed in their cgroups%s", w->n, placed,
+            placed < w->n ? " (the others wait for a step)" : "");
 
     /* Wait for them to park, bounded: a scheduler that starves tasks may
      * keep some from ever parking; they are released all the same and the
@@ -935,6 +998,157 @@ static void s_apply_fault(s_cell_t *c, s_workers_t *w, const kt_plan_fault_t *f)
     w->stopped_by_fault[i] = true;
     s_event(c, "fault: SIGSTOP worker %u of cgroup '%s' (pid %d)", f->worker,
             c->msg.plan.cgroups[f->cgroup].name, (int)w->pids[i]);
+}
+
+/* ---- steps ---- */
+
+/* Stops slot i mid-run (a stop or remove_cgroup op), collects its
+ * telemetry and reaps it. */
+static void s_stop_collect(s_cell_t *c, s_workers_t *w, unsigned i)
+{
+    const kt_plan_t *plan = &c->msg.plan;
+    const char *cg = plan->cgroups[w->cgroup_of[i]].name;
+    kt_workload_stop(w->slots, i);
+    if (kt_workload_wait(&w->slots[i], KT_WL_DONE, 3000) < 0) {
+        kill(w->pids[i], SIGKILL);
+        s_event(c, "worker %u of cgroup '%s' (pid %d) did not stop in time: killed",
+                w->index_of[i], cg, (int)w->pids[i]);
+    }
+    int r = kt_workload_collect(&w->slots[i], &w->stats[i]);
+    w->stats[i].cgroup = w->cgroup_of[i];
+    w->stats[i].index = w->index_of[i];
+    w->stats[i].pid = w->pids[i];
+    if (r < 0)
+        s_harness_error(c, "collecting worker %u of cgroup '%s' (pid %d): %s", w->index_of[i], cg,
+                        (int)w->pids[i], strerror(-r));
+    w->collected[i] = true;
+    int st;
+    uint64_t until = kt_guest_sys_now_ms() + 2000;
+    for (;;) {
+        pid_t p = waitpid(w->pids[i], &st, WNOHANG);
+        if (p == w->pids[i] || (p < 0 && errno != EINTR)) {
+            w->reaped[i] = p == w->pids[i];
+            break;
+        }
+        if (kt_guest_sys_now_ms() >= until)
+            break;
+        kt_guest_sys_sleep_ms(2);
+    }
+}
+
+/* One op: the sim says what is in force after it; ktstr-init makes the
+ * system match (cgroups, cpusets, tasks, affinities). */
+static void s_apply_op(s_cell_t *c, s_workers_t *w, unsigned k, unsigned o, unsigned app,
+                       unsigned phase)
+{
+    const kt_plan_t *plan = &c->msg.plan;
+    const kt_plan_op_t *op = &plan->steps[k].ops[o];
+    kt_sim_t *sim = w->sim;
+    const char *opn = kt_op_kind_name(op->kind);
+    const char *cgn = plan->cgroups[op->cgroup].name;
+    /* The state before, to see what changed. */
+    uint8_t before_state[KT_MAX_WORKERS], before_cg[KT_MAX_WORKERS];
+    memcpy(before_state, sim->slot_state, sizeof(before_state));
+    memcpy(before_cg, sim->slot_cg, sizeof(before_cg));
+    bool cg_had[KT_MAX_CGROUPS];
+    kt_cpumask_t cg_own[KT_MAX_CGROUPS];
+    memcpy(cg_had, sim->cg_has_cpuset, sizeof(cg_had));
+    memcpy(cg_own, sim->cg_own, sizeof(cg_own));
+    kt_sim_apply(sim, op, app);
+
+    char why[384], detail[128] = "";
+    int r = 0;
+    if (op->kind == KT_OP_ADD_CGROUP) {
+        r = kt_guest_cgroup_create(KT_GUEST_CGROUP_ROOT, plan, op->cgroup, w->mems, why,
+                                   sizeof(why));
+        if (r < 0) {
+            s_harness_error(c, "steps[%u] add_cgroup '%s': %s", k, cgn, why);
+            return;
+        }
+    }
+    /* cpusets that changed (set, clear, swap). */
+    for (unsigned g = 0; g < plan->n_cgroups; g++) {
+        if (op->kind == KT_OP_ADD_CGROUP || sim->cg_state[g] != KT_CG_ALIVE)
+            continue;
+        if (cg_had[g] == sim->cg_has_cpuset[g] &&
+            (!cg_had[g] || memcmp(&cg_own[g], &sim->cg_own[g], sizeof(cg_own[g])) == 0))
+            continue;
+        r = kt_guest_cgroup_set_cpus(KT_GUEST_CGROUP_ROOT, plan->cgroups[g].name,
+                                     sim->cg_has_cpuset[g] ? &sim->cg_own[g] : NULL, w->mems, why,
+                                     sizeof(why));
+        if (r < 0) {
+            s_harness_error(c, "steps[%u] %s: %s", k, opn, why);
+            return;
+        }
+        char list[KT_MAX_CPUS * 4] = "";
+        if (sim->cg_has_cpuset[g])
+            kt_cpumask_format(&sim->cg_own[g], list, sizeof(list));
+        size_t off = strlen(detail);
+        snprintf(detail + off, sizeof(detail) - off, "%s'%s' cpus=%s", off ? ", " : "",
+                 plan->cgroups[g].name, list[0] ? list : "(parent's)");
+    }
+    unsigned started = 0, stopped = 0, moved = 0, pinned = 0;
+    for (unsigned i = 0; i < w->n && i < sim->n_slots; i++) {
+        uint8_t now = sim->slot_state[i];
+        if (before_state[i] == KT_SLOT_PENDING && now == KT_SLOT_RUNNING) {
+            if (s_place(c, w, i) < 0)
+                return;
+            kt_workload_release(&w->slots[i]);
+            started++;
+        } else if (before_state[i] == KT_SLOT_RUNNING && now == KT_SLOT_STOPPED) {
+            s_stop_collect(c, w, i);
+            stopped++;
+        } else if (now == KT_SLOT_RUNNING && before_cg[i] != sim->slot_cg[i]) {
+            r = kt_guest_cgroup_attach(KT_GUEST_CGROUP_ROOT, plan->cgroups[sim->slot_cg[i]].name,
+                                       w->pids[i], why, sizeof(why));
+            if (r < 0) {
+                s_harness_error(c, "steps[%u] move_tasks: %s", k, why);
+                return;
+            }
+            moved++;
+        } else if (op->kind == KT_OP_SET_AFFINITY && now == KT_SLOT_RUNNING &&
+                   sim->slot_cg[i] == op->cgroup) {
+            if (s_set_affinity(c, w, i) < 0)
+                return;
+            pinned++;
+        }
+    }
+    if (op->kind == KT_OP_REMOVE_CGROUP) {
+        r = kt_guest_cgroup_remove(KT_GUEST_CGROUP_ROOT, cgn, why, sizeof(why));
+        if (r < 0) {
+            s_harness_error(c, "steps[%u] remove_cgroup: %s", k, why);
+            return;
+        }
+    }
+    size_t off = strlen(detail);
+    if (started)
+        off += (size_t)snprintf(detail + off, sizeof(detail) - off, "%s%u started",
+                                off ? ", " : "", started);
+    if (stopped && off < sizeof(detail))
+        off += (size_t)snprintf(detail + off, sizeof(detail) - off, "%s%u stopped",
+                                off ? ", " : "", stopped);
+    if (moved && off < sizeof(detail))
+        off += (size_t)snprintf(detail + off, sizeof(detail) - off, "%s%u moved to '%s'",
+                                off ? ", " : "", moved, plan->cgroups[op->target].name);
+    if (pinned && off < sizeof(detail))
+        snprintf(detail + off, sizeof(detail) - off, "%s%u given %s affinity", off ? ", " : "",
+                 pinned, kt_affinity_kind_name(op->affinity));
+    pthread_mutex_lock(&c->lock);
+    kt_guest_result_stimulus(&c->res, s_ms(c), k, phase, opn, cgn, "steps[%u]%s%.0u %s '%s': %s",
+                             k, app ? " loop " : "", app, opn, cgn, detail[0] ? detail : "done");
+    pthread_mutex_unlock(&c->lock);
+    kt_log_info("stimulus steps[%u] %s '%s' (phase %u): %s", k, opn, cgn, phase, detail);
+}
+
+/* Applies step k's ops (application app of a loop) between the workers'
+ * phase marks: no checkpoint straddling the change counts in a phase. */
+static void s_apply_step(s_cell_t *c, s_workers_t *w, unsigned k, unsigned app)
+{
+    const kt_plan_step_t *st = &c->msg.plan.steps[k];
+    kt_workload_phase_begin_change(w->slots);
+    for (unsigned o = 0; o < st->n_ops; o++)
+        s_apply_op(c, w, k, o, app, k + 1);
+    kt_workload_phase_set(w->slots, k + 1);
 }
 
 /* ---- payload cells ---- */
@@ -1053,9 +1267,17 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
     if (kt_guest_bpf_begin(&c->bpf) < 0)
         kt_log_warn("bpf: %s, ignoring", c->bpf.error);
     uint64_t release_ms = kt_guest_sys_now_ms();
-    for (unsigned i = 0; i < w->n; i++)
+    unsigned released = 0;
+    if (w->n)
+        kt_workload_phase_set(w->slots, 0);
+    for (unsigned i = 0; i < w->n; i++) {
+        if (w->sim->slot_state[i] != KT_SLOT_RUNNING)
+            continue;
         kt_workload_release(&w->slots[i]);
-    s_event(c, "released %u workers for %u ms", w->n, plan->duration_ms);
+        released++;
+    }
+    s_event(c, "released %u workers for %u ms%s", released, plan->duration_ms,
+            plan->n_steps ? ", steps follow" : "");
 
     uint64_t end_ms = release_ms + run_ms;
     uint64_t payload_deadline = release_ms + plan->payload.timeout_ms;
@@ -1064,8 +1286,24 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
         end_ms = release_ms;
     bool done_fault[KT_MAX_FAULTS] = {false};
     bool failed = false;
+    unsigned step = 0, app = 0; /* the next step, and its next application */
     for (;;) {
         uint64_t next = end_ms;
+        /* Steps due now, in order (a loop's applications one by one). */
+        while (w->n && step < plan->n_steps) {
+            const kt_plan_step_t *st = &plan->steps[step];
+            uint64_t due = release_ms + st->at_ms + (uint64_t)app * st->loop_ms;
+            if (due > kt_guest_sys_now_ms()) {
+                if (due < next)
+                    next = due;
+                break;
+            }
+            s_apply_step(c, w, step, app);
+            if (++app >= kt_step_applications(st)) {
+                step++;
+                app = 0;
+            }
+        }
         for (unsigned f = 0; f < plan->n_faults; f++) {
             const kt_plan_fault_t *pf = &plan->faults[f];
             if (pf->at_ms == 0 || done_fault[f])
@@ -1108,20 +1346,24 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
                 (unsigned long long)(stop_ms - release_ms), plan->duration_ms);
 
     s_set_phase(c, "collect", 20000 + 20ull * w->n);
+    if (w->n)
+        kt_workload_phase_begin_change(w->slots);
     for (unsigned i = 0; i < w->n; i++)
-        kt_workload_stop(w->slots, i);
+        if (!w->collected[i])
+            kt_workload_stop(w->slots, i);
     s_event(c, "workers stopped after %llu ms", (unsigned long long)(stop_ms - release_ms));
     uint64_t until = kt_guest_sys_now_ms() + 3000 + 10ull * w->n;
     for (;;) {
         unsigned done = 0;
         for (unsigned i = 0; i < w->n; i++)
-            done += w->stopped_by_fault[i] || atomic_load(&w->slots[i].state) == KT_WL_DONE;
+            done += w->stopped_by_fault[i] || w->collected[i] ||
+                    atomic_load(&w->slots[i].state) == KT_WL_DONE;
         if (done == w->n || kt_guest_sys_now_ms() >= until)
             break;
         kt_guest_sys_sleep_ms(10);
     }
     for (unsigned i = 0; i < w->n; i++) {
-        if (atomic_load(&w->slots[i].state) == KT_WL_DONE)
+        if (w->collected[i] || atomic_load(&w->slots[i].state) == KT_WL_DONE)
             continue;
         /* SIGKILL wakes a stopped task too; SIGCONT for good measure. */
         kill(w->pids[i], SIGKILL);
@@ -1131,6 +1373,8 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
                     w->index_of[i], plan->cgroups[w->cgroup_of[i]].name, (int)w->pids[i]);
     }
     for (unsigned i = 0; i < w->n; i++) {
+        if (w->collected[i])
+            continue;
         int r = kt_workload_collect(&w->slots[i], &w->stats[i]);
         w->stats[i].cgroup = w->cgroup_of[i];
         w->stats[i].index = w->index_of[i];
@@ -1143,6 +1387,8 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
     for (unsigned i = 0; i < w->n; i++) {
         const char *cgname = plan->cgroups[w->cgroup_of[i]].name;
         int st = 0;
+        if (w->collected[i] && w->reaped[i])
+            continue;
         for (;;) {
             pid_t r = waitpid(w->pids[i], &st, WNOHANG);
             if (r == w->pids[i]) {
@@ -1208,6 +1454,7 @@ static void s_run_cell(s_cell_t *c)
     s_event(c, "%u cgroups created under %s/%s", plan->n_cgroups, KT_GUEST_CGROUP_ROOT,
             KT_GUEST_CGROUP_PARENT);
     s_workers_t w = {0};
+    snprintf(w.mems, sizeof(w.mems), "%s", mems);
     if (s_workers_start(c, &w) < 0) {
         s_kill_all(c, &w);
         pthread_mutex_lock(&c->lock);
@@ -1226,6 +1473,11 @@ static void s_run_cell(s_cell_t *c)
         s_harness_error(c, "allocating the check report failed");
     } else {
         int failed = kt_checks_evaluate(plan, w.stats, w.n, report);
+        int sf = kt_checks_evaluate_steps(plan, w.stats, w.n, report);
+        if (sf < 0)
+            s_harness_error(c, "judging the steps: out of memory");
+        else
+            failed += sf;
         if (kt_checks_bpf_bounded(&plan->thresholds) && !c->bpf.measured)
             s_harness_error(c, "bpf_callback_ns: BPF run-time stats were not measured: %s",
                             c->bpf.error[0] ? c->bpf.error : "no snapshot");

@@ -6,20 +6,31 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "kt_guest_sys.h"
 #include "kt_log.h"
 
+/* A name, or nested names joined by '/': no empty, "." or ".." part. */
 static bool s_valid_name(const char *name)
 {
-    return name[0] && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
-           strlen(name) < KT_NAME_MAX;
+    if (!name[0] || name[0] == '/' || strlen(name) >= KT_NAME_MAX)
+        return false;
+    for (const char *seg = name; *seg;) {
+        size_t n = strcspn(seg, "/");
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return false;
+        seg += n;
+        if (*seg == '/' && !*++seg)
+            return false;
+    }
+    return true;
 }
 
 /* Enables one controller in dir's subtree_control. */
 static int s_enable(const char *dir, const char *controller)
 {
-    char path[512], text[32];
+    char path[600], text[32];
     snprintf(path, sizeof(path), "%s/cgroup.subtree_control", dir);
     snprintf(text, sizeof(text), "+%s", controller);
     return kt_guest_sys_write_file(path, text);
@@ -64,37 +75,107 @@ int kt_guest_cgroup_setup(const char *root, const kt_plan_t *plan, const char *m
             kt_log_warn("enabling cpu in '%s' failed: %s, ignoring", levels[l], strerror(-r));
     }
     for (unsigned i = 0; i < plan->n_cgroups; i++) {
-        const kt_plan_cgroup_t *c = &plan->cgroups[i];
-        char dir[512];
-        snprintf(dir, sizeof(dir), "%s/%s", parent, c->name);
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-            int r = -errno;
-            snprintf(why, wl, "mkdir '%s': %s", dir, strerror(-r));
-            return r;
-        }
-        if (!c->has_cpuset)
+        if (plan->cgroups[i].deferred)
             continue;
-        char list[KT_MAX_CPUS * 4];
-        kt_cpumask_format(&c->cpus, list, sizeof(list));
+        int r = kt_guest_cgroup_create(root, plan, i, mems, why, wl);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int s_write_cpuset(const char *dir, const char *name, const kt_cpumask_t *cpus,
+                          const char *mems, char *why, size_t wl)
+{
+    char list[KT_MAX_CPUS * 4], path[576];
+    if (cpus) {
+        kt_cpumask_format(cpus, list, sizeof(list));
         if (!list[0]) {
-            snprintf(why, wl, "cgroup '%s' has a cpuset with no CPU", c->name);
+            snprintf(why, wl, "cgroup '%s' has a cpuset with no CPU", name);
             return -EINVAL;
         }
-        /* mems first: a cpuset with CPUs but no mems takes no tasks. */
-        const char *files[2][2] = {{"cpuset.mems", mems}, {"cpuset.cpus", list}};
-        for (unsigned f = 0; f < 2; f++) {
-            if (snprintf(path, sizeof(path), "%s/%s", dir, files[f][0]) >= (int)sizeof(path)) {
-                snprintf(why, wl, "cgroup path under '%.300s' is too long", dir);
-                return -ENAMETOOLONG;
-            }
-            int r = kt_guest_sys_write_file(path, files[f][1]);
-            if (r < 0) {
-                snprintf(why, wl, "writing '%s' to '%s': %s", files[f][1], path, strerror(-r));
-                return r;
-            }
+    } else {
+        list[0] = '\0'; /* cleared: the parent's CPUs */
+    }
+    /* mems first: a cpuset with CPUs but no mems takes no tasks. */
+    const char *files[2][2] = {{"cpuset.mems", mems}, {"cpuset.cpus", list}};
+    for (unsigned f = cpus ? 0 : 1; f < 2; f++) {
+        if (snprintf(path, sizeof(path), "%s/%s", dir, files[f][0]) >= (int)sizeof(path)) {
+            snprintf(why, wl, "cgroup path under '%.300s' is too long", dir);
+            return -ENAMETOOLONG;
+        }
+        int r = kt_guest_sys_write_file(path, files[f][1]);
+        if (r < 0) {
+            snprintf(why, wl, "writing '%s' to '%s': %s", files[f][1], path, strerror(-r));
+            return r;
         }
     }
     return 0;
+}
+
+int kt_guest_cgroup_create(const char *root, const kt_plan_t *plan, unsigned i, const char *mems,
+                           char *why, size_t wl)
+{
+    const kt_plan_cgroup_t *c = &plan->cgroups[i];
+    if (!s_valid_name(c->name)) {
+        snprintf(why, wl, "plan cgroup %u: '%s' is not a valid cgroup name", i, c->name);
+        return -EINVAL;
+    }
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/%s/%s", root, KT_GUEST_CGROUP_PARENT, c->name);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        int r = -errno;
+        snprintf(why, wl, "mkdir '%s': %s", dir, strerror(-r));
+        return r;
+    }
+    /* A parent hands cpuset and cpu on to the cgroups nested in it. */
+    bool parent = false;
+    for (unsigned k = 0; k < plan->n_cgroups; k++)
+        parent |= plan->cgroups[k].nest_parent == i + 1;
+    if (parent) {
+        int r = s_enable(dir, "cpuset");
+        if (r < 0) {
+            snprintf(why, wl, "enabling cpuset in '%s/cgroup.subtree_control': %s", dir,
+                     strerror(-r));
+            return r;
+        }
+        if ((r = s_enable(dir, "cpu")) < 0)
+            kt_log_warn("enabling cpu in '%s' failed: %s, ignoring", dir, strerror(-r));
+    }
+    return c->has_cpuset ? s_write_cpuset(dir, c->name, &c->cpus, mems, why, wl) : 0;
+}
+
+int kt_guest_cgroup_set_cpus(const char *root, const char *name, const kt_cpumask_t *cpus,
+                             const char *mems, char *why, size_t wl)
+{
+    if (!s_valid_name(name)) {
+        snprintf(why, wl, "'%s' is not a valid cgroup name", name);
+        return -EINVAL;
+    }
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/%s/%s", root, KT_GUEST_CGROUP_PARENT, name);
+    return s_write_cpuset(dir, name, cpus, mems, why, wl);
+}
+
+int kt_guest_cgroup_remove(const char *root, const char *name, char *why, size_t wl)
+{
+    if (!s_valid_name(name)) {
+        snprintf(why, wl, "'%s' is not a valid cgroup name", name);
+        return -EINVAL;
+    }
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/%s/%s", root, KT_GUEST_CGROUP_PARENT, name);
+    /* Tasks that just exited may hold it a moment longer. */
+    for (unsigned tries = 0;; tries++) {
+        if (rmdir(dir) == 0 || errno == ENOENT)
+            return 0;
+        if (errno != EBUSY || tries >= 100) {
+            int r = -errno;
+            snprintf(why, wl, "rmdir '%s': %s", dir, strerror(-r));
+            return r;
+        }
+        kt_guest_sys_sleep_ms(10);
+    }
 }
 
 int kt_guest_cgroup_attach(const char *root, const char *name, pid_t pid, char *why, size_t wl)

@@ -1,5 +1,6 @@
 /* Packing of ktstr-init's messages to the host (see kt_guest_result.h). */
 #include "kt_guest_result.h"
+#include "kt_timeline.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -40,6 +41,26 @@ void kt_guest_result_event(kt_guest_result_t *r, uint64_t ms, const char *fmt, .
         snprintf(e->text, sizeof(e->text), "timeline full, later events dropped");
         return;
     }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->text, sizeof(e->text), fmt, ap);
+    va_end(ap);
+}
+
+void kt_guest_result_stimulus(kt_guest_result_t *r, uint64_t ms, unsigned step, unsigned phase,
+                              const char *op, const char *cgroup, const char *fmt, ...)
+{
+    if (r->n_timeline + 1 >= KT_GUEST_TIMELINE_MAX) {
+        kt_guest_result_event(r, ms, "timeline full");
+        return;
+    }
+    kt_guest_event_t *e = &r->timeline[r->n_timeline++];
+    memset(e, 0, sizeof(*e));
+    e->ms = ms;
+    e->step = (int)step;
+    e->phase = phase;
+    snprintf(e->op, sizeof(e->op), "%s", op);
+    snprintf(e->cgroup, sizeof(e->cgroup), "%s", cgroup);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->text, sizeof(e->text), fmt, ap);
@@ -139,10 +160,20 @@ static void s_pack_topo(msgpack_packer *pk, const kt_guest_topo_t *t)
     kt_mp_pack_kv_str(pk, "label", t->label);
 }
 
-static void s_pack_worker(msgpack_packer *pk, const kt_worker_stats_t *w)
+static void s_pack_worker(msgpack_packer *pk, const kt_worker_stats_t *w, unsigned n_phases)
 {
     double on = kt_worker_on_cpu_pct(w);
-    msgpack_pack_map(pk, 18);
+    msgpack_pack_map(pk, 18 + (n_phases ? 1 : 0));
+    if (n_phases) {
+        /* Steps: the units and CPUs of each phase (kt_timeline.h). */
+        kt_mp_pack_str(pk, "phases");
+        msgpack_pack_array(pk, n_phases);
+        for (unsigned ph = 0; ph < n_phases && ph < KT_MAX_PHASES; ph++) {
+            msgpack_pack_map(pk, 2);
+            kt_mp_pack_kv_u64(pk, "work_units", w->step_units[ph]);
+            s_kv_mask(pk, "cpus_used", &w->step_cpus[ph]);
+        }
+    }
     kt_mp_pack_kv_u64(pk, "index", w->index);
     kt_mp_pack_kv_i64(pk, "pid", w->pid);
     kt_mp_pack_kv_u64(pk, "work_units", w->work_units);
@@ -193,7 +224,8 @@ static void s_pack_cgroups(msgpack_packer *pk, const kt_guest_result_t *r)
         msgpack_pack_array(pk, sum.workers);
         for (size_t i = 0; i < r->n_stats; i++)
             if (r->stats[i].cgroup == cg)
-                s_pack_worker(pk, &r->stats[i]);
+                s_pack_worker(pk, &r->stats[i],
+                              kt_plan_has_timeline(plan) ? plan->n_steps + 1 : 0);
     }
 }
 
@@ -332,9 +364,17 @@ int kt_guest_result_pack(const kt_guest_result_t *r, msgpack_sbuffer *out)
     kt_mp_pack_str(&pk, "timeline");
     msgpack_pack_array(&pk, r->n_timeline);
     for (unsigned i = 0; i < r->n_timeline; i++) {
-        msgpack_pack_map(&pk, 2);
-        kt_mp_pack_kv_u64(&pk, "ms", r->timeline[i].ms);
-        s_kv_str(&pk, "event", r->timeline[i].text);
+        const kt_guest_event_t *e = &r->timeline[i];
+        msgpack_pack_map(&pk, e->op[0] ? 7 : 2);
+        kt_mp_pack_kv_u64(&pk, "ms", e->ms);
+        s_kv_str(&pk, "event", e->text);
+        if (e->op[0]) {
+            kt_mp_pack_kv_str(&pk, "kind", "stimulus");
+            kt_mp_pack_kv_u64(&pk, "step", (uint64_t)e->step);
+            kt_mp_pack_kv_u64(&pk, "phase", e->phase);
+            kt_mp_pack_kv_str(&pk, "op", e->op);
+            s_kv_str(&pk, "cgroup", e->cgroup);
+        }
     }
 
     kt_mp_pack_str(&pk, "durations");

@@ -24,7 +24,7 @@ enum kt_verdict {
 
 const char *kt_verdict_name(enum kt_verdict v);
 
-#define KT_GUEST_TIMELINE_MAX 128
+#define KT_GUEST_TIMELINE_MAX 512
 #define KT_GUEST_EVENT_LEN 160
 #define KT_GUEST_KLOG_MAX 64
 #define KT_GUEST_KLOG_LEN 256
@@ -34,6 +34,11 @@ const char *kt_verdict_name(enum kt_verdict v);
 typedef struct kt_guest_event {
     uint64_t ms;                         /* since the cell was received */
     char text[KT_GUEST_EVENT_LEN];
+    /* A stimulus (a step's op): op != "". */
+    char op[16];
+    int step;
+    unsigned phase;
+    char cgroup[KT_NAME_MAX];
 } kt_guest_event_t;
 
 typedef struct kt_guest_sched_info {
@@ -79,6 +84,10 @@ void kt_guest_result_init(kt_guest_result_t *r);
 /* Appends to the timeline (bounded: once full, the last entry says so). */
 __attribute__((format(printf, 3, 4))) void kt_guest_result_event(kt_guest_result_t *r, uint64_t ms,
                                                                  const char *fmt, ...);
+/* A stimulus event: a step's op applied at ms (phase: the one it opens). */
+__attribute__((format(printf, 7, 8))) void
+kt_guest_result_stimulus(kt_guest_result_t *r, uint64_t ms, unsigned step, unsigned phase,
+                         const char *op, const char *cgroup, const char *fmt, ...);
 /* Keeps one kernel log line (bounded; truncated to KT_GUEST_KLOG_LEN). */
 void kt_guest_result_klog(kt_guest_result_t *r, const char *line);
 

@@ -414,7 +414,19 @@ static void s_checkpoint_n(struct s_run *r, uint64_t n)
     r->last_ns = now;
     s_store(&s->last_checkpoint_ns, now);
 
+    uint32_t e0 = atomic_load_explicit(&r->slots[0].step_epoch, memory_order_acquire);
     int cpu = sched_getcpu();
+    uint32_t e1 = atomic_load_explicit(&r->slots[0].step_epoch, memory_order_acquire);
+    if (e0 == e1 && !(e0 & 1) && e0 / 2 < KT_MAX_PHASES) {
+        unsigned ph = e0 / 2;
+        s_store(&s->step_units[ph], s_load(&s->step_units[ph]) + n);
+        if (cpu >= 0 && cpu < KT_MAX_CPUS) {
+            uint64_t *pw = &s->step_cpus[ph][cpu / 64];
+            uint64_t bit = 1ull << (cpu % 64);
+            if (!(s_load(pw) & bit))
+                s_store(pw, s_load(pw) | bit);
+        }
+    }
     if (cpu >= 0 && cpu < KT_MAX_CPUS && cpu != r->last_cpu) {
         if (r->last_cpu >= 0) {
             r->migrations++;
@@ -1467,6 +1479,12 @@ void kt_workload_collect_slot(const kt_wl_slot_t *slot, kt_worker_stats_t *ret)
     }
     for (unsigned k = 0; k < KT_CPUMASK_WORDS; k++)
         w.cpus_used.bits[k] = s_load(&slot->cpus_used[k]);
+    w.started = start != 0;
+    for (unsigned ph = 0; ph < KT_MAX_PHASES; ph++) {
+        w.step_units[ph] = s_load(&slot->step_units[ph]);
+        for (unsigned k = 0; k < KT_CPUMASK_WORDS; k++)
+            w.step_cpus[ph].bits[k] = s_load(&slot->step_cpus[ph][k]);
+    }
 
     uint64_t hist[KT_WL_LAT_BUCKETS], count = 0;
     for (unsigned b = 0; b < KT_WL_LAT_BUCKETS; b++) {
@@ -1519,6 +1537,16 @@ static uint64_t s_status_field(const char *status, const char *key)
             line++;
     }
     return 0;
+}
+
+void kt_workload_phase_begin_change(kt_wl_slot_t *slots)
+{
+    atomic_fetch_or_explicit(&slots[0].step_epoch, 1u, memory_order_acq_rel);
+}
+
+void kt_workload_phase_set(kt_wl_slot_t *slots, unsigned phase)
+{
+    atomic_store_explicit(&slots[0].step_epoch, 2u * phase, memory_order_release);
 }
 
 int kt_workload_collect(const kt_wl_slot_t *slot, kt_worker_stats_t *ret)

@@ -139,6 +139,13 @@ typedef struct kt_wl_slot {
     int32_t nice_lo, nice_hi;      /* nice-sweep: the range applied */
     uint64_t minflt;               /* page-fault-churn: the kernel's minor faults in the run */
     uint64_t phase_units[4];       /* sequence: units of spin, sleep, yield, io */
+    /* Steps (common/kt_timeline.h). Slot 0's step_epoch is the run's phase
+     * counter: 2 * phase, odd while the parent applies a step's ops. A
+     * checkpoint counts in a phase only when it read the same even epoch
+     * before and after reading its CPU, so no sample straddles a change. */
+    _Alignas(64) _Atomic uint32_t step_epoch;
+    uint64_t step_units[KT_MAX_PHASES];
+    uint64_t step_cpus[KT_MAX_PHASES][KT_CPUMASK_WORDS];
 } kt_wl_slot_t;
 
 /* Sequence phases, in order (phase_units index). */
@@ -197,6 +204,11 @@ int kt_workload_wait(kt_wl_slot_t *slot, enum kt_wl_state state, uint32_t timeou
  * -ESRCH when the slot has no pid, -errno when /proc cannot be read; ret is
  * untouched on failure. */
 int kt_workload_collect(const kt_wl_slot_t *slot, kt_worker_stats_t *ret);
+/* Parent: the phase the checkpoints of every worker count in from now on
+ * (kt_workload_phase_begin_change before applying a step's ops, then
+ * kt_workload_phase_set with the new phase). slots: the array's first. */
+void kt_workload_phase_begin_change(kt_wl_slot_t *slots);
+void kt_workload_phase_set(kt_wl_slot_t *slots, unsigned phase);
 /* The slot's part of kt_workload_collect (no /proc fields): for a worker that
  * is already reaped. */
 void kt_workload_collect_slot(const kt_wl_slot_t *slot, kt_worker_stats_t *ret);

@@ -521,9 +521,9 @@ static void test_cgroup_setup(void **state)
     assert_non_null(strstr(why, "nope/cgroup.procs"));
     assert_int_equal(kt_guest_cgroup_attach(root, "..", 1, why, sizeof(why)), -EINVAL);
     /* An invalid name in the plan is refused before anything is made. */
-    snprintf(plan.cgroups[1].name, sizeof(plan.cgroups[1].name), "a/b");
+    snprintf(plan.cgroups[1].name, sizeof(plan.cgroups[1].name), "a/../b");
     assert_int_equal(kt_guest_cgroup_setup(root, &plan, "0", why, sizeof(why)), -EINVAL);
-    assert_non_null(strstr(why, "a/b"));
+    assert_non_null(strstr(why, "a/../b"));
     s_rmrf(root);
     free(root);
 }
@@ -601,7 +601,7 @@ static void test_result_pack(void **state)
     r->sched.exit_status = -9;
     snprintf(r->sched.output, sizeof(r->sched.output), "EXIT: runnable task stall\n");
     kt_guest_result_klog(r, "sched_ext: BPF scheduler \"qmap\" disabled (runnable task stall)");
-    for (unsigned e = 0; e < 200; e++)
+    for (unsigned e = 0; e < KT_GUEST_TIMELINE_MAX + 72; e++)
         kt_guest_result_event(r, e, "event %u", e);
     assert_int_equal(r->n_timeline, KT_GUEST_TIMELINE_MAX);
     r->plan = &plan;
