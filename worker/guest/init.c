@@ -151,11 +151,23 @@ __attribute__((format(printf, 2, 3))) static void s_event(s_cell_t *c, const cha
  * line makes the main thread hang on entering that phase. */
 static char s_hang_phase[32];
 
+/* Test hook for the per-phase isolation check: `ktstr.skip_op=<op>` makes
+ * ktstr-init record that op as applied without doing it (a cpuset change
+ * that never takes effect, as a scheduler that keeps tasks on CPUs they
+ * lost would look). */
+static char s_skip_op[32];
+
 static void s_read_hang_hook(void)
 {
     char cmdline[1024];
     if (kt_guest_sys_read_file("/proc/cmdline", cmdline, sizeof(cmdline)) < 0)
         return;
+    const char *so = strstr(cmdline, "ktstr.skip_op=");
+    if (so) {
+        so += strlen("ktstr.skip_op=");
+        size_t n = strcspn(so, " \t\n");
+        snprintf(s_skip_op, sizeof(s_skip_op), "%.*s", (int)(n < 31 ? n : 31), so);
+    }
     const char *p = strstr(cmdline, "ktstr.hang=");
     if (!p)
         return;
@@ -1057,6 +1069,16 @@ static void s_apply_op(s_cell_t *c, s_workers_t *w, unsigned k, unsigned o, unsi
     kt_sim_apply(sim, op, app);
 
     char why[384], detail[128] = "";
+    if (s_skip_op[0] && strcmp(s_skip_op, opn) == 0) {
+        kt_log_warn("test hook ktstr.skip_op=%s: steps[%u] %s '%s' not applied", opn, k, opn,
+                    cgn);
+        pthread_mutex_lock(&c->lock);
+        kt_guest_result_stimulus(&c->res, s_ms(c), k, phase, opn, cgn,
+                                 "steps[%u] %s '%s': NOT applied (test hook ktstr.skip_op)", k,
+                                 opn, cgn);
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
     int r = 0;
     if (op->kind == KT_OP_ADD_CGROUP) {
         r = kt_guest_cgroup_create(KT_GUEST_CGROUP_ROOT, plan, op->cgroup, w->mems, why,
