@@ -372,13 +372,13 @@ void kt_check_report_reason(const kt_check_report_t *r, const kt_plan_t *plan, c
                              ? "<"
                              : ">";
         /* CVs and ratios are small numbers: one decimal would hide them. */
-        int prec = c->id == KT_CHECK_WAKE_CV || c->id == KT_CHECK_THROUGHPUT_CV ||
-                           c->id == KT_CHECK_MIGRATION_RATIO
-                       ? 3
-                       : 1;
-        int w = snprintf(buf + off, len - off, "%s%s %.*f %s %s %.*f in cgroup '%s'",
-                         shown ? "; " : "", kt_check_name(c->id), prec, c->measured, c->unit, op,
-                         prec, c->threshold, cg);
+        bool small = c->id == KT_CHECK_WAKE_CV || c->id == KT_CHECK_THROUGHPUT_CV ||
+                     c->id == KT_CHECK_MIGRATION_RATIO;
+        int w = snprintf(buf + off, len - off,
+                         small ? "%s%s %.4g %s %s %.4g in cgroup '%s'"
+                               : "%s%s %.1f %s %s %.1f in cgroup '%s'",
+                         shown ? "; " : "", kt_check_name(c->id), c->measured, c->unit, op,
+                         c->threshold, cg);
         if (w < 0)
             return;
         off += (size_t)w;
