@@ -5,7 +5,10 @@
  *   duration: 3s                   optional, 5s by default
  *   memory_mib: 512                optional
  *   constraints: {min_llcs, max_llcs, min_cpus, max_cpus, min_numa, max_numa, requires_smt}
- *   checks: {not_starved, cpuset_isolation, fairness_spread, max_gap, wake_p99, work_rate}
+ *   checks: {not_starved, cpuset_isolation, fairness_spread, max_gap, wake_p99, work_rate,
+ *            bpf_callback_ns, wake_cv, throughput_cv, iteration_rate, migration_ratio}
+ *                                  a key given overrides the layer below (defaults, then
+ *                                  the gauntlet scheduler's checks); false switches off
  *   cgroups:                       required, 1..KT_MAX_CGROUPS entries
  *     - name: cg_0                 required
  *       cpuset: all                all | llc:N | node:N | per-llc | kernel CPU list
