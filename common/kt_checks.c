@@ -1,10 +1,12 @@
 /* The checks: not starved, fairness spread, longest gap, cpuset isolation,
- * and the optional wake-latency and work-rate bounds. One result per check
+ * and the optional wake-latency, work-rate, wake CV, throughput CV,
+ * iteration-rate and migration-ratio bounds. One result per check
  * and cgroup, carrying the worst worker's value. */
 #include "kt_checks.h"
 #include "kt_timeline.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +21,10 @@ static const char *const s_check_names[KT_CHECK__COUNT] = {
     [KT_CHECK_PAYLOAD_EXIT] = "payload_exit",
     [KT_CHECK_PAYLOAD_TAP] = "payload_tap",
     [KT_CHECK_PAYLOAD_METRIC] = "payload_metric",
+    [KT_CHECK_WAKE_CV] = "wake_cv",
+    [KT_CHECK_THROUGHPUT_CV] = "throughput_cv",
+    [KT_CHECK_ITERATION_RATE] = "iteration_rate",
+    [KT_CHECK_MIGRATION_RATIO] = "migration_ratio",
 };
 
 const char *kt_check_name(enum kt_check_id id)
@@ -117,6 +123,109 @@ static double s_rate(const kt_plan_t *p, const kt_worker_stats_t *w)
     return w->wall_time_ns ? (double)w->work_units / ((double)w->wall_time_ns / 1e9) : 0.0;
 }
 
+static double s_iter_rate(const kt_plan_t *p, const kt_worker_stats_t *w)
+{
+    (void)p;
+    return w->wall_time_ns ? (double)w->iterations / ((double)w->wall_time_ns / 1e9) : 0.0;
+}
+
+static double s_migration_ratio(const kt_plan_t *p, const kt_worker_stats_t *w)
+{
+    (void)p;
+    return (double)w->migrations / (double)(w->iterations ? w->iterations : 1);
+}
+
+/* Population CV from a count, a sum and a sum of squares; 0 for a mean of 0. */
+static double s_cv(double n, double sum, double sumsq, double *ret_mean, double *ret_sd)
+{
+    double mean = n > 0 ? sum / n : 0.0;
+    double var = n > 0 ? sumsq / n - mean * mean : 0.0;
+    double sd = var > 0 ? sqrt(var) : 0.0;
+    if (ret_mean)
+        *ret_mean = mean;
+    if (ret_sd)
+        *ret_sd = sd;
+    return mean > 0 ? sd / mean : 0.0;
+}
+
+static double s_worker_wake_cv(const kt_worker_stats_t *w)
+{
+    return s_cv((double)w->wake_count, (double)w->wake_lat_sum_ns, w->wake_lat_sumsq, NULL, NULL);
+}
+
+/* wake_cv over the cgroup's pooled wakeups (see kt_checks.h). */
+static void s_check_wake_cv(const kt_plan_t *plan, unsigned cg, const kt_worker_stats_t *ws,
+                            size_t n, kt_check_report_t *r)
+{
+    double max_cv = plan->thresholds.max_wake_cv;
+    double count = 0, sum = 0, sumsq = 0, worst_cv = -1;
+    unsigned workers = 0;
+    int worst = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (ws[i].cgroup != cg)
+            continue;
+        workers++;
+        count += (double)ws[i].wake_count;
+        sum += (double)ws[i].wake_lat_sum_ns;
+        sumsq += ws[i].wake_lat_sumsq;
+        double cv = s_worker_wake_cv(&ws[i]);
+        if (ws[i].wake_count >= 2 && cv > worst_cv) {
+            worst_cv = cv;
+            worst = (int)i;
+        }
+    }
+    if (workers == 0)
+        return;
+    char detail[160];
+    if (count < 2) {
+        snprintf(detail, sizeof(detail), "%.0f wakeups across %u workers: too few to judge",
+                 count, workers);
+        s_add(r, KT_CHECK_WAKE_CV, (int)cg, -1, true, 0, max_cv, "cv", detail);
+        return;
+    }
+    double mean, sd;
+    double cv = s_cv(count, sum, sumsq, &mean, &sd);
+    snprintf(detail, sizeof(detail),
+             "%.0f wakeups of %u workers: mean %.1f us, stddev %.1f us; most variable: "
+             "worker %u (cv %.3f)",
+             count, workers, mean / 1e3, sd / 1e3, worst >= 0 ? ws[worst].index : 0,
+             worst >= 0 ? worst_cv : 0.0);
+    s_add(r, KT_CHECK_WAKE_CV, (int)cg, -1, cv <= max_cv, cv, max_cv, "cv", detail);
+}
+
+/* throughput_cv across the cgroup's workers (see kt_checks.h). */
+static void s_check_throughput_cv(const kt_plan_t *plan, unsigned cg, const kt_worker_stats_t *ws,
+                                  size_t n, kt_check_report_t *r)
+{
+    double max_cv = plan->thresholds.max_throughput_cv;
+    double count = 0, sum = 0, sumsq = 0, lo = 0, hi = 0;
+    int slowest = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (ws[i].cgroup != cg)
+            continue;
+        double v = s_rate(plan, &ws[i]);
+        if (slowest < 0 || v < lo) {
+            lo = v;
+            slowest = (int)i;
+        }
+        if (count == 0 || v > hi)
+            hi = v;
+        count++;
+        sum += v;
+        sumsq += v * v;
+    }
+    if (count < 2)
+        return;
+    double mean;
+    double cv = s_cv(count, sum, sumsq, &mean, NULL);
+    char detail[160];
+    snprintf(detail, sizeof(detail),
+             "work rate %.1f..%.1f units/s (mean %.1f) across %.0f workers; slowest: worker %u",
+             lo, hi, mean, count, ws[slowest].index);
+    s_add(r, KT_CHECK_THROUGHPUT_CV, (int)cg, (int)ws[slowest].index, cv <= max_cv, cv, max_cv,
+          "cv", detail);
+}
+
 /* Evaluates metric over the cgroup's workers; lower_is_bad picks the minimum
  * as worst. Returns the worst worker index or -1 when the cgroup is empty. */
 static int s_worst(const kt_plan_t *plan, unsigned cg, const kt_worker_stats_t *ws, size_t n,
@@ -203,6 +312,30 @@ int kt_checks_evaluate(const kt_plan_t *plan, const kt_worker_stats_t *ws, size_
                       t->min_work_rate, "units/s", detail);
             }
         }
+        if (t->max_wake_cv > 0 && kt_work_type_wakes(plan->cgroups[cg].work))
+            s_check_wake_cv(plan, cg, ws, n, r);
+        if (t->max_throughput_cv > 0)
+            s_check_throughput_cv(plan, cg, ws, n, r);
+        if (t->min_iteration_rate > 0) {
+            w = s_worst(plan, cg, ws, n, s_iter_rate, true, &v);
+            if (w >= 0) {
+                snprintf(detail, sizeof(detail), "slowest worker %u: %llu passes in %.0f ms",
+                         ws[w].index, (unsigned long long)ws[w].iterations,
+                         (double)ws[w].wall_time_ns / 1e6);
+                s_add(r, KT_CHECK_ITERATION_RATE, (int)cg, (int)ws[w].index,
+                      v >= t->min_iteration_rate, v, t->min_iteration_rate, "iter/s", detail);
+            }
+        }
+        if (t->max_migration_ratio > 0) {
+            w = s_worst(plan, cg, ws, n, s_migration_ratio, false, &v);
+            if (w >= 0) {
+                snprintf(detail, sizeof(detail), "worker %u: %llu migrations in %llu passes",
+                         ws[w].index, (unsigned long long)ws[w].migrations,
+                         (unsigned long long)ws[w].iterations);
+                s_add(r, KT_CHECK_MIGRATION_RATIO, (int)cg, (int)ws[w].index,
+                      v <= t->max_migration_ratio, v, t->max_migration_ratio, "ratio", detail);
+            }
+        }
     }
     return (int)r->n_failed;
 }
@@ -235,8 +368,16 @@ void kt_check_report_reason(const kt_check_report_t *r, const kt_plan_t *plan, c
         const char *cg = c->cgroup >= 0 && (unsigned)c->cgroup < plan->n_cgroups
                              ? plan->cgroups[c->cgroup].name
                              : "-";
-        const char *op = c->id == KT_CHECK_STARVED || c->id == KT_CHECK_WORK_RATE ? "<" : ">";
-        int w = snprintf(buf + off, len - off, "%s%s %.1f %s %s %.1f in cgroup '%s'",
+        const char *op = c->id == KT_CHECK_STARVED || c->id == KT_CHECK_WORK_RATE ||
+                                 c->id == KT_CHECK_ITERATION_RATE
+                             ? "<"
+                             : ">";
+        /* CVs and ratios are small numbers: one decimal would hide them. */
+        bool small = c->id == KT_CHECK_WAKE_CV || c->id == KT_CHECK_THROUGHPUT_CV ||
+                     c->id == KT_CHECK_MIGRATION_RATIO;
+        int w = snprintf(buf + off, len - off,
+                         small ? "%s%s %.4g %s %s %.4g in cgroup '%s'"
+                               : "%s%s %.1f %s %s %.1f in cgroup '%s'",
                          shown ? "; " : "", kt_check_name(c->id), c->measured, c->unit, op,
                          c->threshold, cg);
         if (w < 0)

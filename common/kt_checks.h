@@ -23,6 +23,9 @@ typedef struct kt_worker_stats {
     uint64_t wake_lat_p50_ns;
     uint64_t wake_lat_p99_ns;
     uint64_t wake_lat_max_ns;
+    uint64_t wake_lat_sum_ns;     /* sum of the wake latencies (for their mean) */
+    double wake_lat_sumsq;        /* sum of their squares, ns^2 (for the CV) */
+    uint64_t iterations;          /* passes of the work type's loop (kt_workload.h) */
     uint64_t run_delay_ns;        /* /proc/<pid>/schedstat field 2 */
     uint64_t timeslices;          /* /proc/<pid>/schedstat field 3 */
     uint64_t voluntary_ctxsw;
@@ -48,6 +51,26 @@ enum kt_check_id {
     KT_CHECK_PAYLOAD_EXIT,      /* the payload's exit status */
     KT_CHECK_PAYLOAD_TAP,       /* the payload's TAP result line(s) */
     KT_CHECK_PAYLOAD_METRIC,    /* a bound on a metric of the payload's JSON */
+    /* ktstr's benchmarking checks, each off until a threshold is given:
+     * - wake_cv: coefficient of variation (population stddev / mean) of the
+     *   wake latencies of all a cgroup's wakeups pooled, as ktstr's
+     *   max_wake_latency_cv; judged for the types that wake each other
+     *   (kt_work_type_wakes) with at least 2 wakeups; the detail names the
+     *   worker whose own wakeups vary most.
+     * - throughput_cv: CV of the work rate (units per second of wall time,
+     *   as work_rate; ktstr divides by CPU time instead, which a worker
+     *   kept off the CPU does not change) across a cgroup's workers (2 or
+     *   more); the detail names the slowest.
+     * - iteration_rate: loop passes per second of wall time, per worker
+     *   (ktstr's min_iteration_rate; a pass is a unit except for mixed,
+     *   bursty, sequence and page-fault-churn: kt_workload.h).
+     * - migration_ratio: CPU changes seen between checkpoints per loop pass,
+     *   per worker (ktstr's migrations / iterations, judged per worker
+     *   rather than per cgroup); 0 passes count as 1. */
+    KT_CHECK_WAKE_CV,
+    KT_CHECK_THROUGHPUT_CV,
+    KT_CHECK_ITERATION_RATE,
+    KT_CHECK_MIGRATION_RATIO,
     KT_CHECK__COUNT,
 };
 
@@ -62,7 +85,8 @@ typedef struct kt_check_result {
     bool passed;
     double measured;
     double threshold;
-    char unit[8];                 /* "pct", "ms", "us", "units/s", "cpus" */
+    char unit[8];                 /* "pct", "ms", "us", "units/s", "cpus", "cv", "iter/s",
+                                   * "ratio" */
     char detail[160];
 } kt_check_result_t;
 

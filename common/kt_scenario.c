@@ -139,6 +139,113 @@ void kt_thresholds_default(kt_thresholds_t *ret)
     };
 }
 
+static const char *const s_thr_field_names[KT_THR__COUNT] = {
+    [KT_THR_STARVED] = "not_starved",
+    [KT_THR_ISOLATION] = "cpuset_isolation",
+    [KT_THR_SPREAD_ON] = "fairness_spread",
+    [KT_THR_SPREAD] = "fairness_spread",
+    [KT_THR_GAP_ON] = "max_gap",
+    [KT_THR_GAP] = "max_gap",
+    [KT_THR_WAKE_P99] = "wake_p99",
+    [KT_THR_WORK_RATE] = "work_rate",
+    [KT_THR_CALLBACK_NS] = "bpf_callback_ns",
+    [KT_THR_CALLBACK_BOUNDS] = "bpf_callback_ns",
+    [KT_THR_WAKE_CV] = "wake_cv",
+    [KT_THR_THROUGHPUT_CV] = "throughput_cv",
+    [KT_THR_ITERATION_RATE] = "iteration_rate",
+    [KT_THR_MIGRATION_RATIO] = "migration_ratio",
+};
+
+const char *kt_thr_field_name(enum kt_thr_field f)
+{
+    return (unsigned)f < KT_THR__COUNT ? s_thr_field_names[f] : "unknown";
+}
+
+const char *kt_thr_source_name(enum kt_thr_source s)
+{
+    switch (s) {
+    case KT_THR_FROM_DEFAULT:
+        return "default";
+    case KT_THR_FROM_DEBUG_DEFAULT:
+        return "debug-default";
+    case KT_THR_FROM_SCHEDULER:
+        return "scheduler";
+    case KT_THR_FROM_SCENARIO:
+        return "scenario";
+    }
+    return "unknown";
+}
+
+void kt_thresholds_merge(kt_thresholds_t *base, const kt_thresholds_t *layer,
+                         enum kt_thr_source source)
+{
+    uint32_t set = layer->set & KT_THR_ALL;
+#define S_TAKE(bit, field)                                                                         \
+    do {                                                                                           \
+        if (set & KT_THR_BIT(bit))                                                                 \
+            base->field = layer->field;                                                            \
+    } while (0)
+    S_TAKE(KT_THR_STARVED, check_starved);
+    S_TAKE(KT_THR_ISOLATION, check_isolation);
+    S_TAKE(KT_THR_SPREAD_ON, check_spread);
+    S_TAKE(KT_THR_SPREAD, max_spread_pct);
+    S_TAKE(KT_THR_GAP_ON, check_gap);
+    S_TAKE(KT_THR_GAP, max_gap_ms);
+    S_TAKE(KT_THR_WAKE_P99, max_p99_wake_us);
+    S_TAKE(KT_THR_WORK_RATE, min_work_rate);
+    S_TAKE(KT_THR_CALLBACK_NS, max_callback_ns);
+    S_TAKE(KT_THR_WAKE_CV, max_wake_cv);
+    S_TAKE(KT_THR_THROUGHPUT_CV, max_throughput_cv);
+    S_TAKE(KT_THR_ITERATION_RATE, min_iteration_rate);
+    S_TAKE(KT_THR_MIGRATION_RATIO, max_migration_ratio);
+#undef S_TAKE
+    if (set & KT_THR_BIT(KT_THR_CALLBACK_BOUNDS)) {
+        base->n_callback_bounds = layer->n_callback_bounds;
+        memcpy(base->callback_bounds, layer->callback_bounds, sizeof(base->callback_bounds));
+    }
+    base->set |= set;
+    if (source == KT_THR_FROM_SCHEDULER)
+        base->from_scheduler |= set;
+    else
+        base->from_scheduler &= ~set;
+    base->debug_relaxed &= ~set;
+}
+
+void kt_thresholds_layer(const kt_thresholds_t *scheduler, const kt_thresholds_t *scenario,
+                         kt_thresholds_t *ret)
+{
+    kt_thresholds_t t;
+    kt_thresholds_default(&t);
+    if (scheduler)
+        kt_thresholds_merge(&t, scheduler, KT_THR_FROM_SCHEDULER);
+    kt_thresholds_merge(&t, scenario, KT_THR_FROM_SCENARIO);
+    *ret = t;
+}
+
+unsigned kt_thresholds_relax_for_debug(kt_thresholds_t *t)
+{
+    unsigned n = 0;
+    if (!(t->set & KT_THR_BIT(KT_THR_SPREAD))) {
+        t->max_spread_pct = KT_THR_DEBUG_SPREAD_PCT;
+        t->debug_relaxed |= KT_THR_BIT(KT_THR_SPREAD);
+        n++;
+    }
+    if (!(t->set & KT_THR_BIT(KT_THR_GAP))) {
+        t->max_gap_ms = KT_THR_DEBUG_GAP_MS;
+        t->debug_relaxed |= KT_THR_BIT(KT_THR_GAP);
+        n++;
+    }
+    return n;
+}
+
+enum kt_thr_source kt_thresholds_source(const kt_thresholds_t *t, enum kt_thr_field f)
+{
+    uint32_t bit = (unsigned)f < KT_THR__COUNT ? KT_THR_BIT(f) : 0;
+    if (t->set & bit)
+        return t->from_scheduler & bit ? KT_THR_FROM_SCHEDULER : KT_THR_FROM_SCENARIO;
+    return t->debug_relaxed & bit ? KT_THR_FROM_DEBUG_DEFAULT : KT_THR_FROM_DEFAULT;
+}
+
 void kt_scenario_init(kt_scenario_t *s, const char *name)
 {
     memset(s, 0, sizeof(*s));

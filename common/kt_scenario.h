@@ -187,6 +187,37 @@ typedef struct kt_callback_bound {
     uint32_t max_ns;
 } kt_callback_bound_t;
 
+/* The fields of kt_thresholds_t a layer may set (kt_thresholds_t.set): one
+ * bit each, so that a layer (a gauntlet scheduler's `checks:`, a scenario's)
+ * says which values it chose and the merge leaves the others alone. */
+enum kt_thr_field {
+    KT_THR_STARVED = 0,         /* check_starved */
+    KT_THR_ISOLATION,           /* check_isolation */
+    KT_THR_SPREAD_ON,           /* check_spread */
+    KT_THR_SPREAD,              /* max_spread_pct */
+    KT_THR_GAP_ON,              /* check_gap */
+    KT_THR_GAP,                 /* max_gap_ms */
+    KT_THR_WAKE_P99,            /* max_p99_wake_us */
+    KT_THR_WORK_RATE,           /* min_work_rate */
+    KT_THR_CALLBACK_NS,         /* max_callback_ns */
+    KT_THR_CALLBACK_BOUNDS,     /* n_callback_bounds + callback_bounds, as one */
+    KT_THR_WAKE_CV,             /* max_wake_cv */
+    KT_THR_THROUGHPUT_CV,       /* max_throughput_cv */
+    KT_THR_ITERATION_RATE,      /* min_iteration_rate */
+    KT_THR_MIGRATION_RATIO,     /* max_migration_ratio */
+    KT_THR__COUNT,
+};
+#define KT_THR_BIT(f) (1u << (f))
+#define KT_THR_ALL (KT_THR_BIT(KT_THR__COUNT) - 1u)
+
+/* Where a threshold in force came from (the sidecar's "thresholds"). */
+enum kt_thr_source {
+    KT_THR_FROM_DEFAULT = 0,    /* kt_thresholds_default */
+    KT_THR_FROM_DEBUG_DEFAULT,  /* ktstr's relaxed default on a debug kernel */
+    KT_THR_FROM_SCHEDULER,      /* the gauntlet scheduler's `checks:` */
+    KT_THR_FROM_SCENARIO,       /* the scenario's `checks:` */
+};
+
 /* Check thresholds. A zero/false optional threshold means "off". */
 typedef struct kt_thresholds {
     bool check_starved;
@@ -203,6 +234,18 @@ typedef struct kt_thresholds {
     uint32_t max_callback_ns;
     unsigned n_callback_bounds;
     kt_callback_bound_t callback_bounds[KT_MAX_CALLBACK_BOUNDS];
+    /* optional, ktstr's benchmarking bounds (kt_checks.h says what each
+     * measures); 0 = off */
+    double max_wake_cv;         /* wake latency stddev / mean, a cgroup's wakeups */
+    double max_throughput_cv;   /* work rate stddev / mean across a cgroup's workers */
+    double min_iteration_rate;  /* loop passes per second per worker */
+    double max_migration_ratio; /* migrations / loop passes per worker */
+    /* Layering: the bits (KT_THR_BIT) of the fields a layer set explicitly;
+     * in a merged set, from_scheduler marks those whose last setter was the
+     * scheduler layer, debug_relaxed those a debug kernel relaxed. */
+    uint32_t set;
+    uint32_t from_scheduler;
+    uint32_t debug_relaxed;
 } kt_thresholds_t;
 
 /* Fault injection for the harness's own tests: SIGSTOP a worker so that the
@@ -298,6 +341,31 @@ typedef struct kt_plan {
 } kt_plan_t;
 
 void kt_thresholds_default(kt_thresholds_t *ret);
+
+/* ktstr's relaxed defaults on a debug kernel (lockdep, KASAN ...). */
+#define KT_THR_DEBUG_SPREAD_PCT 35.0
+#define KT_THR_DEBUG_GAP_MS 3000u
+
+/* Applies a layer onto base: every field whose bit is in layer->set replaces
+ * base's (a check switched off included), the bit joins base->set, and
+ * from_scheduler records whether source was the scheduler layer; the other
+ * fields of base stay. The bpf_callback_ns bounds go as one field: a layer
+ * that names them replaces the list, as a later bpf_callback_ns does in one
+ * file. */
+void kt_thresholds_merge(kt_thresholds_t *base, const kt_thresholds_t *layer,
+                         enum kt_thr_source source);
+/* defaults -> scheduler (may be NULL) -> scenario, into ret. */
+void kt_thresholds_layer(const kt_thresholds_t *scheduler, const kt_thresholds_t *scenario,
+                         kt_thresholds_t *ret);
+/* On a debug kernel: the spread and gap thresholds that no layer set get
+ * ktstr's relaxed defaults (marked in debug_relaxed). Returns how many. */
+unsigned kt_thresholds_relax_for_debug(kt_thresholds_t *t);
+/* Where field f's value in force came from. */
+enum kt_thr_source kt_thresholds_source(const kt_thresholds_t *t, enum kt_thr_field f);
+const char *kt_thr_source_name(enum kt_thr_source s);
+/* The YAML key of field f in a `checks:` map (the on/off field of a check
+ * and its threshold share one key: "fairness_spread"). */
+const char *kt_thr_field_name(enum kt_thr_field f);
 void kt_scenario_init(kt_scenario_t *s, const char *name);
 
 /* Built-in scenarios: steady, steady_llc, oversubscribed, pipe_pingpong,

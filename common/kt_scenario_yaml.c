@@ -5,7 +5,10 @@
  *   duration: 3s                   optional, 5s by default
  *   memory_mib: 512                optional
  *   constraints: {min_llcs, max_llcs, min_cpus, max_cpus, min_numa, max_numa, requires_smt}
- *   checks: {not_starved, cpuset_isolation, fairness_spread, max_gap, wake_p99, work_rate}
+ *   checks: {not_starved, cpuset_isolation, fairness_spread, max_gap, wake_p99, work_rate,
+ *            bpf_callback_ns, wake_cv, throughput_cv, iteration_rate, migration_ratio}
+ *                                  a key given overrides the layer below (defaults, then
+ *                                  the gauntlet scheduler's checks); false switches off
  *   cgroups:                       required, 1..KT_MAX_CGROUPS entries
  *     - name: cg_0                 required
  *       cpuset: all                all | llc:N | node:N | per-llc | kernel CPU list
@@ -58,6 +61,8 @@
 #define S_MAX_GAP_MS 3600000u
 #define S_MAX_WAKE_US 3600000000u
 #define S_MAX_WORK_RATE 1e12
+#define S_MAX_CV 1000.0
+#define S_MAX_MIGRATION_RATIO 1e6
 #define S_MAX_MEMORY_MIB (1u << 20)
 
 typedef struct s_ctx {
@@ -952,30 +957,40 @@ static int s_bpf_callback(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt
 
 static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thresholds_t *t)
 {
-    s_field_t f[] = {{"not_starved"}, {"cpuset_isolation"}, {"fairness_spread"},
-                     {"max_gap"},     {"wake_p99"},         {"work_rate"},
-                     {"bpf_callback_ns"}};
+    s_field_t f[] = {{"not_starved"},     {"cpuset_isolation"}, {"fairness_spread"},
+                     {"max_gap"},         {"wake_p99"},         {"work_rate"},
+                     {"bpf_callback_ns"}, {"wake_cv"},          {"throughput_cv"},
+                     {"iteration_rate"},  {"migration_ratio"}};
     int r = s_fields(c, n, key, "checks", "checks", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
     s_field_t *x;
     bool b;
-    if ((x = S_F(f, "not_starved")) &&
-        (r = s_bool(c, x->value, x->key, "checks.not_starved", &t->check_starved)) < 0)
-        return r;
-    if ((x = S_F(f, "cpuset_isolation")) &&
-        (r = s_bool(c, x->value, x->key, "checks.cpuset_isolation", &t->check_isolation)) < 0)
-        return r;
+    /* Every key given marks its fields set: a layer above (the gauntlet's
+     * scheduler) is overridden only where this map speaks. */
+    if ((x = S_F(f, "not_starved"))) {
+        if ((r = s_bool(c, x->value, x->key, "checks.not_starved", &t->check_starved)) < 0)
+            return r;
+        t->set |= KT_THR_BIT(KT_THR_STARVED);
+    }
+    if ((x = S_F(f, "cpuset_isolation"))) {
+        if ((r = s_bool(c, x->value, x->key, "checks.cpuset_isolation", &t->check_isolation)) < 0)
+            return r;
+        t->set |= KT_THR_BIT(KT_THR_ISOLATION);
+    }
     /* A threshold enables its check; false disables it; true keeps the
-     * default threshold. */
+     * threshold of the layer below (the default). */
     if ((x = S_F(f, "fairness_spread"))) {
         if (s_is_bool(x->value, &b))
             t->check_spread = b;
         else if ((r = s_number(c, x->value, x->key, "checks.fairness_spread", 0, 100,
                                &t->max_spread_pct)) < 0)
             return r;
-        else
+        else {
             t->check_spread = true;
+            t->set |= KT_THR_BIT(KT_THR_SPREAD);
+        }
+        t->set |= KT_THR_BIT(KT_THR_SPREAD_ON);
     }
     if ((x = S_F(f, "max_gap"))) {
         if (s_is_bool(x->value, &b))
@@ -983,10 +998,14 @@ static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thres
         else if ((r = s_duration_ms(c, x->value, x->key, "checks.max_gap", 1, S_MAX_GAP_MS,
                                     &t->max_gap_ms)) < 0)
             return r;
-        else
+        else {
             t->check_gap = true;
+            t->set |= KT_THR_BIT(KT_THR_GAP);
+        }
+        t->set |= KT_THR_BIT(KT_THR_GAP_ON);
     }
     if ((x = S_F(f, "wake_p99"))) {
+        t->set |= KT_THR_BIT(KT_THR_WAKE_P99);
         if (s_is_bool(x->value, &b)) {
             if (b)
                 return s_fail(c, x->value, x->key,
@@ -1014,6 +1033,7 @@ static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thres
         }
     }
     if ((x = S_F(f, "work_rate"))) {
+        t->set |= KT_THR_BIT(KT_THR_WORK_RATE);
         if (s_is_bool(x->value, &b)) {
             if (b)
                 return s_fail(c, x->value, x->key,
@@ -1027,8 +1047,63 @@ static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thres
                           "checks.work_rate: must be more than 0 (false disables it)");
         }
     }
-    if ((x = S_F(f, "bpf_callback_ns")) && (r = s_bpf_callback(c, x->value, x->key, t)) < 0)
+    if ((x = S_F(f, "bpf_callback_ns"))) {
+        if ((r = s_bpf_callback(c, x->value, x->key, t)) < 0)
+            return r;
+        t->set |= KT_THR_BIT(KT_THR_CALLBACK_NS) | KT_THR_BIT(KT_THR_CALLBACK_BOUNDS);
+    }
+    /* ktstr's benchmarking bounds: off unless given; false switches off one
+     * a layer below set. */
+    static const struct {
+        const char *key, *what;
+        enum kt_thr_field field;
+        double max;
+    } opt[] = {
+        {"wake_cv", "the largest wake latency CV (stddev / mean), such as 1.5",
+         KT_THR_WAKE_CV, S_MAX_CV},
+        {"throughput_cv", "the largest CV of the workers' work rates, such as 0.2",
+         KT_THR_THROUGHPUT_CV, S_MAX_CV},
+        {"iteration_rate", "the fewest loop passes per second per worker",
+         KT_THR_ITERATION_RATE, S_MAX_WORK_RATE},
+        {"migration_ratio", "the most migrations per loop pass, such as 0.5",
+         KT_THR_MIGRATION_RATIO, S_MAX_MIGRATION_RATIO},
+    };
+    for (size_t i = 0; i < KT_ARRAY_SIZE(opt); i++) {
+        if (!(x = S_F(f, opt[i].key)))
+            continue;
+        double *v = opt[i].field == KT_THR_WAKE_CV          ? &t->max_wake_cv
+                    : opt[i].field == KT_THR_THROUGHPUT_CV  ? &t->max_throughput_cv
+                    : opt[i].field == KT_THR_ITERATION_RATE ? &t->min_iteration_rate
+                                                            : &t->max_migration_ratio;
+        char path[40];
+        snprintf(path, sizeof(path), "checks.%s", opt[i].key);
+        t->set |= KT_THR_BIT(opt[i].field);
+        if (s_is_bool(x->value, &b)) {
+            if (b)
+                return s_fail(c, x->value, x->key, "%s: has no default: give %s", path,
+                              opt[i].what);
+            *v = 0;
+        } else if ((r = s_number(c, x->value, x->key, path, 0, opt[i].max, v)) < 0) {
+            return r;
+        } else if (*v <= 0) {
+            return s_fail(c, x->value, x->key, "%s: must be more than 0 (false disables it)",
+                          path);
+        }
+    }
+    return 0;
+}
+
+int kt_thresholds_yaml_from_node(struct fy_node *node, struct fy_node *key, const char *origin,
+                                 kt_thresholds_t *ret, char *err, size_t err_len)
+{
+    char dummy[1];
+    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy)};
+    kt_thresholds_t t;
+    kt_thresholds_default(&t);
+    int r = s_checks(&c, node, key, &t);
+    if (r < 0)
         return r;
+    *ret = t;
     return 0;
 }
 

@@ -20,6 +20,13 @@ int kt_scenario_yaml_parse(const char *text, size_t len, const char *origin, kt_
 int kt_scenario_yaml_from_node(struct fy_node *node, const char *origin, kt_scenario_t *ret,
                                char *err, size_t err_len);
 
+/* Parse a `checks:` map (the scenario's syntax) as a threshold layer: the
+ * defaults with the keys given applied and marked in ret->set, for
+ * kt_thresholds_merge (a gauntlet scheduler's `checks:`). key is the map's
+ * key node (for errors about a missing value), origin names the file. */
+int kt_thresholds_yaml_from_node(struct fy_node *node, struct fy_node *key, const char *origin,
+                                 kt_thresholds_t *ret, char *err, size_t err_len);
+
 /* YAML text must be printable Unicode (YAML 1.2, 5.1) before libfyaml sees
  * it: libfyaml 0.7.12 loops forever on some invalid UTF-8. 0, or -EILSEQ
  * with the 1-based line/column and a description of the first bad

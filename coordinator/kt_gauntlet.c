@@ -12,6 +12,9 @@
  *       flags:                      0..KT_GAUNTLET_MAX_FLAGS
  *         - {name: batch, args: ["-b", "8"]}
  *         - {name: boost, args: ["-H"], requires: [batch]}
+ *       checks: {fairness_spread: 25}  optional: the scenario `checks:` syntax; a
+ *                                   layer between the defaults and each scenario's
+ *                                   checks (which win where they speak)
  *   topologies: [tiny-1llc, "1,2,2,1", 1n2l4c2t]    required: presets, N,L,C,T or labels
  *   scenarios:                      required: built-in names, YAML files, inline maps
  *     - steady
@@ -466,7 +469,7 @@ static int s_flag_index(const kt_gauntlet_sched_t *s, const char *name)
 static int s_sched(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const char *path,
                    kt_gauntlet_sched_t *s)
 {
-    s_field_t f[] = {{"name"}, {"binary"}, {"args"}, {"flags"}};
+    s_field_t f[] = {{"name"}, {"binary"}, {"args"}, {"flags"}, {"checks"}};
     int r = s_fields(c, item, seq, path, "a scheduler", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
@@ -500,6 +503,12 @@ static int s_sched(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const 
         if ((r = s_args(c, x->value, x->key, sub, s->args, &s->n_args)) < 0)
             return r;
     }
+    /* The scheduler's threshold layer, between the defaults and each
+     * scenario's `checks:` (kt_thresholds_layer). */
+    if ((x = S_F(f, "checks")) &&
+        (r = kt_thresholds_yaml_from_node(x->value, x->key, c->origin, &s->checks, c->err,
+                                          c->err_len)) < 0)
+        return r;
     if (!(x = S_F(f, "flags")))
         return 0;
     snprintf(sub, sizeof(sub), "%.100s.flags", path);

@@ -33,6 +33,9 @@ typedef struct kt_gauntlet_sched {
     char args[KT_GAUNTLET_MAX_ARGS][128];
     unsigned n_flags;
     kt_gauntlet_flag_t flags[KT_GAUNTLET_MAX_FLAGS];
+    /* `checks:`: a threshold layer (checks.set = 0 when absent) merged
+     * between the defaults and the scenario's (kt_thresholds_layer). */
+    kt_thresholds_t checks;
 } kt_gauntlet_sched_t;
 
 typedef struct kt_gauntlet_topology {

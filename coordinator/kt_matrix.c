@@ -243,6 +243,9 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                                      topo->preset ? topo->name : "");
                             spec->memory_mib = c->memory_mib;
                             spec->plan = plan;
+                            /* defaults -> scheduler -> scenario */
+                            kt_thresholds_layer(&gs->checks, &scen->thresholds,
+                                                &spec->plan.thresholds);
                             char repbuf[16] = "";
                             if (g->repeat > 1)
                                 snprintf(repbuf, sizeof(repbuf), "/r%u", rep + 1);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kt_checks.h"
+#include "kt_cleanup.h"
 
 void kt_cell_msg_init(kt_cell_msg_t *m)
 {
@@ -170,7 +171,19 @@ static void s_pack_thresholds(msgpack_packer *pk, const kt_thresholds_t *t)
      * as they were, and an older decoder reads them as before. */
     unsigned nb = t->n_callback_bounds < KT_MAX_CALLBACK_BOUNDS ? t->n_callback_bounds
                                                                 : KT_MAX_CALLBACK_BOUNDS;
-    msgpack_pack_map(pk, 8 + (t->max_callback_ns > 0) + (nb > 0));
+    /* So are ktstr's benchmarking bounds and the layering masks. */
+    static const char *const opt_keys[] = {"max_wake_cv", "max_throughput_cv",
+                                           "min_iteration_rate", "max_migration_ratio"};
+    const double opt[] = {t->max_wake_cv, t->max_throughput_cv, t->min_iteration_rate,
+                          t->max_migration_ratio};
+    static const char *const mask_keys[] = {"set", "from_scheduler", "debug_relaxed"};
+    const uint32_t masks[] = {t->set, t->from_scheduler, t->debug_relaxed};
+    unsigned n_opt = 0, n_masks = 0;
+    for (unsigned i = 0; i < KT_ARRAY_SIZE(opt); i++)
+        n_opt += opt[i] > 0;
+    for (unsigned i = 0; i < KT_ARRAY_SIZE(masks); i++)
+        n_masks += masks[i] != 0;
+    msgpack_pack_map(pk, 8 + (t->max_callback_ns > 0) + (nb > 0) + n_opt + n_masks);
     kt_mp_pack_kv_bool(pk, "check_starved", t->check_starved);
     kt_mp_pack_kv_bool(pk, "check_isolation", t->check_isolation);
     kt_mp_pack_kv_bool(pk, "check_spread", t->check_spread);
@@ -187,6 +200,12 @@ static void s_pack_thresholds(msgpack_packer *pk, const kt_thresholds_t *t)
         for (unsigned i = 0; i < nb; i++)
             kt_mp_pack_kv_u64(pk, t->callback_bounds[i].prog, t->callback_bounds[i].max_ns);
     }
+    for (unsigned i = 0; i < KT_ARRAY_SIZE(opt); i++)
+        if (opt[i] > 0)
+            kt_mp_pack_kv_double(pk, opt_keys[i], opt[i]);
+    for (unsigned i = 0; i < KT_ARRAY_SIZE(masks); i++)
+        if (masks[i])
+            kt_mp_pack_kv_u64(pk, mask_keys[i], masks[i]);
 }
 
 static const char *const s_judge_names[] = {"exit", "tap"};
@@ -432,7 +451,39 @@ static int s_decode_thresholds(const msgpack_object *o, kt_thresholds_t *t, char
         (r = s_double(o, "min_work_rate", 0, 1e12, &t->min_work_rate, why, wl)) < 0)
         return r;
     t->max_p99_wake_us = v;
-    return s_decode_callback_bounds(o, t, why, wl);
+    if ((r = s_decode_callback_bounds(o, t, why, wl)) < 0)
+        return r;
+    /* Optional (absent: off / nothing set), as the encoder leaves them out. */
+    struct {
+        const char *key;
+        double *v, max;
+    } opt[] = {
+        {"max_wake_cv", &t->max_wake_cv, 1000},
+        {"max_throughput_cv", &t->max_throughput_cv, 1000},
+        {"min_iteration_rate", &t->min_iteration_rate, 1e12},
+        {"max_migration_ratio", &t->max_migration_ratio, 1e6},
+    };
+    for (unsigned i = 0; i < KT_ARRAY_SIZE(opt); i++) {
+        *opt[i].v = 0;
+        if (kt_mp_get(o, opt[i].key) &&
+            (r = s_double(o, opt[i].key, 0, opt[i].max, opt[i].v, why, wl)) < 0)
+            return r;
+    }
+    struct {
+        const char *key;
+        uint32_t *v;
+    } masks[] = {
+        {"set", &t->set},
+        {"from_scheduler", &t->from_scheduler},
+        {"debug_relaxed", &t->debug_relaxed},
+    };
+    for (unsigned i = 0; i < KT_ARRAY_SIZE(masks); i++) {
+        *masks[i].v = 0;
+        if (kt_mp_get(o, masks[i].key) &&
+            (r = s_u32(o, masks[i].key, KT_THR_ALL, masks[i].v, why, wl)) < 0)
+            return r;
+    }
+    return 0;
 }
 
 static bool s_sha_ok(const char *s)

@@ -94,7 +94,7 @@ int kt_verdict_exit_code(const char *v)
 static const char *const s_guest_keys[] = {
     "observed_topology", "kernel_log", "cgroups", "checks", "failed_checks", "timeline",
     "durations", "debug_kernel", "phase", "payload",
-    "bpf_progs", "bpf_stats",
+    "bpf_progs", "bpf_stats", "thresholds",
 };
 
 int kt_sidecar_merge_guest(json_t *doc, const void *body, size_t len, char *why, size_t wl)

@@ -104,6 +104,13 @@ static void s_assert_msg_equal(const kt_cell_msg_t *a, const kt_cell_msg_t *b)
     assert_int_equal(p->thresholds.max_gap_ms, q->thresholds.max_gap_ms);
     assert_int_equal(p->thresholds.max_p99_wake_us, q->thresholds.max_p99_wake_us);
     assert_true(p->thresholds.min_work_rate == q->thresholds.min_work_rate);
+    assert_true(p->thresholds.max_wake_cv == q->thresholds.max_wake_cv);
+    assert_true(p->thresholds.max_throughput_cv == q->thresholds.max_throughput_cv);
+    assert_true(p->thresholds.min_iteration_rate == q->thresholds.min_iteration_rate);
+    assert_true(p->thresholds.max_migration_ratio == q->thresholds.max_migration_ratio);
+    assert_int_equal(p->thresholds.set, q->thresholds.set);
+    assert_int_equal(p->thresholds.from_scheduler, q->thresholds.from_scheduler);
+    assert_int_equal(p->thresholds.debug_relaxed, q->thresholds.debug_relaxed);
     assert_int_equal(p->n_faults, q->n_faults);
     for (unsigned i = 0; i < p->n_faults; i++) {
         assert_int_equal(p->faults[i].cgroup, q->faults[i].cgroup);
@@ -931,6 +938,72 @@ static void test_callback_bounds(void **state)
     free(back);
 }
 
+/* ktstr's benchmarking bounds and the layering masks: absent means off /
+ * nothing set (a plan without them carries no such key), set they
+ * round-trip, and bad ones are refused by name. */
+static void test_benchmark_thresholds(void **state)
+{
+    (void)state;
+    kt_cell_msg_t *m = malloc(sizeof(*m)), *back = malloc(sizeof(*back));
+    assert_non_null(m);
+    assert_non_null(back);
+    s_sample(m);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(kt_cell_msg_encode(m, &sb), 0);
+    assert_null(memmem(sb.data, sb.size, "_cv", 3));
+    assert_null(memmem(sb.data, sb.size, "from_scheduler", 14));
+    msgpack_sbuffer_destroy(&sb);
+
+    kt_thresholds_t *t = &m->plan.thresholds;
+    t->max_wake_cv = 1.25;
+    t->max_throughput_cv = 0.2;
+    t->min_iteration_rate = 1500.5;
+    t->max_migration_ratio = 0.75;
+    t->set = KT_THR_BIT(KT_THR_WAKE_CV) | KT_THR_BIT(KT_THR_SPREAD) | KT_THR_BIT(KT_THR_GAP_ON);
+    t->from_scheduler = KT_THR_BIT(KT_THR_SPREAD);
+    t->debug_relaxed = KT_THR_BIT(KT_THR_GAP);
+    s_msg_t x;
+    msgpack_sbuffer_init(&x.sb);
+    assert_int_equal(kt_cell_msg_encode(m, &x.sb), 0);
+    char why[256];
+    memset(back, 0x77, sizeof(*back));
+    if (s_decode(x.sb.data, x.sb.size, back, why, sizeof(why)) < 0)
+        fail_msg("%s", why);
+    s_assert_msg_equal(m, back);
+    assert_true(back->plan.thresholds.min_iteration_rate == 1500.5);
+    assert_int_equal(kt_thresholds_source(&back->plan.thresholds, KT_THR_SPREAD),
+                     KT_THR_FROM_SCHEDULER);
+    assert_int_equal(kt_thresholds_source(&back->plan.thresholds, KT_THR_GAP),
+                     KT_THR_FROM_DEBUG_DEFAULT);
+
+    msgpack_unpacked_init(&x.up);
+    assert_int_equal(msgpack_unpack_next(&x.up, x.sb.data, x.sb.size, NULL),
+                     MSGPACK_UNPACK_SUCCESS);
+    s_val_t v;
+    s_accepted(&x, "plan.thresholds.max_wake_cv", NULL);
+    s_accepted(&x, "plan.thresholds.set", NULL);
+    s_accepted(&x, "plan.thresholds.min_iteration_rate", s_val_int(&v, 10));
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.max_wake_cv", s_val_double(&v, -0.5), "'max_wake_cv'");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.max_throughput_cv", s_val_double(&v, NAN),
+              "'max_throughput_cv'");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.min_iteration_rate", s_val_text(&v, "fast"),
+              "'min_iteration_rate'");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.max_migration_ratio", s_val_double(&v, 2e6), "out of range");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.set", s_val_int(&v, 1 << KT_THR__COUNT), "'set'");
+    s_val_destroy(&v);
+    s_refused(&x, "plan.thresholds.debug_relaxed", s_val_text(&v, "x"), "'debug_relaxed'");
+    s_val_destroy(&v);
+    s_msg_destroy(&x);
+    free(m);
+    free(back);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -938,7 +1011,7 @@ int main(void)
         cmocka_unit_test(test_missing_fields),   cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_sizes_and_ranges), cmocka_unit_test(test_faults_and_type),
         cmocka_unit_test(test_accessors),        cmocka_unit_test(test_hostile_counts),
-        cmocka_unit_test(test_callback_bounds),
+        cmocka_unit_test(test_callback_bounds),  cmocka_unit_test(test_benchmark_thresholds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
  * its threshold; disabled checks stay silent; the reason names the check,
  * the value and the cgroup. */
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,8 +38,9 @@ static void s_plan(kt_plan_t *p, enum kt_work_type work)
     kt_topology_llc_mask(&p->topology, 1, &p->cgroups[1].cpus);
 }
 
-/* Healthy telemetry: 1 s of wall time, 90% on CPU, 1000 units, 10 ms gaps,
- * on the cgroup's own CPUs, 50 us p99 wakeups. */
+/* Healthy telemetry: 1 s of wall time, 90% on CPU, 1000 units and loop
+ * passes, 10 migrations, 10 ms gaps, on the cgroup's own CPUs, 50 us p99
+ * wakeups with a CV of 0.5. */
 static void s_healthy(const kt_plan_t *p, kt_worker_stats_t *ws, size_t *ret_n)
 {
     size_t n = 0;
@@ -58,6 +60,11 @@ static void s_healthy(const kt_plan_t *p, kt_worker_stats_t *ws, size_t *ret_n)
             w->wake_lat_p50_ns = 10000;
             w->wake_lat_p99_ns = 50000;
             w->wake_lat_max_ns = 90000;
+            /* mean 20 us, stddev 10 us: CV 0.5 */
+            w->wake_lat_sum_ns = 5000ull * 20000;
+            w->wake_lat_sumsq = 5000.0 * (1e8 + 4e8);
+            w->iterations = 1000;
+            w->migrations = 10;
         }
     }
     *ret_n = n;
@@ -96,6 +103,10 @@ static void test_names(void **state)
     assert_string_equal(kt_check_name(KT_CHECK_WAKE_P99), "wake_p99");
     assert_string_equal(kt_check_name(KT_CHECK_WORK_RATE), "work_rate");
     assert_string_equal(kt_check_name(KT_CHECK_BPF_CALLBACK), "bpf_callback_ns");
+    assert_string_equal(kt_check_name(KT_CHECK_WAKE_CV), "wake_cv");
+    assert_string_equal(kt_check_name(KT_CHECK_THROUGHPUT_CV), "throughput_cv");
+    assert_string_equal(kt_check_name(KT_CHECK_ITERATION_RATE), "iteration_rate");
+    assert_string_equal(kt_check_name(KT_CHECK_MIGRATION_RATIO), "migration_ratio");
     assert_string_equal(kt_check_name(KT_CHECK__COUNT), "unknown");
 
     kt_worker_stats_t w = {.cpu_time_ns = 250 * MS, .wall_time_ns = SEC};
@@ -290,6 +301,244 @@ static void test_work_rate(void **state)
     s_reason(&r, &p, "work_rate 50.0 units/s < 100.0 in cgroup 'cg_1'");
 }
 
+static void test_wake_cv(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_FUTEX_PINGPONG);
+    p.thresholds.max_wake_cv = 1.0;
+    s_healthy(&p, ws, &n); /* every worker: mean 20 us, CV 0.5 */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    const kt_check_result_t *c = s_find(&r, KT_CHECK_WAKE_CV, 0);
+    assert_true(c->passed);
+    assert_float_equal(c->measured, 0.5, 1e-9);
+    assert_int_equal(c->worker, -1);
+
+    /* One worker of cg_1 wakes at 20 us mean with stddev 60 us (CV 3): the
+     * pooled CV of cg_1 is sqrt((1e8 + 3.6e9) / 2) / 20000 = 2.15. */
+    ws[3].wake_lat_sumsq = 5000.0 * (3.6e9 + 4e8);
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    c = s_find(&r, KT_CHECK_WAKE_CV, 1);
+    assert_false(c->passed);
+    assert_float_equal(c->measured, sqrt((1e8 + 3.6e9) / 2) / 20000, 1e-9);
+    assert_true(c->threshold == 1.0);
+    assert_string_equal(c->unit, "cv");
+    assert_non_null(strstr(c->detail, "10000 wakeups of 2 workers"));
+    assert_non_null(strstr(c->detail, "most variable: worker 1 (cv 3.000)"));
+    assert_true(s_find(&r, KT_CHECK_WAKE_CV, 0)->passed);
+    s_reason(&r, &p, "wake_cv 2.151 cv > 1 in cgroup 'cg_1'");
+
+    /* Fewer than 2 wakeups: nothing to judge, a passing line says so. */
+    for (size_t i = 2; i < 4; i++)
+        ws[i].wake_count = 0;
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_non_null(strstr(s_find(&r, KT_CHECK_WAKE_CV, 1)->detail, "too few"));
+    /* Spinners are not judged on wake latency. */
+    p.cgroups[1].work = KT_WORK_SPIN;
+    ws[3].wake_count = 5000;
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_null(s_find(&r, KT_CHECK_WAKE_CV, 1));
+}
+
+static void test_throughput_cv(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_SPIN);
+    p.thresholds.max_throughput_cv = 0.2;
+    s_healthy(&p, ws, &n);
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_float_equal(s_find(&r, KT_CHECK_THROUGHPUT_CV, 0)->measured, 0.0, 1e-12);
+
+    /* cg_0: 1000 and 500 units/s (a worker stopped half the time): mean 750,
+     * stddev 250, CV 1/3. */
+    ws[1].work_units = 500;
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    const kt_check_result_t *c = s_find(&r, KT_CHECK_THROUGHPUT_CV, 0);
+    assert_false(c->passed);
+    assert_int_equal(c->worker, 1);
+    assert_float_equal(c->measured, 1.0 / 3.0, 1e-9);
+    assert_string_equal(c->detail,
+                        "work rate 500.0..1000.0 units/s (mean 750.0) across 2 workers; "
+                        "slowest: worker 1");
+    s_reason(&r, &p, "throughput_cv 0.3333 cv > 0.2 in cgroup 'cg_0'");
+    /* Relaxed past it: passes. */
+    p.thresholds.max_throughput_cv = 0.4;
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    /* One worker alone has no spread to judge. */
+    p.cgroups[0].workers = 1;
+    ws[1].cgroup = 1;
+    ws[1].index = 2;
+    p.thresholds.max_throughput_cv = 0.01;
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    assert_null(s_find(&r, KT_CHECK_THROUGHPUT_CV, 0));
+    assert_false(s_find(&r, KT_CHECK_THROUGHPUT_CV, 1)->passed);
+}
+
+static void test_iteration_rate(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_MIXED);
+    p.thresholds.min_iteration_rate = 100;
+    s_healthy(&p, ws, &n);
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_float_equal(s_find(&r, KT_CHECK_ITERATION_RATE, 1)->measured, 1000.0, 1e-9);
+
+    ws[2].iterations = 60; /* 60 passes in 1 s: 1000 units, 16 per pass */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    const kt_check_result_t *c = s_find(&r, KT_CHECK_ITERATION_RATE, 1);
+    assert_false(c->passed);
+    assert_int_equal(c->worker, 0);
+    assert_float_equal(c->measured, 60.0, 1e-9);
+    assert_string_equal(c->unit, "iter/s");
+    assert_string_equal(c->detail, "slowest worker 0: 60 passes in 1000 ms");
+    s_reason(&r, &p, "iteration_rate 60.0 iter/s < 100.0 in cgroup 'cg_1'");
+}
+
+static void test_migration_ratio(void **state)
+{
+    (void)state;
+    kt_plan_t p;
+    kt_worker_stats_t ws[8];
+    size_t n;
+    kt_check_report_t r;
+    s_plan(&p, KT_WORK_AFFINITY_CHURN);
+    p.thresholds.max_migration_ratio = 0.1;
+    s_healthy(&p, ws, &n); /* 10 migrations in 1000 passes */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 0);
+    assert_float_equal(s_find(&r, KT_CHECK_MIGRATION_RATIO, 0)->measured, 0.01, 1e-12);
+
+    ws[1].migrations = 990; /* affinity churn: nearly every pass moves */
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    const kt_check_result_t *c = s_find(&r, KT_CHECK_MIGRATION_RATIO, 0);
+    assert_false(c->passed);
+    assert_int_equal(c->worker, 1);
+    assert_float_equal(c->measured, 0.99, 1e-12);
+    assert_string_equal(c->unit, "ratio");
+    assert_string_equal(c->detail, "worker 1: 990 migrations in 1000 passes");
+    s_reason(&r, &p, "migration_ratio 0.99 ratio > 0.1 in cgroup 'cg_0'");
+
+    /* No pass at all: the migrations count against one. */
+    ws[1].migrations = 3;
+    ws[1].iterations = 0;
+    assert_int_equal(kt_checks_evaluate(&p, ws, n, &r), 1);
+    assert_float_equal(s_find(&r, KT_CHECK_MIGRATION_RATIO, 0)->measured, 3.0, 1e-12);
+}
+
+/* defaults -> scheduler -> scenario: a layer changes only what it set. */
+static void test_thresholds_merge(void **state)
+{
+    (void)state;
+    kt_thresholds_t sched = {0}, scen = {0}, t;
+    /* The scheduler relaxes spread to 30, switches the gap check off, bounds
+     * migrations and wake CV. */
+    sched.max_spread_pct = 30;
+    sched.check_gap = false;
+    sched.max_migration_ratio = 0.5;
+    sched.max_wake_cv = 2;
+    sched.max_gap_ms = 1; /* not in set: must not leak through */
+    sched.set = KT_THR_BIT(KT_THR_SPREAD) | KT_THR_BIT(KT_THR_GAP_ON) |
+                KT_THR_BIT(KT_THR_MIGRATION_RATIO) | KT_THR_BIT(KT_THR_WAKE_CV);
+    /* The scenario switches spread off, overrides the migration bound and
+     * switches wake CV off again. */
+    scen.check_spread = false;
+    scen.max_migration_ratio = 0.25;
+    scen.max_wake_cv = 0;
+    scen.set = KT_THR_BIT(KT_THR_SPREAD_ON) | KT_THR_BIT(KT_THR_MIGRATION_RATIO) |
+               KT_THR_BIT(KT_THR_WAKE_CV);
+    kt_thresholds_layer(&sched, &scen, &t);
+
+    kt_thresholds_t def;
+    kt_thresholds_default(&def);
+    assert_false(t.check_spread);                 /* scenario switch-off */
+    assert_true(t.max_spread_pct == 30);          /* scheduler's value stays */
+    assert_false(t.check_gap);                    /* scheduler switch-off */
+    assert_int_equal(t.max_gap_ms, def.max_gap_ms);
+    assert_true(t.max_migration_ratio == 0.25);   /* scenario override */
+    assert_true(t.max_wake_cv == 0);              /* off again */
+    assert_true(t.check_starved && t.check_isolation); /* untouched defaults */
+    assert_int_equal(t.max_p99_wake_us, 0);
+    assert_true(t.max_throughput_cv == 0 && t.min_iteration_rate == 0);
+    assert_int_equal(t.set, sched.set | scen.set);
+
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_SPREAD), KT_THR_FROM_SCHEDULER);
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_SPREAD_ON), KT_THR_FROM_SCENARIO);
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_GAP_ON), KT_THR_FROM_SCHEDULER);
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_MIGRATION_RATIO), KT_THR_FROM_SCENARIO);
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_GAP), KT_THR_FROM_DEFAULT);
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_STARVED), KT_THR_FROM_DEFAULT);
+    assert_string_equal(kt_thr_source_name(KT_THR_FROM_DEBUG_DEFAULT), "debug-default");
+    assert_string_equal(kt_thr_field_name(KT_THR_ITERATION_RATE), "iteration_rate");
+
+    /* No scheduler layer: the scenario's alone; an empty layer changes
+     * nothing. */
+    kt_thresholds_layer(NULL, &scen, &t);
+    assert_true(t.max_spread_pct == def.max_spread_pct);
+    assert_true(t.check_gap);
+    kt_thresholds_t empty = {0}, before = t;
+    kt_thresholds_merge(&t, &empty, KT_THR_FROM_SCHEDULER);
+    assert_memory_equal(&t, &before, sizeof(t));
+
+    /* bpf bounds go as one field: the later layer's list replaces. */
+    kt_thresholds_t a = {0}, b = {0};
+    assert_int_equal(kt_checks_callback_bound_add(&a, "x_enqueue", 100), 0);
+    assert_int_equal(kt_checks_callback_bound_add(&a, "x_dispatch", 200), 0);
+    a.set = KT_THR_BIT(KT_THR_CALLBACK_BOUNDS) | KT_THR_BIT(KT_THR_CALLBACK_NS);
+    b.set = KT_THR_BIT(KT_THR_CALLBACK_BOUNDS) | KT_THR_BIT(KT_THR_CALLBACK_NS);
+    kt_thresholds_layer(&a, &b, &t);
+    assert_int_equal(t.n_callback_bounds, 0);
+    kt_thresholds_layer(&a, &empty, &t);
+    assert_int_equal(t.n_callback_bounds, 2);
+    assert_string_equal(t.callback_bounds[1].prog, "x_dispatch");
+}
+
+/* Debug kernels: ktstr's 35 % / 3000 ms for what no layer set. */
+static void test_thresholds_debug(void **state)
+{
+    (void)state;
+    kt_thresholds_t t, sched = {0}, scen = {0};
+    kt_thresholds_layer(NULL, &scen, &t);
+    assert_int_equal(kt_thresholds_relax_for_debug(&t), 2);
+    assert_true(t.max_spread_pct == KT_THR_DEBUG_SPREAD_PCT);
+    assert_int_equal(t.max_gap_ms, KT_THR_DEBUG_GAP_MS);
+    assert_true(t.max_spread_pct == 35.0 && t.max_gap_ms == 3000);
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_SPREAD), KT_THR_FROM_DEBUG_DEFAULT);
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_GAP), KT_THR_FROM_DEBUG_DEFAULT);
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_SPREAD_ON), KT_THR_FROM_DEFAULT);
+
+    /* The scheduler set spread, the scenario the gap: both stay. */
+    sched.max_spread_pct = 20;
+    sched.set = KT_THR_BIT(KT_THR_SPREAD);
+    scen.max_gap_ms = 500;
+    scen.set = KT_THR_BIT(KT_THR_GAP);
+    kt_thresholds_layer(&sched, &scen, &t);
+    assert_int_equal(kt_thresholds_relax_for_debug(&t), 0);
+    assert_true(t.max_spread_pct == 20);
+    assert_int_equal(t.max_gap_ms, 500);
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_SPREAD), KT_THR_FROM_SCHEDULER);
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_GAP), KT_THR_FROM_SCENARIO);
+
+    /* Only one set: the other relaxes. */
+    kt_thresholds_layer(&sched, &(kt_thresholds_t){0}, &t);
+    assert_int_equal(kt_thresholds_relax_for_debug(&t), 1);
+    assert_true(t.max_spread_pct == 20);
+    assert_int_equal(t.max_gap_ms, 3000);
+    /* A debug-relaxed field that a later merge sets is that layer's again. */
+    kt_thresholds_merge(&t, &scen, KT_THR_FROM_SCENARIO);
+    assert_int_equal(t.max_gap_ms, 500);
+    assert_int_equal(kt_thresholds_source(&t, KT_THR_GAP), KT_THR_FROM_SCENARIO);
+}
+
 /* With every check off, even telemetry that breaks all of them passes with
  * no results; each check alone reports only itself. */
 static void test_disabled(void **state)
@@ -305,6 +554,9 @@ static void test_disabled(void **state)
     ws[0].cpu_time_ns = 0;
     ws[0].max_gap_ns = 9 * SEC;
     ws[0].wake_lat_p99_ns = 9 * SEC;
+    ws[0].iterations = 0;
+    ws[0].migrations = 900;
+    ws[0].wake_lat_sumsq = 5000.0 * (4e10 + 4e8); /* CV 10 */
     kt_cpumask_set(&ws[2].cpus_used, 0);
     memset(&p.thresholds, 0, sizeof(p.thresholds));
     p.thresholds.max_spread_pct = 1; /* a threshold alone enables nothing */
@@ -334,6 +586,18 @@ static void test_disabled(void **state)
             break;
         case KT_CHECK_WORK_RATE:
             p.thresholds.min_work_rate = 10;
+            break;
+        case KT_CHECK_WAKE_CV:
+            p.thresholds.max_wake_cv = 2;
+            break;
+        case KT_CHECK_THROUGHPUT_CV:
+            p.thresholds.max_throughput_cv = 0.5;
+            break;
+        case KT_CHECK_ITERATION_RATE:
+            p.thresholds.min_iteration_rate = 10;
+            break;
+        case KT_CHECK_MIGRATION_RATIO:
+            p.thresholds.max_migration_ratio = 0.5;
             break;
         case KT_CHECK_BPF_CALLBACK:
             /* Judged by kt_checks_evaluate_bpf, never from worker telemetry. */
@@ -586,6 +850,9 @@ int main(void)
         cmocka_unit_test(test_spread),      cmocka_unit_test(test_gap),
         cmocka_unit_test(test_isolation),   cmocka_unit_test(test_wake_p99),
         cmocka_unit_test(test_work_rate),   cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_wake_cv),     cmocka_unit_test(test_throughput_cv),
+        cmocka_unit_test(test_iteration_rate), cmocka_unit_test(test_migration_ratio),
+        cmocka_unit_test(test_thresholds_merge), cmocka_unit_test(test_thresholds_debug),
         cmocka_unit_test(test_reason_many), cmocka_unit_test(test_all_fail),
         cmocka_unit_test(test_bpf_callback), cmocka_unit_test(test_bpf_bound_add),
     };

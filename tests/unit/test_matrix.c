@@ -369,6 +369,71 @@ static void test_work_type_override(void **state)
     kt_gauntlet_free(&g);
 }
 
+/* A scheduler's `checks:` is the layer between the defaults and each
+ * scenario's: its cells carry the merged thresholds, marked by source. */
+static void test_scheduler_checks(void **state)
+{
+    (void)state;
+    char err[1024] = "";
+    kt_gauntlet_t *g = NULL;
+    kt_coord_run_t run = {0};
+    const char *text =
+        "kernels: [fake/bzImage]\ntopologies: [tiny-2llc]\n"
+        "schedulers:\n"
+        "  - name: eevdf\n"
+        "  - name: scx_qmap\n    binary: fake/scx_qmap\n"
+        "    checks: {fairness_spread: 30, max_gap: false, migration_ratio: 0.5, wake_cv: 2}\n"
+        "scenarios:\n"
+        "  - {name: plain, cgroups: [{name: a, workers: 2}]}\n"
+        "  - {name: strict, checks: {fairness_spread: false, migration_ratio: 0.25},\n"
+        "     cgroups: [{name: a, workers: 2}]}\n";
+    if (s_prepare_text(text, &g, &run, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(run.n_cells, 4);
+    const kt_coord_cell_t *ep = s_find(&run, "gauntlet/plain/tiny-2llc/eevdf/6.12.117-fake");
+    const kt_coord_cell_t *qp = s_find(&run, "gauntlet/plain/tiny-2llc/scx_qmap/6.12.117-fake");
+    const kt_coord_cell_t *qs = s_find(&run, "gauntlet/strict/tiny-2llc/scx_qmap/6.12.117-fake");
+    assert_non_null(ep);
+    assert_non_null(qp);
+    assert_non_null(qs);
+    /* eevdf has no layer: defaults. */
+    const kt_thresholds_t *t = &ep->spec.plan.thresholds;
+    assert_true(t->check_spread && t->max_spread_pct == 15 && t->check_gap);
+    assert_int_equal(t->set, 0);
+    /* scx_qmap alone: its values, from the scheduler. */
+    t = &qp->spec.plan.thresholds;
+    assert_true(t->check_spread && t->max_spread_pct == 30);
+    assert_false(t->check_gap);
+    assert_true(t->max_migration_ratio == 0.5 && t->max_wake_cv == 2);
+    assert_int_equal(kt_thresholds_source(t, KT_THR_SPREAD), KT_THR_FROM_SCHEDULER);
+    assert_int_equal(kt_thresholds_source(t, KT_THR_GAP_ON), KT_THR_FROM_SCHEDULER);
+    assert_int_equal(kt_thresholds_source(t, KT_THR_GAP), KT_THR_FROM_DEFAULT);
+    /* The scenario wins where it speaks and leaves the rest. */
+    t = &qs->spec.plan.thresholds;
+    assert_false(t->check_spread);
+    assert_true(t->max_spread_pct == 30);
+    assert_true(t->max_migration_ratio == 0.25 && t->max_wake_cv == 2);
+    assert_false(t->check_gap);
+    assert_int_equal(kt_thresholds_source(t, KT_THR_MIGRATION_RATIO), KT_THR_FROM_SCENARIO);
+    assert_int_equal(kt_thresholds_source(t, KT_THR_SPREAD_ON), KT_THR_FROM_SCENARIO);
+    assert_int_equal(kt_thresholds_source(t, KT_THR_WAKE_CV), KT_THR_FROM_SCHEDULER);
+    /* The thresholds are part of the cell's identity. */
+    const kt_coord_cell_t *es = s_find(&run, "gauntlet/strict/tiny-2llc/eevdf/6.12.117-fake");
+    assert_string_not_equal(es->spec.cell_id, qs->spec.cell_id);
+    kt_coord_run_free(&run);
+    kt_gauntlet_free(&g);
+
+    /* A bad value in a scheduler's checks is refused at its place. */
+    assert_int_equal(s_prepare_text("kernels: [fake/bzImage]\ntopologies: [tiny-2llc]\n"
+                                    "schedulers:\n  - {name: eevdf, checks: {wake_cv: 0}}\n"
+                                    "scenarios: [steady]\n",
+                                    &g, &run, err, sizeof(err)),
+                     -EINVAL);
+    assert_string_equal(err, "g.yaml:4:37: checks.wake_cv: must be more than 0 (false disables "
+                             "it)");
+    kt_gauntlet_free(&g);
+}
+
 static uint64_t s_est_total(const kt_coord_run_t *run)
 {
     uint64_t t = 0;
@@ -487,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_ids_are_stable_content_hashes),
         cmocka_unit_test(test_prepare_errors),
         cmocka_unit_test(test_work_type_override),
+        cmocka_unit_test(test_scheduler_checks),
         cmocka_unit_test(test_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -304,6 +304,8 @@ static void test_spin(void **state)
      * checkpoint would show the whole 700 ms run. The bound leaves room for a
      * loaded 2-core host. */
     assert_true(st[0].max_gap_ns < 450 * MS);
+    /* A spinner's loop pass is its unit. */
+    assert_int_equal(st[0].iterations, st[0].work_units);
 }
 
 static void test_yield(void **state)
@@ -327,6 +329,14 @@ static void test_mixed(void **state)
     assert_true(st[0].voluntary_ctxsw >= st[0].wake_count / 2);
     assert_true(st[0].wake_count >= st[0].work_units / 16 - 1);
     assert_true(st[0].wake_count <= st[0].work_units / 16 + 1);
+    /* A loop pass is 16 units and their sleep. */
+    assert_true(st[0].iterations >= st[0].work_units / 16);
+    assert_true(st[0].iterations <= st[0].work_units / 16 + 1);
+    /* The latency sums: their mean lies within what was seen, and the
+     * variance they give is not negative. */
+    double mean = (double)st[0].wake_lat_sum_ns / (double)st[0].wake_count;
+    assert_true(mean <= (double)st[0].wake_lat_max_ns);
+    assert_true(st[0].wake_lat_sumsq / (double)st[0].wake_count >= mean * mean * 0.999);
 }
 
 static void test_bursty(void **state)
@@ -342,6 +352,10 @@ static void test_bursty(void **state)
     assert_true(st[0].wake_count <= 16);
     /* The sleep is a gap between checkpoints. */
     assert_true(st[0].max_gap_ns >= 10 * MS);
+    /* A pass is a burst and its sleep: one per wake-up, one more if the stop
+     * cut the last sleep short. */
+    assert_true(st[0].iterations >= st[0].wake_count);
+    assert_true(st[0].iterations <= st[0].wake_count + 1);
 }
 
 static void test_io_sync(void **state)
@@ -900,6 +914,9 @@ static void test_sequence(void **state)
     for (unsigned p = 0; p < 4; p++)
         assert_true(pu[p] > 0);
     assert_int_equal(pu[0] + pu[1] + pu[2] + pu[3], st[0].work_units);
+    /* A pass is a cycle of the four phases (50 ms): about eight. */
+    assert_true(st[0].iterations >= 2);
+    assert_true(st[0].iterations <= pu[KT_WL_PHASE_IO] + 1);
     /* 1 ms sleeps, each a timer wake-up (fewer than 10 a cycle when the
      * machine is busy and they run late). */
     assert_true(pu[KT_WL_PHASE_SLEEP] >= 4);
@@ -1057,6 +1074,9 @@ static void test_page_fault_churn(void **state)
     assert_true(minflt >= st[0].work_units * 9 / 10);
     assert_true(minflt <= st[0].work_units * 11 / 10 + 64);
     assert_always_runnable(&st[0]);
+    /* A pass is one mapping of 256 pages (the last perhaps cut short). */
+    assert_true(st[0].iterations >= st[0].work_units / 256);
+    assert_true(st[0].iterations <= st[0].work_units / 256 + 1);
 }
 
 static void test_mutex_contention(void **state)

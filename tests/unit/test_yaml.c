@@ -685,6 +685,72 @@ static void test_bpf_callback_ns(void **state)
     assert_int_equal(s_mismatches, 0);
 }
 
+/* ktstr's benchmarking checks: numbers above 0, false switches off, true
+ * has no default; every key given marks its fields set (and only those). */
+static void test_benchmark_checks(void **state)
+{
+    (void)state;
+    s_mismatches = 0;
+    s_expect("name: x\nchecks: {wake_cv: true}\n" CG,
+             "2:19: checks.wake_cv: has no default: give the largest wake latency CV (stddev / "
+             "mean), such as 1.5");
+    s_expect("name: x\nchecks: {throughput_cv: 0}\n" CG,
+             "2:25: checks.throughput_cv: must be more than 0 (false disables it)");
+    s_expect("name: x\nchecks: {iteration_rate: -5}\n" CG,
+             "2:26: checks.iteration_rate: -5 is out of range 0..1e+12");
+    s_expect("name: x\nchecks: {migration_ratio: lots}\n" CG,
+             "2:27: checks.migration_ratio: expected a number, got 'lots'");
+    s_expect("name: x\nchecks: {wake_cv: 2000}\n" CG,
+             "2:19: checks.wake_cv: 2000 is out of range 0..1000");
+    s_expect("name: x\nchecks: {wake_cv: \"1\"}\n" CG,
+             "2:20: checks.wake_cv: expected a number, got the string '1'");
+    s_expect("name: x\nchecks: {migration_ratio: [1]}\n" CG,
+             "2:27: checks.migration_ratio: expected a number, got a sequence");
+    s_expect("name: x\nchecks: {wake_vc: 1}\n" CG,
+             "2:10: checks: unknown key 'wake_vc' in checks (did you mean 'wake_cv'?)");
+    assert_int_equal(s_mismatches, 0);
+
+    kt_scenario_t s;
+    assert_int_equal(s_parse("name: x\n" CG, &s), 0);
+    assert_int_equal(s.thresholds.set, 0);
+    assert_true(s.thresholds.max_wake_cv == 0 && s.thresholds.max_throughput_cv == 0 &&
+                s.thresholds.min_iteration_rate == 0 && s.thresholds.max_migration_ratio == 0);
+    assert_int_equal(s_parse("name: x\nchecks: {wake_cv: 1.5, throughput_cv: 0.25, "
+                             "iteration_rate: 1e3, migration_ratio: 0.5}\n" CG,
+                             &s),
+                     0);
+    assert_true(s.thresholds.max_wake_cv == 1.5);
+    assert_true(s.thresholds.max_throughput_cv == 0.25);
+    assert_true(s.thresholds.min_iteration_rate == 1000.0);
+    assert_true(s.thresholds.max_migration_ratio == 0.5);
+    assert_int_equal(s.thresholds.set,
+                     KT_THR_BIT(KT_THR_WAKE_CV) | KT_THR_BIT(KT_THR_THROUGHPUT_CV) |
+                         KT_THR_BIT(KT_THR_ITERATION_RATE) | KT_THR_BIT(KT_THR_MIGRATION_RATIO));
+    /* false: off, and set (it switches off what a scheduler layer set). */
+    assert_int_equal(s_parse("name: x\nchecks: {wake_cv: false, migration_ratio: false}\n" CG,
+                             &s),
+                     0);
+    assert_true(s.thresholds.max_wake_cv == 0 && s.thresholds.max_migration_ratio == 0);
+    assert_int_equal(s.thresholds.set,
+                     KT_THR_BIT(KT_THR_WAKE_CV) | KT_THR_BIT(KT_THR_MIGRATION_RATIO));
+    /* fairness_spread: false sets only the switch, a number both; true only
+     * the switch, so the threshold below stays. */
+    assert_int_equal(s_parse("name: x\nchecks: {fairness_spread: false, max_gap: 500ms, "
+                             "not_starved: true, wake_p99: 1ms}\n" CG,
+                             &s),
+                     0);
+    assert_int_equal(s.thresholds.set,
+                     KT_THR_BIT(KT_THR_SPREAD_ON) | KT_THR_BIT(KT_THR_GAP_ON) |
+                         KT_THR_BIT(KT_THR_GAP) | KT_THR_BIT(KT_THR_STARVED) |
+                         KT_THR_BIT(KT_THR_WAKE_P99));
+    assert_int_equal(s_parse("name: x\nchecks: {fairness_spread: true, bpf_callback_ns: 900}\n" CG,
+                             &s),
+                     0);
+    assert_int_equal(s.thresholds.set, KT_THR_BIT(KT_THR_SPREAD_ON) |
+                                           KT_THR_BIT(KT_THR_CALLBACK_NS) |
+                                           KT_THR_BIT(KT_THR_CALLBACK_BOUNDS));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -693,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_types_and_ranges),     cmocka_unit_test(test_accepted_forms),
         cmocka_unit_test(test_parse_errors_of_yaml), cmocka_unit_test(test_from_node),
         cmocka_unit_test(test_duration_parse),       cmocka_unit_test(test_bpf_callback_ns),
+        cmocka_unit_test(test_benchmark_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

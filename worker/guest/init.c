@@ -1450,7 +1450,16 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
 
 static void s_run_cell(s_cell_t *c)
 {
+    /* ktstr's relaxed defaults on a debug kernel, for the thresholds no
+     * layer set (the result's "thresholds" says where each came from). */
+    unsigned relaxed;
+    if (c->res.debug_kernel && (relaxed = kt_thresholds_relax_for_debug(&c->msg.plan.thresholds)))
+        s_event(c, "debug kernel: %u default threshold(s) relaxed (spread %.0f%%, gap %u ms)",
+                relaxed, KT_THR_DEBUG_SPREAD_PCT, KT_THR_DEBUG_GAP_MS);
     const kt_plan_t *plan = &c->msg.plan;
+    pthread_mutex_lock(&c->lock);
+    c->res.thresholds = &plan->thresholds;
+    pthread_mutex_unlock(&c->lock);
     s_set_phase(c, "topology", 10000);
     if (!c->topo_ok) {
         s_harness_error(c, "reading the guest topology: %s", c->topo_why);

@@ -3,10 +3,12 @@
 #include "kt_timeline.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "kt_chanmsg.h"
+#include "kt_cleanup.h"
 
 const char *kt_verdict_name(enum kt_verdict v)
 {
@@ -163,7 +165,7 @@ static void s_pack_topo(msgpack_packer *pk, const kt_guest_topo_t *t)
 static void s_pack_worker(msgpack_packer *pk, const kt_worker_stats_t *w, unsigned n_phases)
 {
     double on = kt_worker_on_cpu_pct(w);
-    msgpack_pack_map(pk, 18 + (n_phases ? 1 : 0));
+    msgpack_pack_map(pk, 21 + (n_phases ? 1 : 0));
     if (n_phases) {
         /* Steps: the units and CPUs of each phase (kt_timeline.h). */
         kt_mp_pack_str(pk, "phases");
@@ -192,6 +194,56 @@ static void s_pack_worker(msgpack_packer *pk, const kt_worker_stats_t *w, unsign
     kt_mp_pack_kv_u64(pk, "timeslices", w->timeslices);
     kt_mp_pack_kv_u64(pk, "voluntary_ctxsw", w->voluntary_ctxsw);
     kt_mp_pack_kv_u64(pk, "involuntary_ctxsw", w->involuntary_ctxsw);
+    kt_mp_pack_kv_u64(pk, "iterations", w->iterations);
+    double mean = w->wake_count ? (double)w->wake_lat_sum_ns / (double)w->wake_count : 0.0;
+    double var = w->wake_count ? w->wake_lat_sumsq / (double)w->wake_count - mean * mean : 0.0;
+    kt_mp_pack_kv_double(pk, "wake_mean_us", mean / 1e3);
+    kt_mp_pack_kv_double(pk, "wake_cv", mean > 0 && var > 0 ? sqrt(var) / mean : 0.0);
+}
+
+/* "thresholds": per check, whether it is on, its value and unit, and where
+ * the value came from (kt_thresholds_source); the two default checks with
+ * an on/off of their own say where that came from too (on_source). */
+static void s_pack_thresholds(msgpack_packer *pk, const kt_thresholds_t *t)
+{
+    if (!t) {
+        msgpack_pack_map(pk, 0);
+        return;
+    }
+    const struct {
+        enum kt_thr_field field, on_field;
+        bool on;
+        double value;
+        const char *unit;
+    } e[] = {
+        {KT_THR_STARVED, KT_THR__COUNT, t->check_starved, 1, "units"},
+        {KT_THR_ISOLATION, KT_THR__COUNT, t->check_isolation, 0, "cpus"},
+        {KT_THR_SPREAD, KT_THR_SPREAD_ON, t->check_spread, t->max_spread_pct, "pct"},
+        {KT_THR_GAP, KT_THR_GAP_ON, t->check_gap, t->max_gap_ms, "ms"},
+        {KT_THR_WAKE_P99, KT_THR__COUNT, t->max_p99_wake_us > 0, t->max_p99_wake_us, "us"},
+        {KT_THR_WORK_RATE, KT_THR__COUNT, t->min_work_rate > 0, t->min_work_rate, "units/s"},
+        {KT_THR_CALLBACK_NS, KT_THR__COUNT, kt_checks_bpf_bounded(t), t->max_callback_ns, "ns"},
+        {KT_THR_WAKE_CV, KT_THR__COUNT, t->max_wake_cv > 0, t->max_wake_cv, "cv"},
+        {KT_THR_THROUGHPUT_CV, KT_THR__COUNT, t->max_throughput_cv > 0, t->max_throughput_cv,
+         "cv"},
+        {KT_THR_ITERATION_RATE, KT_THR__COUNT, t->min_iteration_rate > 0, t->min_iteration_rate,
+         "iter/s"},
+        {KT_THR_MIGRATION_RATIO, KT_THR__COUNT, t->max_migration_ratio > 0,
+         t->max_migration_ratio, "ratio"},
+    };
+    msgpack_pack_map(pk, KT_ARRAY_SIZE(e));
+    for (size_t i = 0; i < KT_ARRAY_SIZE(e); i++) {
+        bool has_on = e[i].on_field != KT_THR__COUNT;
+        kt_mp_pack_str(pk, kt_thr_field_name(e[i].field));
+        msgpack_pack_map(pk, 4 + has_on);
+        kt_mp_pack_kv_bool(pk, "on", e[i].on);
+        kt_mp_pack_kv_double(pk, "value", e[i].value);
+        kt_mp_pack_kv_str(pk, "unit", e[i].unit);
+        kt_mp_pack_kv_str(pk, "source", kt_thr_source_name(kt_thresholds_source(t, e[i].field)));
+        if (has_on)
+            kt_mp_pack_kv_str(pk, "on_source",
+                              kt_thr_source_name(kt_thresholds_source(t, e[i].on_field)));
+    }
 }
 
 static void s_pack_cgroups(msgpack_packer *pk, const kt_guest_result_t *r)
@@ -327,7 +379,7 @@ int kt_guest_result_pack(const kt_guest_result_t *r, msgpack_sbuffer *out)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    unsigned n_keys = 16; /* 14 + bpf_progs, bpf_stats */
+    unsigned n_keys = 17; /* 14 + bpf_progs, bpf_stats, thresholds */
     n_keys += r->payload != NULL;
     msgpack_pack_map(&pk, n_keys);
     kt_mp_pack_kv_str(&pk, "t", "result");
@@ -360,6 +412,8 @@ int kt_guest_result_pack(const kt_guest_result_t *r, msgpack_sbuffer *out)
     kt_mp_pack_str(&pk, "checks");
     s_pack_checks(&pk, r);
     kt_mp_pack_kv_u64(&pk, "failed_checks", r->report ? r->report->n_failed : 0);
+    kt_mp_pack_str(&pk, "thresholds");
+    s_pack_thresholds(&pk, r->thresholds);
 
     kt_mp_pack_str(&pk, "timeline");
     msgpack_pack_array(&pk, r->n_timeline);

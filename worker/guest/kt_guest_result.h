@@ -69,6 +69,9 @@ typedef struct kt_guest_result {
     const kt_worker_stats_t *stats;
     size_t n_stats;
     const kt_check_report_t *report;
+    /* "thresholds": those in force (after the debug relaxation) and where
+     * each came from; an empty map while NULL (no cell yet). */
+    const kt_thresholds_t *thresholds;
     struct {
         double sched_enable_ms, settle_ms, workload_ms, collect_ms;
     } durations;

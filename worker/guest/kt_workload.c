@@ -85,6 +85,10 @@ struct s_run {
     int last_cpu;
     uint64_t wake_count;
     uint64_t wake_max_ns;
+    uint64_t wake_sum_ns;
+    double wake_sumsq;
+    uint64_t iterations;
+    bool multi_unit_pass; /* a loop pass holds several units: s_iteration counts it */
     uint64_t spin_state;
     kt_wl_slot_t *slots;
     /* Set up before the release, freed after the run. */
@@ -438,11 +442,22 @@ static void s_checkpoint_n(struct s_run *r, uint64_t n)
         s_store(&s->last_cpu, cpu);
     }
     atomic_fetch_add_explicit(&s->work_units, n, memory_order_relaxed);
+    if (!r->multi_unit_pass) {
+        r->iterations++;
+        s_store(&s->iterations, r->iterations);
+    }
 }
 
 static void s_checkpoint(struct s_run *r)
 {
     s_checkpoint_n(r, 1);
+}
+
+/* The end of a loop pass of a type whose pass holds several units. */
+static void s_iteration(struct s_run *r)
+{
+    r->iterations++;
+    s_store(&r->slot->iterations, r->iterations);
 }
 
 static void s_record_wake(struct s_run *r, uint64_t lat_ns)
@@ -452,6 +467,10 @@ static void s_record_wake(struct s_run *r, uint64_t lat_ns)
     s_store(&s->wake_lat_hist[b], s_load(&s->wake_lat_hist[b]) + 1);
     r->wake_count++;
     s_store(&s->wake_count, r->wake_count);
+    r->wake_sum_ns += lat_ns;
+    s_store(&s->wake_lat_sum_ns, r->wake_sum_ns);
+    r->wake_sumsq += (double)lat_ns * (double)lat_ns;
+    __atomic_store(&s->wake_lat_sumsq, &r->wake_sumsq, __ATOMIC_RELAXED);
     if (lat_ns > r->wake_max_ns) {
         r->wake_max_ns = lat_ns;
         s_store(&s->wake_lat_max_ns, lat_ns);
@@ -528,6 +547,7 @@ static int s_run_mixed(struct s_run *r)
             s_checkpoint(r);
         }
         s_sleep_until(r, s_now() + KT_WL_MIXED_SLEEP_NS);
+        s_iteration(r);
     }
     return 0;
 }
@@ -542,6 +562,7 @@ static int s_run_bursty(struct s_run *r)
             s_checkpoint(r);
         } while (s_running(r) && r->last_ns < burst_end);
         s_sleep_until(r, s_now() + KT_WL_BURST_SLEEP_NS);
+        s_iteration(r);
     }
     return 0;
 }
@@ -1008,6 +1029,8 @@ static int s_run_sequence(struct s_run *r)
             units[ph]++;
             s_store(&r->slot->phase_units[ph], units[ph]);
         } while (s_running(r) && r->last_ns < end);
+        if (ph == KT_WL_PHASE_IO || !s_running(r))
+            s_iteration(r);
     }
     return 0;
 }
@@ -1203,6 +1226,7 @@ static int s_run_page_fault_churn(struct s_run *r)
         if (pending)
             s_checkpoint_n(r, pending);
         munmap(p, len);
+        s_iteration(r);
     }
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         s_store(&s->minflt, (uint64_t)(ru.ru_minflt - ru0.ru_minflt));
@@ -1325,6 +1349,8 @@ int kt_workload_main(kt_wl_slot_t *slots, unsigned i)
         .last_cpu = -1,
         .spin_state = 0x9e3779b97f4a7c15ull ^ ((uint64_t)i << 32) ^ (uint64_t)s->pid,
         .io_fd = -1,
+        .multi_unit_pass = s->type == KT_WORK_MIXED || s->type == KT_WORK_BURSTY ||
+                           s->type == KT_WORK_SEQUENCE || s->type == KT_WORK_PAGE_FAULT_CHURN,
     };
     /* A failed setup still parks: the parent releases everyone at once, and
      * this worker then ends at once with its error. */
@@ -1467,7 +1493,10 @@ void kt_workload_collect_slot(const kt_wl_slot_t *slot, kt_worker_stats_t *ret)
         .pid = slot->pid,
         .work_units = atomic_load(&slot->work_units),
         .migrations = s_load(&slot->migrations),
+        .iterations = s_load(&slot->iterations),
+        .wake_lat_sum_ns = s_load(&slot->wake_lat_sum_ns),
     };
+    __atomic_load(&slot->wake_lat_sumsq, &w.wake_lat_sumsq, __ATOMIC_RELAXED);
     if (start) {
         w.wall_time_ns = end > start ? end - start : 0;
         uint64_t last = s_load(&slot->last_checkpoint_ns);

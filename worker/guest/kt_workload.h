@@ -70,6 +70,12 @@
  * blocked for the lock, counted for contended acquisitions only (a trylock
  * that failed). The others record none.
  *
+ * Iterations (ktstr's iterations): passes of the type's outer loop. For
+ * most types a pass is one unit; for mixed it is the 16 units and their
+ * sleep, for bursty one burst and its sleep, for sequence one cycle through
+ * the four phases, for page-fault-churn one mapping (256 pages touched and
+ * unmapped). A pass that the stop cut short still counts.
+ *
  * Groups (pairs included) are consecutive slots of one cgroup; stopping any
  * member stops the group, and wakes members blocked on each other even when
  * one of them is frozen (mutex contenders wait in 20 ms slices and look at
@@ -139,6 +145,10 @@ typedef struct kt_wl_slot {
     int32_t nice_lo, nice_hi;      /* nice-sweep: the range applied */
     uint64_t minflt;               /* page-fault-churn: the kernel's minor faults in the run */
     uint64_t phase_units[4];       /* sequence: units of spin, sleep, yield, io */
+    /* ktstr's benchmarking figures (wake_cv, iteration_rate, migration_ratio). */
+    uint64_t iterations;           /* loop passes (see "Iterations" above) */
+    uint64_t wake_lat_sum_ns;      /* sum of the recorded wake latencies */
+    double wake_lat_sumsq;         /* sum of their squares, ns^2 */
     /* Steps (common/kt_timeline.h). Slot 0's step_epoch is the run's phase
      * counter: 2 * phase, odd while the parent applies a step's ops. A
      * checkpoint counts in a phase only when it read the same even epoch

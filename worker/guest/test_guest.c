@@ -575,6 +575,11 @@ static void test_result_pack(void **state)
             ws[i].wall_time_ns = 1000000000ull;
             ws[i].max_gap_ns = 5000000ull;
             ws[i].wake_lat_p99_ns = 1500;
+            /* 4 wakeups of 1 us and 3 us: mean 2 us, stddev 1 us */
+            ws[i].wake_count = 4;
+            ws[i].wake_lat_sum_ns = 8000;
+            ws[i].wake_lat_sumsq = 2 * 1e6 + 2 * 9e6;
+            ws[i].iterations = 77;
             kt_cpumask_set(&ws[i].cpus_used, 2 * cg);
         }
     }
@@ -609,6 +614,14 @@ static void test_result_pack(void **state)
     r->n_stats = n;
     r->report = rep;
     r->durations.workload_ms = 1000.5;
+    /* The thresholds in force: spread from the scheduler layer, gap relaxed
+     * by a debug kernel, wake_cv from the scenario. */
+    kt_thresholds_t sched = {.max_spread_pct = 25, .set = KT_THR_BIT(KT_THR_SPREAD)};
+    kt_thresholds_t scen = {.max_wake_cv = 1.5, .set = KT_THR_BIT(KT_THR_WAKE_CV)};
+    kt_thresholds_t in_force;
+    kt_thresholds_layer(&sched, &scen, &in_force);
+    assert_int_equal(kt_thresholds_relax_for_debug(&in_force), 1);
+    r->thresholds = &in_force;
 
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -622,8 +635,8 @@ static void test_result_pack(void **state)
     static const char *const top[] = {"t", "verdict", "reason", "phase", "kernel", "debug_kernel",
                                       "observed_topology", "scheduler", "kernel_log", "cgroups",
                                       "checks", "failed_checks", "timeline", "durations",
-                                      "bpf_progs", "bpf_stats"};
-    s_assert_keys(o, top, 16);
+                                      "bpf_progs", "bpf_stats", "thresholds"};
+    s_assert_keys(o, top, 17);
     s_str_eq(o, "t", "result");
     s_str_eq(o, "verdict", "fail");
     s_str_eq(o, "reason", "bad ? byte");
@@ -653,7 +666,7 @@ static void test_result_pack(void **state)
         "index", "pid", "work_units", "cpu_time_ms", "wall_time_ms", "on_cpu_pct",
         "off_cpu_pct", "max_gap_ms", "cpus_used", "migrations", "wake_count", "wake_p50_us",
         "wake_p99_us", "wake_max_us", "run_delay_ms", "timeslices", "voluntary_ctxsw",
-        "involuntary_ctxsw"};
+        "involuntary_ctxsw", "iterations", "wake_mean_us", "wake_cv"};
     unsigned total = 0;
     for (unsigned c = 0; c < plan.n_cgroups; c++) {
         const msgpack_object *co = &cgs->via.array.ptr[c];
@@ -664,7 +677,7 @@ static void test_result_pack(void **state)
         const msgpack_object *wso = s_get(co, "worker_stats");
         assert_int_equal(wso->via.array.size, plan.cgroups[c].workers);
         for (unsigned k = 0; k < wso->via.array.size; k++) {
-            s_assert_keys(&wso->via.array.ptr[k], w_keys, 18);
+            s_assert_keys(&wso->via.array.ptr[k], w_keys, 21);
             double p99;
             assert_int_equal(kt_mp_get_double(&wso->via.array.ptr[k], "wake_p99_us", &p99), 0);
             assert_true(p99 > 1.49 && p99 < 1.51);
@@ -676,6 +689,32 @@ static void test_result_pack(void **state)
     const msgpack_object *w01 = &s_get(&cgs->via.array.ptr[0], "worker_stats")->via.array.ptr[1];
     assert_int_equal(kt_mp_get_double(w01, "on_cpu_pct", &on), 0);
     assert_true(on > 89.9 && on < 90.1);
+
+    uint64_t iters;
+    double wcv;
+    assert_int_equal(kt_mp_get_u64(w01, "iterations", &iters), 0);
+    assert_int_equal(iters, 77);
+    assert_int_equal(kt_mp_get_double(w01, "wake_cv", &wcv), 0);
+    assert_float_equal(wcv, 0.5, 1e-9);
+
+    const msgpack_object *th = s_get(o, "thresholds");
+    assert_int_equal(th->via.map.size, 11);
+    const msgpack_object *sp = s_get(th, "fairness_spread");
+    static const char *const sp_keys[] = {"on", "value", "unit", "source", "on_source"};
+    s_assert_keys(sp, sp_keys, 5);
+    s_str_eq(sp, "source", "scheduler");
+    s_str_eq(sp, "on_source", "default");
+    double tv;
+    assert_int_equal(kt_mp_get_double(sp, "value", &tv), 0);
+    assert_true(tv == 25.0);
+    s_str_eq(s_get(th, "max_gap"), "source", "debug-default");
+    assert_int_equal(kt_mp_get_double(s_get(th, "max_gap"), "value", &tv), 0);
+    assert_true(tv == 3000.0);
+    s_str_eq(s_get(th, "wake_cv"), "source", "scenario");
+    s_str_eq(s_get(th, "not_starved"), "source", "default");
+    bool th_on;
+    assert_int_equal(kt_mp_get_bool(s_get(th, "migration_ratio"), "on", &th_on), 0);
+    assert_false(th_on);
 
     const msgpack_object *checks = s_get(o, "checks");
     assert_int_equal(checks->via.array.size, rep->n_results);
