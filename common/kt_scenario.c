@@ -262,8 +262,220 @@ static kt_cgroup_spec_t s_cg(const char *name, enum kt_work_type work, double pe
     return c;
 }
 
-static kt_scenario_t s_builtins[5];
+
+/* ---- the catalog of ktstr's canned scenarios with steps ---- */
+
+static kt_scenario_t *s_new(const char *name, const char *desc);
+static kt_cpuset_spec_t s_slice(enum kt_cpuset_kind kind, unsigned i, unsigned of)
+{
+    return (kt_cpuset_spec_t){.kind = kind, .index = i, .of = of};
+}
+
+static kt_cpuset_spec_t s_range(double lo, double hi)
+{
+    return (kt_cpuset_spec_t){.kind = KT_CPUSET_RANGE, .lo = lo, .hi = hi};
+}
+
+static kt_step_spec_t *s_step(kt_scenario_t *s, enum kt_hold_kind hold, double frac, uint32_t ms)
+{
+    kt_step_spec_t *st = &s->steps[s->n_steps++];
+    memset(st, 0, sizeof(*st));
+    st->hold = hold;
+    st->frac = frac;
+    st->ms = ms;
+    return st;
+}
+
+static kt_op_spec_t *s_op(kt_step_spec_t *st, enum kt_op_kind kind, const char *cg,
+                          const char *target)
+{
+    kt_op_spec_t *op = &st->ops[st->n_ops++];
+    memset(op, 0, sizeof(*op));
+    op->kind = kind;
+    snprintf(op->cgroup, sizeof(op->cgroup), "%s", cg);
+    if (target)
+        snprintf(op->target, sizeof(op->target), "%s", target);
+    return op;
+}
+
+/* A fairness spread is not a property of the scheduler where the scenario
+ * gives workers of one cgroup different CPUs or lifetimes on purpose. */
+static void s_no_spread(kt_scenario_t *s)
+{
+    s->thresholds.check_spread = false;
+    s->thresholds.set |= KT_THR_BIT(KT_THR_SPREAD_ON);
+}
+
 static unsigned s_n_builtins;
+static kt_scenario_t s_builtins[24];
+
+static kt_scenario_t *s_new(const char *name, const char *desc)
+{
+    kt_scenario_t *s = &s_builtins[s_n_builtins++];
+    kt_scenario_init(s, name);
+    snprintf(s->description, sizeof(s->description), "%s", desc);
+    return s;
+}
+
+static void s_catalog_init(void)
+{
+    kt_scenario_t *s;
+    kt_step_spec_t *st;
+    kt_cgroup_spec_t *cg;
+
+    s = s_new("cpuset_apply", "two cgroups of spinners on all CPUs, then disjoint cpusets applied "
+                              "mid-run: tasks must leave the CPUs they lost");
+    s->cgroups[s->n_cgroups++] = s_cg("cg_0", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+    s->cgroups[s->n_cgroups++] = s_cg("cg_1", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+    s_step(s, KT_HOLD_FRAC, 0.5, 0);
+    st = s_step(s, KT_HOLD_FRAC, 0.5, 0);
+    s_op(st, KT_OP_SET_CPUSET, "cg_0", NULL)->cpuset = s_slice(KT_CPUSET_DISJOINT, 0, 2);
+    s_op(st, KT_OP_SET_CPUSET, "cg_1", NULL)->cpuset = s_slice(KT_CPUSET_DISJOINT, 1, 2);
+    s->constraints.min_cpus = 2;
+
+    s = s_new("cpuset_clear", "two cgroups on disjoint cpusets, cleared mid-run: tasks may "
+                              "spread over every CPU");
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("cg_0", KT_WORK_SPIN, 1.0, KT_CPUSET_DISJOINT);
+    cg->cpuset = s_slice(KT_CPUSET_DISJOINT, 0, 2);
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("cg_1", KT_WORK_SPIN, 1.0, KT_CPUSET_DISJOINT);
+    cg->cpuset = s_slice(KT_CPUSET_DISJOINT, 1, 2);
+    s_step(s, KT_HOLD_FRAC, 0.5, 0);
+    st = s_step(s, KT_HOLD_FRAC, 0.5, 0);
+    s_op(st, KT_OP_CLEAR_CPUSET, "cg_0", NULL);
+    s_op(st, KT_OP_CLEAR_CPUSET, "cg_1", NULL);
+    s->constraints.min_cpus = 2;
+
+    s = s_new("cpuset_resize", "a cgroup's cpuset shrinks to a quarter of the CPUs, then grows to "
+                               "all, beside a cgroup on the other half");
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("cg_0", KT_WORK_SPIN, 1.0, KT_CPUSET_RANGE);
+    cg->cpuset = s_range(0.0, 0.5);
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("cg_1", KT_WORK_SPIN, 1.0, KT_CPUSET_RANGE);
+    cg->cpuset = s_range(0.5, 1.0);
+    s_step(s, KT_HOLD_FRAC, 0.3, 0);
+    st = s_step(s, KT_HOLD_FRAC, 0.35, 0);
+    s_op(st, KT_OP_SET_CPUSET, "cg_0", NULL)->cpuset = s_range(0.0, 0.25);
+    st = s_step(s, KT_HOLD_FRAC, 0.35, 0);
+    s_op(st, KT_OP_SET_CPUSET, "cg_0", NULL)->cpuset = s_range(0.0, 1.0);
+    s->constraints.min_cpus = 4;
+
+    s = s_new("cpuset_swap", "two cgroups on disjoint cpusets that swap every 500 ms: repeated "
+                             "mass migration");
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("cg_0", KT_WORK_SPIN, 0.5, KT_CPUSET_DISJOINT);
+    cg->cpuset = s_slice(KT_CPUSET_DISJOINT, 0, 2);
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("cg_1", KT_WORK_SPIN, 0.5, KT_CPUSET_DISJOINT);
+    cg->cpuset = s_slice(KT_CPUSET_DISJOINT, 1, 2);
+    s_step(s, KT_HOLD_FRAC, 0.2, 0);
+    st = s_step(s, KT_HOLD_LOOP, 0, 500);
+    s_op(st, KT_OP_SWAP_CPUSETS, "cg_0", "cg_1");
+    s->constraints.min_cpus = 2;
+
+    s = s_new("cgroup_add", "a cgroup of spinners, joined mid-run by a second cgroup created "
+                            "then: the newcomer gets its share");
+    s->cgroups[s->n_cgroups++] = s_cg("cg_0", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("cg_late", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+    cg->deferred = true;
+    s_step(s, KT_HOLD_FRAC, 0.5, 0);
+    st = s_step(s, KT_HOLD_FRAC, 0.5, 0);
+    s_op(st, KT_OP_ADD_CGROUP, "cg_late", NULL);
+
+    s = s_new("cgroup_remove", "two cgroups of spinners, one removed mid-run: the other takes "
+                               "the freed CPUs");
+    s->cgroups[s->n_cgroups++] = s_cg("cg_0", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+    s->cgroups[s->n_cgroups++] = s_cg("cg_gone", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+    s_step(s, KT_HOLD_FRAC, 0.5, 0);
+    st = s_step(s, KT_HOLD_FRAC, 0.5, 0);
+    s_op(st, KT_OP_REMOVE_CGROUP, "cg_gone", NULL);
+
+    s = s_new("cgroup_spawn", "a cgroup of spinners that doubles mid-run, then a second cgroup "
+                              "stopped: task arrival and exit under load");
+    s->cgroups[s->n_cgroups++] = s_cg("cg_0", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+    s->cgroups[s->n_cgroups++] = s_cg("cg_1", KT_WORK_MIXED, 0.5, KT_CPUSET_ALL);
+    s_step(s, KT_HOLD_FRAC, 0.3, 0);
+    st = s_step(s, KT_HOLD_FRAC, 0.35, 0);
+    s_op(st, KT_OP_SPAWN, "cg_0", NULL)->workers = 2;
+    st = s_step(s, KT_HOLD_FRAC, 0.35, 0);
+    s_op(st, KT_OP_STOP, "cg_1", NULL);
+    s_no_spread(s);
+    s->constraints.min_cpus = 2;
+
+    s = s_new("affinity_change", "spinners whose affinity moves to a new random pair of CPUs "
+                                 "every 500 ms");
+    s->cgroups[s->n_cgroups++] = s_cg("cg_0", KT_WORK_SPIN, 1.0, KT_CPUSET_ALL);
+    s_step(s, KT_HOLD_FRAC, 0.2, 0);
+    st = s_step(s, KT_HOLD_LOOP, 0, 500);
+    s_op(st, KT_OP_SET_AFFINITY, "cg_0", NULL)->affinity =
+        (kt_affinity_spec_t){.kind = KT_AFFINITY_RANDOM, .count = 2};
+    s_no_spread(s);
+    s->constraints.min_cpus = 3;
+
+    s = s_new("affinity_pinned", "one spinner pinned to each CPU, beside unpinned mixed workers: "
+                                 "pinned tasks stay put");
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("pinned", KT_WORK_SPIN, 1.0, KT_CPUSET_ALL);
+    cg->affinity.kind = KT_AFFINITY_SINGLE;
+    s->cgroups[s->n_cgroups++] = s_cg("free", KT_WORK_MIXED, 0.5, KT_CPUSET_ALL);
+    s->constraints.min_cpus = 2;
+
+    s = s_new("affinity_cross", "workers whose affinity spans every CPU inside a cpuset of half "
+                                "of them: the cpuset must win");
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("cg_0", KT_WORK_SPIN, 1.0, KT_CPUSET_DISJOINT);
+    cg->cpuset = s_slice(KT_CPUSET_DISJOINT, 0, 2);
+    cg->affinity.kind = KT_AFFINITY_CROSS;
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("cg_1", KT_WORK_SPIN, 1.0, KT_CPUSET_DISJOINT);
+    cg->cpuset = s_slice(KT_CPUSET_DISJOINT, 1, 2);
+    cg->affinity.kind = KT_AFFINITY_LLC;
+    s->constraints.min_cpus = 2;
+
+    s = s_new("host_contention", "mixed workers beside a cgroup of nice -5 spinners standing in "
+                                 "for host load: the workers must not starve");
+    s->cgroups[s->n_cgroups++] = s_cg("work", KT_WORK_MIXED, 1.0, KT_CPUSET_ALL);
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("host", KT_WORK_SPIN, 1.0, KT_CPUSET_ALL);
+    cg->nice = -5;
+
+    s = s_new("mixed_workloads", "spinners, bursty, io-sync and futex ping-pong workers in "
+                                 "cgroups of their own");
+    s->cgroups[s->n_cgroups++] = s_cg("spin", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+    s->cgroups[s->n_cgroups++] = s_cg("bursty", KT_WORK_BURSTY, 0.5, KT_CPUSET_ALL);
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("io", KT_WORK_IO_SYNC, 0, KT_CPUSET_ALL);
+    cg->workers = 1;
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("pingpong", KT_WORK_FUTEX_PINGPONG, 0, KT_CPUSET_ALL);
+    cg->workers = 2;
+    s->constraints.min_cpus = 2;
+
+    s = s_new("nested_steady", "two nested cgroups of spinners under one parent, beside a "
+                               "top-level cgroup: hierarchical weights");
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("outer", KT_WORK_SPIN, 0, KT_CPUSET_ALL);
+    s->cgroups[s->n_cgroups++] = s_cg("outer/a", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+    s->cgroups[s->n_cgroups++] = s_cg("outer/b", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+    s->cgroups[s->n_cgroups++] = s_cg("top", KT_WORK_SPIN, 0.5, KT_CPUSET_ALL);
+
+    s = s_new("nested_task_move", "every task of one nested cgroup moved mid-run to a sibling on "
+                                  "other CPUs: they must follow");
+    s->cgroups[s->n_cgroups++] = s_cg("outer", KT_WORK_SPIN, 0, KT_CPUSET_ALL);
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("outer/a", KT_WORK_SPIN, 1.0, KT_CPUSET_RANGE);
+    cg->cpuset = s_range(0.0, 0.5);
+    cg = &s->cgroups[s->n_cgroups++];
+    *cg = s_cg("outer/b", KT_WORK_SPIN, 0, KT_CPUSET_RANGE);
+    cg->cpuset = s_range(0.5, 1.0);
+    s_step(s, KT_HOLD_FRAC, 0.5, 0);
+    st = s_step(s, KT_HOLD_FRAC, 0.5, 0);
+    s_op(st, KT_OP_MOVE_TASKS, "outer/a", "outer/b");
+    s->constraints.min_cpus = 2;
+}
 
 static void s_builtins_init(void)
 {
@@ -305,6 +517,8 @@ static void s_builtins_init(void)
              "pairs alternating on a shared futex, one worker per CPU: wakeup latency");
     s->cgroups[s->n_cgroups++] = s_cg("pingpong", KT_WORK_FUTEX_PINGPONG, 1.0, KT_CPUSET_ALL);
     s->constraints.min_cpus = 2;
+
+    s_catalog_init();
 }
 
 const kt_scenario_t *kt_scenario_builtins(unsigned *ret_count)

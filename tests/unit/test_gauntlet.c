@@ -321,7 +321,10 @@ static void test_errors(void **state)
     /* Scenarios. */
     s_expect(S_HEAD "topologies: [tiny-1llc]\nscenarios: [stedy]\n",
              "g.yaml:3:13: scenarios[0]: 'stedy' is not a built-in scenario (steady, steady_llc, "
-             "oversubscribed, pipe_pingpong, futex_pingpong) nor a path to a YAML file");
+             "oversubscribed, pipe_pingpong, futex_pingpong, cpuset_apply, cpuset_clear, "
+             "cpuset_resize, cpuset_swap, cgroup_add, cgroup_remove, cgroup_spawn, "
+             "affinity_change, affinity_pinned, affinity_cross, host_contention, mixed_workloads, "
+             "nested_steady, nested_task_move) nor a path to a YAML file");
     s_expect(S_HEAD "topologies: [tiny-1llc]\nscenarios: [steady, steady]\n",
              "g.yaml:3:21: scenarios[1]: scenario 'steady' is already scenarios[0]");
     s_expect(S_HEAD "topologies: [tiny-1llc]\nscenarios: [none.yaml]\n",

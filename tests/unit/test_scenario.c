@@ -140,9 +140,13 @@ static void test_defaults(void **state)
     assert_memory_equal(&s.thresholds, &t, sizeof(t));
     unsigned n;
     const kt_scenario_t *b = kt_scenario_builtins(&n);
-    assert_int_equal(n, 5);
-    static const char *const names[] = {"steady", "steady_llc", "oversubscribed", "pipe_pingpong",
-                                        "futex_pingpong"};
+    assert_int_equal(n, 19);
+    static const char *const names[] = {
+        "steady",           "steady_llc",      "oversubscribed",  "pipe_pingpong",
+        "futex_pingpong",   "cpuset_apply",    "cpuset_clear",    "cpuset_resize",
+        "cpuset_swap",      "cgroup_add",      "cgroup_remove",   "cgroup_spawn",
+        "affinity_change",  "affinity_pinned", "affinity_cross",  "host_contention",
+        "mixed_workloads",  "nested_steady",   "nested_task_move"};
     for (unsigned i = 0; i < n; i++) {
         assert_string_equal(b[i].name, names[i]);
         assert_ptr_equal(kt_scenario_builtin_find(names[i]), &b[i]);
@@ -186,7 +190,11 @@ static void test_builtins_resolve(void **state)
             unsigned cpus = kt_topology_cpus(&t);
             for (unsigned c = 0; c < plan.n_cgroups; c++) {
                 const kt_plan_cgroup_t *cg = &plan.cgroups[c];
-                assert_true(cg->workers >= 1);
+                bool parent = false;
+                for (unsigned k = 0; k < plan.n_cgroups; k++)
+                    parent |= plan.cgroups[k].nest_parent == c + 1;
+                /* No workers: a parent, or a cgroup a step fills. */
+                assert_true(cg->workers >= 1 || parent || plan.n_steps > 0);
                 assert_int_equal(cg->workers % kt_work_type_group_size(cg->work), 0);
                 assert_true(kt_cpumask_subset(&cg->cpus, &all));
                 assert_false(kt_cpumask_empty(&cg->cpus));
@@ -203,14 +211,20 @@ static void test_builtins_resolve(void **state)
             } else if (!strcmp(b[i].name, "steady_llc")) {
                 assert_int_equal(plan.n_cgroups, t.llcs);
                 assert_int_equal(total, cpus);
-            } else {
+            } else if (strstr(b[i].name, "pingpong")) {
                 assert_int_equal(plan.n_cgroups, 1);
                 assert_int_equal(total, cpus); /* all even here */
                 assert_true(kt_work_type_wakes(plan.cgroups[0].work));
+            } else {
+                /* The catalog: workers somewhere, steps where promised. */
+                assert_true(kt_plan_total_slots(&plan) >= 1);
+                if (strncmp(b[i].name, "cpuset_", 7) == 0 || strncmp(b[i].name, "cgroup_", 7) == 0 ||
+                    !strcmp(b[i].name, "affinity_change") || !strcmp(b[i].name, "nested_task_move"))
+                    assert_true(plan.n_steps >= 2);
             }
         }
     }
-    assert_int_equal(resolved, 4 * 5 - 1);
+    assert_int_equal(resolved, 4 * 19 - 1);
 }
 
 static void test_constraints(void **state)

@@ -67,7 +67,7 @@ static void test_builtins_match_yaml(void **state)
     (void)state;
     unsigned n;
     const kt_scenario_t *builtins = kt_scenario_builtins(&n);
-    assert_int_equal(n, 5);
+    assert_int_equal(n, 19);
     for (unsigned i = 0; i < n; i++) {
         char path[512], err[512] = "";
         snprintf(path, sizeof(path), "%s/%s.yaml", S_DIR, builtins[i].name);
