@@ -543,7 +543,12 @@ static int s_cache_versions(const kt_kernels_opts_t *o, const kt_kspec_t *s, con
             pick[j - 1] = tp;
         }
     if (np && one) {
-        pick[0] = pick[np - 1];
+        /* The newest version; among equals the first listed: newest built. */
+        unsigned best = 0;
+        for (unsigned i = 1; i < np; i++)
+            if (kt_kver_cmp(&vers[i], &vers[best]) > 0)
+                best = i;
+        pick[0] = pick[best];
         np = 1;
     }
     for (unsigned i = 0; i < np && r == 0; i++) {
@@ -822,7 +827,8 @@ static int s_fetch_deb(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size
         return r;
     char pkg[KT_KSPEC_MAX];
     snprintf(pkg, sizeof(pkg), "%s", k->repo);
-    /* A meta package: the versioned image package it depends on. */
+    /* A meta package: the versioned image package it depends on (the name
+     * was checked as a Debian package name: no quote can be in it). */
     if (strncmp(pkg, "linux-image-", 12) != 0 || pkg[12] < '0' || pkg[12] > '9') {
         char cmd[512];
         snprintf(cmd, sizeof(cmd),
