@@ -19,7 +19,8 @@
 static void s_usage(FILE *f)
 {
     fprintf(f,
-            "usage: ktstr-coord kernel build (--source DIR | --git URL#REF) [--force] [-j N]\n"
+            "usage: ktstr-coord kernel build (--source DIR | --git URL#REF | --deb PACKAGE)\n"
+            "                                [--force] [-j N]\n"
             "                                [--kconfig FILE] [-q]\n"
             "       ktstr-coord kernel list [--json] [--kconfig FILE]\n"
             "       ktstr-coord kernel clean [--keep N] [--corrupt]\n"
@@ -28,7 +29,8 @@ static void s_usage(FILE *f)
             "The kernel cache is ${KTSTR_CACHE_DIR:-~/.cache/ktstr}/kernels/{key}/.\n"
             "  build    configure (deploy/ktstr.kconfig on tinyconfig), build and install a\n"
             "           kernel with its static sched_ext schedulers; a cached one is reused\n"
-            "           unless --force; a dirty tree is built but not cached\n"
+            "           unless --force; a dirty tree is built but not cached; --deb\n"
+            "           fetches a Debian kernel image package with apt instead\n"
             "  list     key, version, source, commit, size, built_at; marks: corrupt (never\n"
             "           used), stale (built with another kconfig fragment than --kconfig)\n"
             "  clean    remove every entry; --keep N: all but the newest N; --corrupt: the\n"
@@ -263,6 +265,7 @@ static int s_build(int argc, char **argv)
     static const struct option opts[] = {
         {"source", required_argument, NULL, 's'},
         {"git", required_argument, NULL, 'g'},
+        {"deb", required_argument, NULL, 'd'},
         {"force", no_argument, NULL, 'f'},
         {"jobs", required_argument, NULL, 'j'},
         {"kconfig", required_argument, NULL, 'k'},
@@ -271,13 +274,14 @@ static int s_build(int argc, char **argv)
         {0},
     };
     kt_kernels_opts_t ko = {.kconfig = kt_kernels_default_kconfig()};
-    const char *source = NULL, *git = NULL;
+    const char *source = NULL, *git = NULL, *deb = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
         switch (c) {
         case 's': source = optarg; break;
         case 'g': git = optarg; break;
+        case 'd': deb = optarg; break;
         case 'f': ko.force = true; break;
         case 'k': ko.kconfig = optarg; break;
         case 'q': ko.quiet = true; break;
@@ -296,12 +300,12 @@ static int s_build(int argc, char **argv)
         default: s_usage(stderr); return 2;
         }
     }
-    if (optind != argc || !source == !git) {
-        fprintf(stderr, "ktstr-coord kernel build: give exactly one of --source DIR and --git "
-                        "URL#REF\n");
+    if (optind != argc || (!!source + !!git + !!deb) != 1) {
+        fprintf(stderr, "ktstr-coord kernel build: give exactly one of --source DIR, --git "
+                        "URL#REF and --deb PACKAGE\n");
         return 2;
     }
-    if (!kt_kernels_can_build()) {
+    if (!deb && !kt_kernels_can_build()) {
         fprintf(stderr, "ktstr-coord kernel build: built without the kernel build pipeline\n");
         return 2;
     }
@@ -311,6 +315,8 @@ static int s_build(int argc, char **argv)
     ko.cache_root = root;
     if (git) {
         snprintf(spec, sizeof(spec), "git+%s", git);
+    } else if (deb) {
+        snprintf(spec, sizeof(spec), "deb:%s", deb);
     } else {
         /* Always a path spec, even for a bare folder name. */
         snprintf(spec, sizeof(spec), "%s%s", source[0] == '/' || source[0] == '.' ? "" : "./",
