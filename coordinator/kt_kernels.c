@@ -1008,7 +1008,8 @@ int kt_kernels_build(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t
     if (!k->key[0]) {
         /* A dirty tree (or one outside git): this run only. */
         snprintf(k->tmp_dir, sizeof(k->tmp_dir), "%s", out);
-        snprintf(k->path, sizeof(k->path), "%s/bzImage", out);
+        if (snprintf(k->path, sizeof(k->path), "%.4000s/bzImage", out) >= (int)sizeof(k->path))
+            return s_fail(err, err_len, -ENAMETOOLONG, "'%s': path too long", out);
         k->need = KT_KRES_READY;
         if (!o->quiet)
             fprintf(stderr,
