@@ -25,6 +25,8 @@
 #include "kt_gauntlet.h"
 #include "kt_hosts.h"
 #include "kt_image.h"
+#include "kt_kcache.h"
+#include "kt_kernels.h"
 #include "kt_kvm.h"
 #include "kt_log.h"
 #include "kt_matrix.h"
@@ -44,6 +46,7 @@ static void s_usage(FILE *f)
             "                       [--executor vm|null|sleep:MS] [--local-vcpus N]\n"
             "                       [--local-memory MIB] [--accel auto|kvm|tcg]\n"
             "                       [--progress auto|tty|plain|quiet] [-v]\n"
+            "                       [--kernel SPEC]... [--kernel-repo DIR] [--kconfig FILE]\n"
             "Runs every cell of a gauntlet on the workers of a hosts file (`host[:port]\n"
             "[name=NAME] [key=PUBLIC_KEY]` per line) or list, or without --workers on\n"
             "this machine through an embedded worker. Results go to\n"
@@ -51,6 +54,13 @@ static void s_usage(FILE *f)
             "{results}/ktstr.db; --resume RUN_ID finishes an interrupted run without\n"
             "running its done cells again.\n"
             "  --results DIR       default ./results\n"
+            "  --kernel SPEC       repeatable: these kernels instead of the gauntlet's:\n"
+            "                      git+URL#REF, A..B (release tags of --kernel-repo, else\n"
+            "                      cached kernels), a path, a version, a cache key,\n"
+            "                      deb:PACKAGE. Every spec resolves once before any cell\n"
+            "                      runs; kernels not cached are built (or fetched) here\n"
+            "                      into the cache first (see `ktstr-coord kernel`)\n"
+            "  --kconfig FILE      the kernel config fragment of builds and cache keys\n"
             "  --budget SECS       keep the cells that cover the most within this much\n"
             "                      estimated VM time\n"
             "  --curve-secret FILE our certificate (ktstr-coord keygen); the hosts file\n"
@@ -74,6 +84,10 @@ typedef struct s_opts {
     const char *executor;
     const char *accel;
     const char *progress;
+    const char *kernel_repo;
+    const char *kconfig;
+    unsigned n_kernel_specs;
+    const char *kernel_specs[64];
     uint64_t budget_ms;
     uint32_t heartbeat_ms, lost_after_ms;
     unsigned max_attempts;
@@ -163,6 +177,88 @@ static int s_resume_cells(kt_coord_run_t *run, json_t *cells, char *err, size_t 
     return 0;
 }
 
+/* ---- kernels ---- */
+
+/* The run's kernels, and the folders of dirty-tree builds to remove when
+ * the run ends (they are never cached). */
+typedef struct s_kernels {
+    kt_coord_kernel_t *kernels;
+    unsigned n;
+    char (*tmp_dirs)[4096];
+    unsigned n_tmp;
+} s_kernels_t;
+
+static void s_kernels_free(s_kernels_t *k)
+{
+    for (unsigned i = 0; i < k->n_tmp; i++)
+        kt_kcache_rm_rf(k->tmp_dirs[i]);
+    free(k->tmp_dirs);
+    free(k->kernels);
+    memset(k, 0, sizeof(*k));
+}
+
+/* Every spec (--kernel, else the gauntlet's kernels) resolved once, then
+ * the kernels not cached built or fetched here, before anything is
+ * dispatched: the cache is the coordinator's, and kernels travel to the
+ * workers as sha256 artifacts like any other. Any failure names the spec
+ * and stops the run. */
+static int s_kernels_ready(const s_opts_t *o, const kt_gauntlet_t *g, s_kernels_t *ret,
+                           char *err, size_t err_len)
+{
+    static char root[PATH_MAX];
+    kt_kernels_opts_t ko = {.kernel_repo = o->kernel_repo,
+                            .kconfig = o->kconfig ? o->kconfig : kt_kernels_default_kconfig()};
+    int r = kt_kcache_root(root, sizeof(root), err, err_len);
+    if (r < 0)
+        return r;
+    ko.cache_root = root;
+    kt_kres_t *v = NULL;
+    unsigned n = 0;
+    if (o->n_kernel_specs) {
+        for (unsigned i = 0; i < o->n_kernel_specs && r == 0; i++)
+            r = kt_kernels_resolve(&ko, o->kernel_specs[i], NULL, &v, &n, err, err_len);
+    } else {
+        ko.base_dir = g->dir;
+        for (unsigned i = 0; i < g->n_kernels && r == 0; i++) {
+            char why[1024];
+            r = kt_kernels_resolve(&ko, g->kernels[i].spec, g->kernels[i].label, &v, &n, why,
+                                   sizeof(why));
+            if (r < 0)
+                snprintf(err, err_len, "%.400s: kernels[%u]: %.600s", g->path, i, why);
+        }
+    }
+    unsigned builds = 0;
+    for (unsigned i = 0; r == 0 && i < n; i++)
+        builds += v[i].need != KT_KRES_READY;
+    if (r == 0 && builds)
+        kt_log_info("run: %u kernel(s) to build or fetch on this host before the run", builds);
+    if (r == 0 && n) {
+        ret->kernels = calloc(n, sizeof(*ret->kernels));
+        ret->tmp_dirs = calloc(n, sizeof(*ret->tmp_dirs));
+        if (!ret->kernels || !ret->tmp_dirs)
+            r = -ENOMEM;
+    }
+    for (unsigned i = 0; r == 0 && i < n; i++) {
+        if (v[i].need != KT_KRES_READY) {
+            r = kt_kernels_build(&ko, &v[i], err, err_len);
+            if (v[i].tmp_dir[0])
+                snprintf(ret->tmp_dirs[ret->n_tmp++], sizeof(ret->tmp_dirs[0]), "%s",
+                         v[i].tmp_dir);
+            if (r < 0)
+                break;
+        }
+        r = kt_kernels_to_coord(&v[i], &ret->kernels[ret->n], err, err_len);
+        if (r == 0)
+            ret->n++;
+    }
+    free(v);
+    if (r == 0 && !ret->n) {
+        snprintf(err, err_len, "no kernel to run");
+        r = -ENOENT;
+    }
+    return r;
+}
+
 /* ---- the verb ---- */
 
 int builtin_run(int argc, char **argv)
@@ -184,6 +280,9 @@ int builtin_run(int argc, char **argv)
         {"accel", required_argument, NULL, 'a'},
         {"progress", required_argument, NULL, 'p'},
         {"verbose", no_argument, NULL, 'v'},
+        {"kernel", required_argument, NULL, 'K'},
+        {"kernel-repo", required_argument, NULL, 'G'},
+        {"kconfig", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -207,6 +306,16 @@ int builtin_run(int argc, char **argv)
         case 'a': o.accel = optarg; break;
         case 'p': o.progress = optarg; break;
         case 'v': verbose = true; break;
+        case 'K':
+            if (o.n_kernel_specs == KT_ARRAY_SIZE(o.kernel_specs)) {
+                fprintf(stderr, "ktstr-coord run: more than %zu --kernel\n",
+                        KT_ARRAY_SIZE(o.kernel_specs));
+                return 2;
+            }
+            o.kernel_specs[o.n_kernel_specs++] = optarg;
+            break;
+        case 'G': o.kernel_repo = optarg; break;
+        case 'C': o.kconfig = optarg; break;
         case 'b':
             if (s_parse_secs(optarg, &o.budget_ms) < 0) {
                 fprintf(stderr, "ktstr-coord run: --budget '%s': expected seconds > 0\n", optarg);
@@ -322,6 +431,14 @@ int builtin_run(int argc, char **argv)
         if (!o.local_vcpus)
             o.local_vcpus = (unsigned)json_integer_value(json_object_get(stored_inputs,
                                                                          "local_vcpus"));
+        if (!o.kernel_repo)
+            o.kernel_repo = s_jstr(stored_inputs, "kernel_repo");
+        json_t *ks = json_object_get(stored_inputs, "kernels");
+        for (size_t i = 0; !o.n_kernel_specs && i < json_array_size(ks) &&
+                           i < KT_ARRAY_SIZE(o.kernel_specs);
+             i++)
+            if (json_is_string(json_array_get(ks, i)))
+                o.kernel_specs[o.n_kernel_specs++] = json_string_value(json_array_get(ks, i));
         if (!o.gauntlet) {
             fprintf(stderr, "ktstr-coord run: --resume %s: the run does not say which gauntlet "
                             "it ran; pass --gauntlet\n", o.resume);
@@ -335,8 +452,14 @@ int builtin_run(int argc, char **argv)
         fprintf(stderr, "ktstr-coord run: %s\n", err);
         return 2;
     }
+    _cleanup_(s_kernels_free) s_kernels_t ks = {0};
+    r = s_kernels_ready(&o, g, &ks, err, sizeof(err));
+    if (r < 0) {
+        fprintf(stderr, "ktstr-coord run: %s\n", err);
+        return 2;
+    }
     _cleanup_(kt_coord_run_free) kt_coord_run_t run = {0};
-    r = kt_coord_run_prepare(g, &run, err, sizeof(err));
+    r = kt_coord_run_prepare_kernels(g, ks.kernels, ks.n, &run, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "ktstr-coord run: %s\n", err);
         return 2;
@@ -466,6 +589,18 @@ int builtin_run(int argc, char **argv)
                            cp ? json_string(cp) : json_null(), "local_vcpus", (int)o.local_vcpus,
                            "heartbeat_ms", (int)(o.heartbeat_ms ? o.heartbeat_ms : 1000),
                            "lost_after_ms", (int)(o.lost_after_ms ? o.lost_after_ms : 5000));
+    }
+    if (inputs && !stored_inputs && o.n_kernel_specs) {
+        json_t *arr = json_array();
+        for (unsigned i = 0; arr && i < o.n_kernel_specs; i++)
+            json_array_append_new(arr, json_string(o.kernel_specs[i]));
+        json_object_set_new(inputs, "kernels", arr);
+        if (o.kernel_repo) {
+            char kpath[PATH_MAX];
+            json_object_set_new(inputs, "kernel_repo",
+                                json_string(realpath(o.kernel_repo, kpath) ? kpath
+                                                                           : o.kernel_repo));
+        }
     }
     if (!inputs) {
         fprintf(stderr, "ktstr-coord run: out of memory\n");

@@ -7,3 +7,4 @@ int builtin_list(int argc, char **argv);
 int builtin_keygen(int argc, char **argv);
 int builtin_selftests(int argc, char **argv);
 int builtin_scenarios(int argc, char **argv);
+int builtin_kernel(int argc, char **argv);

@@ -13,7 +13,9 @@
 
 #include "kt_cleanup.h"
 #include "kt_hash.h"
+#include "kt_kcache.h"
 #include "kt_kernel_resolve.h"
+#include "kt_kernels.h"
 #include "kt_matrix.h"
 
 void kt_coord_run_free(kt_coord_run_t *run)
@@ -27,6 +29,44 @@ void kt_coord_run_free(kt_coord_run_t *run)
     memset(run, 0, sizeof(*run));
 }
 
+static int s_finish(const kt_gauntlet_t *g, kt_coord_run_t *runp, kt_coord_run_t *ret, char *err,
+                    size_t err_len);
+
+static int s_grow(kt_coord_run_t *run, unsigned *cap)
+{
+    unsigned nc = *cap * 2;
+    kt_coord_kernel_t *nv = nc <= 4096 ? realloc(run->kernels, nc * sizeof(*nv)) : NULL;
+    if (!nv)
+        return -ENOMEM;
+    run->kernels = nv;
+    *cap = nc;
+    return 0;
+}
+
+/* Two kernels of a run may not be the same image nor share a label: the
+ * label names cells and result folders. */
+static int s_check_kernels(const kt_coord_run_t *run, const char *origin, char *err,
+                           size_t err_len)
+{
+    for (unsigned i = 0; i < run->n_kernels; i++)
+        for (unsigned j = 0; j < i; j++) {
+            const kt_coord_kernel_t *a = &run->kernels[j], *b = &run->kernels[i];
+            if (strcmp(a->sha, b->sha) == 0) {
+                snprintf(err, err_len, "%s: kernels[%u] ('%s') is the same image as kernels[%u]",
+                         origin, i, b->path, j);
+                return -EEXIST;
+            }
+            if (strcmp(a->label, b->label) == 0) {
+                snprintf(err, err_len,
+                         "%s: kernels[%u] and kernels[%u] are both labelled '%s' (set 'label:' "
+                         "on one of them)",
+                         origin, j, i, b->label);
+                return -EEXIST;
+            }
+        }
+    return 0;
+}
+
 int kt_coord_run_prepare(const kt_gauntlet_t *g, kt_coord_run_t *ret, char *err, size_t err_len)
 {
     char dummy[1];
@@ -38,38 +78,102 @@ int kt_coord_run_prepare(const kt_gauntlet_t *g, kt_coord_run_t *ret, char *err,
         return -EINVAL;
     _cleanup_(kt_coord_run_free) kt_coord_run_t run = {0};
     snprintf(run.gauntlet_path, sizeof(run.gauntlet_path), "%s", g->path);
-    run.kernels = calloc(g->n_kernels ? g->n_kernels : 1, sizeof(*run.kernels));
-    run.scheds = calloc(g->n_scheds ? g->n_scheds : 1, sizeof(*run.scheds));
-    if (!run.kernels || !run.scheds) {
+    unsigned cap = g->n_kernels ? g->n_kernels : 1;
+    run.kernels = calloc(cap, sizeof(*run.kernels));
+    if (!run.kernels) {
         snprintf(err, err_len, "%s: out of memory", g->path);
         return -ENOMEM;
     }
     /* The commit map: one resolution per kernel; every cell of that kernel
-     * copies the result. */
+     * copies the result. Path entries resolve here; spec entries through
+     * the cache (nothing is built: `run` builds before it calls
+     * kt_coord_run_prepare_kernels). */
+    kt_kernels_opts_t ko = {.kconfig = kt_kernels_default_kconfig(), .base_dir = g->dir,
+                            .quiet = true};
+    char root[4096];
+    if (kt_kcache_root(root, sizeof(root), NULL, 0) == 0)
+        ko.cache_root = root;
     for (unsigned i = 0; i < g->n_kernels; i++) {
-        char why[1024];
-        kt_coord_kernel_t *k = &run.kernels[i];
-        int r = kt_kernel_resolve(g->kernels[i].path, g->kernels[i].label, k, &run.commit_lookups,
-                                  why, sizeof(why));
+        char why[2048];
+        if (g->kernels[i].path[0]) {
+            if (run.n_kernels >= cap && s_grow(&run, &cap) < 0)
+                return -ENOMEM;
+            kt_coord_kernel_t *k = &run.kernels[run.n_kernels];
+            int r = kt_kernel_resolve(g->kernels[i].path, g->kernels[i].label, k,
+                                      &run.commit_lookups, why, sizeof(why));
+            if (r < 0) {
+                snprintf(err, err_len, "%s: kernels[%u]: %s", g->path, i, why);
+                return r;
+            }
+            run.n_kernels++;
+            continue;
+        }
+        kt_kres_t *v = NULL;
+        unsigned n = 0;
+        int r = kt_kernels_resolve(&ko, g->kernels[i].spec, g->kernels[i].label, &v, &n, why,
+                                   sizeof(why));
+        for (unsigned j = 0; r == 0 && j < n; j++) {
+            if (v[j].need != KT_KRES_READY) {
+                snprintf(why, sizeof(why),
+                         "kernel spec '%.200s': %s %s is not cached (`ktstr-coord run` builds it; "
+                         "or `ktstr-coord kernel build`)",
+                         v[j].spec, v[j].label, v[j].commit);
+                r = -ENOENT;
+                break;
+            }
+            if (run.n_kernels >= cap && (r = s_grow(&run, &cap)) < 0)
+                break;
+            r = kt_kernels_to_coord(&v[j], &run.kernels[run.n_kernels], why, sizeof(why));
+            if (r == 0)
+                run.n_kernels++;
+        }
+        free(v);
         if (r < 0) {
             snprintf(err, err_len, "%s: kernels[%u]: %s", g->path, i, why);
             return r;
         }
-        run.n_kernels++;
-        for (unsigned j = 0; j < i; j++) {
-            if (strcmp(run.kernels[j].sha, k->sha) == 0) {
-                snprintf(err, err_len, "%s: kernels[%u] ('%s') is the same image as kernels[%u]",
-                         g->path, i, k->path, j);
-                return -EEXIST;
-            }
-            if (strcmp(run.kernels[j].label, k->label) == 0) {
-                snprintf(err, err_len,
-                         "%s: kernels[%u] and kernels[%u] are both labelled '%s' (set 'label:' "
-                         "on one of them)",
-                         g->path, j, i, k->label);
-                return -EEXIST;
-            }
-        }
+    }
+    int r = s_check_kernels(&run, g->path, err, err_len);
+    if (r < 0)
+        return r;
+    return s_finish(g, &run, ret, err, err_len);
+}
+
+int kt_coord_run_prepare_kernels(const kt_gauntlet_t *g, const kt_coord_kernel_t *kernels,
+                                 unsigned n_kernels, kt_coord_run_t *ret, char *err,
+                                 size_t err_len)
+{
+    char dummy[1];
+    if (!err) {
+        err = dummy;
+        err_len = sizeof(dummy);
+    }
+    if (!g || !ret || !kernels || !n_kernels)
+        return -EINVAL;
+    _cleanup_(kt_coord_run_free) kt_coord_run_t run = {0};
+    snprintf(run.gauntlet_path, sizeof(run.gauntlet_path), "%s", g->path);
+    run.kernels = calloc(n_kernels, sizeof(*run.kernels));
+    if (!run.kernels)
+        return -ENOMEM;
+    memcpy(run.kernels, kernels, n_kernels * sizeof(*kernels));
+    run.n_kernels = n_kernels;
+    int r = s_check_kernels(&run, "--kernel", err, err_len);
+    if (r < 0)
+        return r;
+    return s_finish(g, &run, ret, err, err_len);
+}
+
+/* Schedulers hashed once, then the matrix; moves run into ret. */
+static int s_finish(const kt_gauntlet_t *g, kt_coord_run_t *runp, kt_coord_run_t *ret, char *err,
+                    size_t err_len)
+{
+    _cleanup_(kt_coord_run_free) kt_coord_run_t run = *runp;
+    memset(runp, 0, sizeof(*runp));
+    snprintf(run.gauntlet_path, sizeof(run.gauntlet_path), "%s", g->path);
+    run.scheds = calloc(g->n_scheds ? g->n_scheds : 1, sizeof(*run.scheds));
+    if (!run.scheds) {
+        snprintf(err, err_len, "%s: out of memory", g->path);
+        return -ENOMEM;
     }
     for (unsigned i = 0; i < g->n_scheds; i++) {
         const kt_gauntlet_sched_t *gs = &g->scheds[i];

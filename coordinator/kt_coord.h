@@ -56,11 +56,18 @@ typedef struct kt_coord_run {
 void kt_coord_run_free(kt_coord_run_t *run);
 
 /* Builds a run from a gauntlet: resolves each kernel once (label, version,
- * sha256, and the commit map: one libgit2 lookup per kernel, not per cell),
+ * sha256, and the commit map: one libgit2 lookup per kernel, not per cell;
+ * spec entries from the kernel cache, building nothing),
  * hashes each scheduler binary once, then expands the matrix. run_id is left
  * empty (kt_coord_run_set_id). On failure ret is untouched and err reads
  * "FILE: kernels[i]: what" or the matrix's error. */
 int kt_coord_run_prepare(const kt_gauntlet_t *g, kt_coord_run_t *ret, char *err, size_t err_len);
+/* The same with the kernels resolved (and built) already, replacing the
+ * gauntlet's: `run` resolves --kernel specs or the gauntlet's once, builds
+ * what is missing, then calls this. kernels is copied. */
+int kt_coord_run_prepare_kernels(const kt_gauntlet_t *g, const kt_coord_kernel_t *kernels,
+                                 unsigned n_kernels, kt_coord_run_t *ret, char *err,
+                                 size_t err_len);
 
 /* A new run id "YYYYMMDD-HHMMSS-xxxxxx" (UTC, 6 random hex digits). */
 void kt_coord_run_id_new(char buf[40]);

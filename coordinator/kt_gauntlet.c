@@ -3,7 +3,11 @@
  *   kernels:                        required, 1..S_MAX_KERNELS
  *     - path: ../bzImage            a bzImage, a build dir or a source dir
  *       label: sched-ext            optional (default: the image's release)
- *     - ../other/bzImage            a bare path is the same as {path: ...}
+ *     - ../other/bzImage            a string naming a file or folder (relative
+ *                                   to this file) is the same as {path: ...};
+ *     - 6.12.110..6.12.117          any other string is a kernel spec
+ *                                   (kt_kspec.h), checked here, resolved by run
+ *     - {spec: "git+../linux#v6.13", label: next}
  *   schedulers:                     optional, default [{name: eevdf}]
  *     - name: eevdf                 the kernel's own scheduler: no binary
  *     - name: scx_qmap              [A-Za-z0-9_.-], unique
@@ -47,6 +51,7 @@
 #include <unistd.h>
 
 #include "kt_cleanup.h"
+#include "kt_kspec.h"
 #include "kt_scenario_yaml.h"
 #include "kt_yaml.h"
 
@@ -332,6 +337,25 @@ static bool s_label_valid(const char *s)
     return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-+") == n;
 }
 
+/* A kernel spec (kt_kspec.h) in a string node, checked now so a typo is
+ * FILE:LINE:COL; what it names is resolved by the run. */
+static int s_kernel_spec(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                         kt_gauntlet_kernel_t *k)
+{
+    int r = s_string(c, n, key, path, "a kernel spec", k->spec, sizeof(k->spec), NULL);
+    if (r < 0)
+        return r;
+    kt_kspec_t *spec = calloc(1, sizeof(*spec));
+    if (!spec)
+        return -ENOMEM;
+    char why[512];
+    r = kt_kspec_parse(k->spec, spec, why, sizeof(why));
+    free(spec);
+    if (r < 0)
+        return s_fail(c, n, key, "%s: %s", path, why);
+    return 0;
+}
+
 static int s_kernels(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
 {
     unsigned count;
@@ -350,16 +374,24 @@ static int s_kernels(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gaun
         if ((r = s_deref(c, &item, n, path)) < 0)
             return r;
         if (item && fy_node_is_mapping(item)) {
-            s_field_t f[] = {{"path"}, {"label"}};
+            s_field_t f[] = {{"path"}, {"spec"}, {"label"}};
             if ((r = s_fields(c, item, n, path, "a kernel", f, KT_ARRAY_SIZE(f))) < 0)
                 return r;
-            s_field_t *x = S_F(f, "path");
-            if (!x)
-                return s_fail(c, item, n, "%s: missing key 'path' in a kernel", path);
+            s_field_t *x = S_F(f, "path"), *sp = S_F(f, "spec");
+            if (!x == !sp)
+                return s_fail(c, item, n, "%s: a kernel needs exactly one of 'path' and 'spec'",
+                              path);
             char sub[S_SUB_MAX];
-            snprintf(sub, sizeof(sub), "%.100s.path", path);
-            if ((r = s_path(c, x->value, x->key, sub, true, k->path, sizeof(k->path))) < 0)
-                return r;
+            if (x) {
+                snprintf(sub, sizeof(sub), "%.100s.path", path);
+                if ((r = s_path(c, x->value, x->key, sub, true, k->path, sizeof(k->path))) < 0)
+                    return r;
+                snprintf(k->spec, sizeof(k->spec), "%s", k->path);
+            } else {
+                snprintf(sub, sizeof(sub), "%.100s.spec", path);
+                if ((r = s_kernel_spec(c, sp->value, sp->key, sub, k)) < 0)
+                    return r;
+            }
             if ((x = S_F(f, "label"))) {
                 snprintf(sub, sizeof(sub), "%.100s.label", path);
                 if ((r = s_string(c, x->value, x->key, sub, "a label", k->label, sizeof(k->label),
@@ -371,15 +403,34 @@ static int s_kernels(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gaun
                                   sub, k->label);
             }
         } else if (item && fy_node_is_scalar(item) && !kt_yaml_is_null(item)) {
-            if ((r = s_path(c, item, n, path, true, k->path, sizeof(k->path))) < 0)
+            /* A file or folder next to the gauntlet stays a path, as before
+             * specs; anything else must be a spec. */
+            char raw[4096], joined[8192];
+            struct stat st;
+            if ((r = s_string(c, item, n, path, "a path or kernel spec", raw, sizeof(raw),
+                              NULL)) < 0)
                 return r;
+            snprintf(joined, sizeof(joined), "%s/%s", c->base_dir, raw);
+            kt_kspec_t *ks = calloc(1, sizeof(*ks));
+            if (!ks)
+                return -ENOMEM;
+            bool as_path = raw[0] == '/' || stat(joined, &st) == 0 ||
+                           (kt_kspec_parse(raw, ks, NULL, 0) == 0 && ks->kind == KT_KSPEC_PATH);
+            free(ks);
+            if (as_path) {
+                if ((r = s_path(c, item, n, path, true, k->path, sizeof(k->path))) < 0)
+                    return r;
+                snprintf(k->spec, sizeof(k->spec), "%s", k->path);
+            } else if ((r = s_kernel_spec(c, item, n, path, k)) < 0) {
+                return r;
+            }
         } else {
-            return s_fail(c, item, n, "%s: expected a path or {path, label}, got %s", path,
-                          kt_yaml_is_null(item) ? "nothing" : kt_yaml_kind(item));
+            return s_fail(c, item, n, "%s: expected a path, a kernel spec or {path|spec, label}, "
+                          "got %s", path, kt_yaml_is_null(item) ? "nothing" : kt_yaml_kind(item));
         }
         for (unsigned j = 0; j < i; j++) {
-            if (strcmp(g->kernels[j].path, k->path) == 0)
-                return s_fail(c, item, n, "%s: '%s' is already kernels[%u]", path, k->path, j);
+            if (strcmp(g->kernels[j].spec, k->spec) == 0)
+                return s_fail(c, item, n, "%s: '%s' is already kernels[%u]", path, k->spec, j);
             if (*k->label && strcmp(g->kernels[j].label, k->label) == 0)
                 return s_fail(c, item, n, "%s: label '%s' is already used by kernels[%u]", path,
                               k->label, j);

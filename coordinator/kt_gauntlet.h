@@ -14,8 +14,9 @@
 #define KT_GAUNTLET_MAX_ARGS 16
 
 typedef struct kt_gauntlet_kernel {
-    char path[4096];            /* absolute */
-    char label[64];             /* "" : from the image */
+    char spec[4096];            /* a kernel spec (kt_kspec.h); a path entry's is its path */
+    char path[4096];            /* absolute; "" for an entry given as a spec */
+    char label[64];             /* "" : from the image (a range's members: their versions) */
 } kt_gauntlet_kernel_t;
 
 typedef struct kt_gauntlet_flag {

@@ -127,7 +127,9 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
         err = dummy;
         err_len = sizeof(dummy);
     }
-    if (!g || !run || run->n_kernels != g->n_kernels || run->n_scheds != g->n_scheds) {
+    /* The run's kernels, not the gauntlet's entries: a range spec is one
+     * entry and many kernels. */
+    if (!g || !run || !run->n_kernels || run->n_scheds != g->n_scheds) {
         snprintf(err, err_len, "matrix: kernels and schedulers are not resolved");
         return -EINVAL;
     }
@@ -153,7 +155,7 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                 fitting++;
             else
                 filtered++;
-    uint64_t want = (uint64_t)fitting * total_profiles * g->n_kernels * g->repeat;
+    uint64_t want = (uint64_t)fitting * total_profiles * run->n_kernels * g->repeat;
     if (want > S_MAX_CELLS) {
         snprintf(err, err_len,
                  "%s: %llu cells, more than the limit of %u (fewer flags, topologies or "
@@ -217,7 +219,7 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                         r = -E2BIG;
                         break;
                     }
-                    for (unsigned k = 0; k < g->n_kernels && r == 0; k++) {
+                    for (unsigned k = 0; k < run->n_kernels && r == 0; k++) {
                         const kt_coord_kernel_t *kern = &run->kernels[k];
                         for (unsigned rep = 0; rep < g->repeat; rep++) {
                             kt_coord_cell_t *c = &cells[n];
@@ -302,7 +304,7 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
     free(run->cells);
     run->cells = cells;
     run->n_cells = n;
-    run->n_filtered = filtered * (unsigned)(total_profiles * g->n_kernels * g->repeat);
+    run->n_filtered = filtered * (unsigned)(total_profiles * run->n_kernels * g->repeat);
     if (ret_filtered)
         *ret_filtered = run->n_filtered;
     return 0;

@@ -17,6 +17,7 @@ static const struct {
     {"keygen", builtin_keygen, "make a CURVE certificate for a coordinator or a worker"},
     {"selftests", builtin_selftests, "run the kernel's sched_ext selftests, one cell per test"},
     {"scenarios", builtin_scenarios, "list the built-in scenarios, or print one as YAML"},
+    {"kernel", builtin_kernel, "the kernel cache: build, list, clean, resolve SPEC..."},
 };
 
 static void s_usage(FILE *f)

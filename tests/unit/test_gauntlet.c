@@ -44,6 +44,31 @@ static void s_expect_path(const char *got, const char *rel)
     assert_string_equal(got, want);
 }
 
+/* Kernel entries given as specs keep their text; path entries keep their
+ * path, which is also their spec. */
+static void test_kernel_specs(void **state)
+{
+    (void)state;
+    static const char text[] = "kernels:\n"
+                               "  - 6.12.110..6.12.117\n"
+                               "  - {spec: 'git+../linux#v6.13', label: next}\n"
+                               "  - fake/bzImage\n"
+                               "  - {spec: deb:linux-image-6.12.57+deb13-cloud-amd64}\n"
+                               "topologies: [tiny-1llc]\nscenarios: [steady]\n";
+    _cleanup_gauntlet_ kt_gauntlet_t *g = NULL;
+    char err[1024] = "";
+    if (kt_gauntlet_parse(text, sizeof(text) - 1, "g.yaml", s_real_dir, &g, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(g->n_kernels, 4);
+    assert_string_equal(g->kernels[0].spec, "6.12.110..6.12.117");
+    assert_string_equal(g->kernels[0].path, "");
+    assert_string_equal(g->kernels[1].spec, "git+../linux#v6.13");
+    assert_string_equal(g->kernels[1].label, "next");
+    s_expect_path(g->kernels[2].path, "fake/bzImage");
+    assert_string_equal(g->kernels[2].spec, g->kernels[2].path);
+    assert_string_equal(g->kernels[3].spec, "deb:linux-image-6.12.57+deb13-cloud-amd64");
+}
+
 static void test_example(void **state)
 {
     (void)state;
@@ -246,7 +271,7 @@ static void test_errors(void **state)
              "g.yaml:1:11: kernels[0]: '" KT_FIXTURES "/gauntlets/nope/bzImage': No such file or "
              "directory");
     s_expect("kernels:\n  - label: x\n" S_TAIL,
-             "g.yaml:2:5: kernels[0]: missing key 'path' in a kernel");
+             "g.yaml:2:5: kernels[0]: a kernel needs exactly one of 'path' and 'spec'");
     s_expect("kernels:\n  - {path: fake/bzImage, lable: x}\n" S_TAIL,
              "g.yaml:2:26: kernels[0]: unknown key 'lable' in a kernel (did you mean 'label'?)");
     s_expect("kernels:\n  - {path: fake/bzImage, label: 'a b'}\n" S_TAIL,
@@ -258,8 +283,17 @@ static void test_errors(void **state)
     s_expect("kernels:\n  - {path: fake/bzImage, label: k}\n  - {path: fake/bzImage-other, "
              "label: k}\n" S_TAIL,
              "g.yaml:3:5: kernels[1]: label 'k' is already used by kernels[0]");
+    /* Kernel specs are checked at load time, with the spec's position. */
+    s_expect("kernels: [6.13..6.12]\n" S_TAIL,
+             "g.yaml:1:11: kernels[0]: kernel spec '6.13..6.12': 6.13 is newer than 6.12");
+    s_expect("kernels:\n  - {spec: 'git+../linux', label: x}\n" S_TAIL,
+             "g.yaml:2:13: kernels[0].spec: kernel spec 'git+../linux': git+URL needs #REF (a "
+             "branch, tag or commit)");
+    s_expect("kernels:\n  - {spec: 6.12, path: fake/bzImage}\n" S_TAIL,
+             "g.yaml:2:5: kernels[0]: a kernel needs exactly one of 'path' and 'spec'");
     s_expect("kernels: [[fake/bzImage]]\n" S_TAIL,
-             "g.yaml:1:11: kernels[0]: expected a path or {path, label}, got a sequence");
+             "g.yaml:1:11: kernels[0]: expected a path, a kernel spec or {path|spec, label}, "
+             "got a sequence");
     /* Schedulers. */
     s_expect(S_HEAD "schedulers: [{name: scx_qmap}]\n" S_TAIL,
              "g.yaml:2:21: schedulers[0]: scheduler 'scx_qmap' needs a 'binary' (only eevdf "
@@ -459,7 +493,8 @@ static void test_accepted_forms(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_example),        cmocka_unit_test(test_profiles),
+        cmocka_unit_test(test_example),        cmocka_unit_test(test_kernel_specs),
+        cmocka_unit_test(test_profiles),
         cmocka_unit_test(test_two_kernels),    cmocka_unit_test(test_errors),
         cmocka_unit_test(test_bounds),         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_accepted_forms),
