@@ -65,8 +65,9 @@ void kt_cgroup_summarize(const kt_plan_t *plan, unsigned cgroup, const kt_worker
     ret->spread_pct = ret->workers > 1 ? ret->max_on_cpu_pct - ret->min_on_cpu_pct : 0.0;
 }
 
-static void s_add(kt_check_report_t *r, enum kt_check_id id, int cgroup, int worker, bool passed,
-                  double measured, double threshold, const char *unit, const char *detail)
+void kt_check_report_add(kt_check_report_t *r, enum kt_check_id id, int cgroup, int worker,
+                         bool passed, double measured, double threshold, const char *unit,
+                         const char *detail)
 {
     if (!passed)
         r->n_failed++;
@@ -83,8 +84,10 @@ static void s_add(kt_check_report_t *r, enum kt_check_id id, int cgroup, int wor
     c->measured = measured;
     c->threshold = threshold;
     snprintf(c->unit, sizeof(c->unit), "%s", unit);
-    snprintf(c->detail, sizeof(c->detail), "%s", detail ? detail : "");
+    snprintf(c->detail, sizeof(c->detail), "%.*s", (int)sizeof(c->detail) - 1,
+             detail ? detail : "");
 }
+#define s_add kt_check_report_add
 
 /* The worst worker of a cgroup for one per-worker metric. */
 typedef double (*s_metric_fn)(const kt_plan_t *plan, const kt_worker_stats_t *w);

@@ -116,6 +116,12 @@ void kt_cgroup_summarize(const kt_plan_t *plan, unsigned cgroup, const kt_worker
 int kt_checks_evaluate(const kt_plan_t *plan, const kt_worker_stats_t *workers, size_t n_workers,
                        kt_check_report_t *ret);
 
+/* Appends one result (a failure counts in n_failed); past
+ * KT_MAX_CHECK_RESULTS only the count, and truncated is set. */
+void kt_check_report_add(kt_check_report_t *r, enum kt_check_id id, int cgroup, int worker,
+                         bool passed, double measured, double threshold, const char *unit,
+                         const char *detail);
+
 /* cpuset isolation phase by phase for plans with a timeline (steps,
  * affinities, deferred cgroups, spawns; kt_plan_has_timeline): each
  * worker's CPUs in each phase against its cgroup's cpuset and its affinity

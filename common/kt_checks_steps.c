@@ -12,22 +12,7 @@
 static void s_add(kt_check_report_t *r, int cgroup, int worker, bool passed, double measured,
                   const char *detail)
 {
-    if (!passed)
-        r->n_failed++;
-    if (r->n_results >= KT_MAX_CHECK_RESULTS) {
-        r->truncated = true;
-        return;
-    }
-    kt_check_result_t *c = &r->results[r->n_results++];
-    memset(c, 0, sizeof(*c));
-    c->id = KT_CHECK_ISOLATION;
-    c->cgroup = cgroup;
-    c->worker = worker;
-    c->passed = passed;
-    c->measured = measured;
-    c->threshold = 0;
-    snprintf(c->unit, sizeof(c->unit), "cpus");
-    snprintf(c->detail, sizeof(c->detail), "%.*s", (int)sizeof(c->detail) - 1, detail);
+    kt_check_report_add(r, KT_CHECK_ISOLATION, cgroup, worker, passed, measured, 0, "cpus", detail);
 }
 
 /* "phase 2 (after steps[1])" or "phase 0 (from the release)". */

@@ -3,6 +3,7 @@
  * load time, --kernel, `kernel resolve`). What a spec names on disk or in
  * the cache is the resolver's business (coordinator/kt_kernels.c). */
 #include "kt_kspec.h"
+#include "kt_log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -12,17 +13,7 @@
 /* Version parts beyond this are typos, not kernels (and cannot overflow). */
 #define S_NUM_MAX 99999u
 
-__attribute__((format(printf, 4, 5))) static int s_fail(char *err, size_t err_len, int r,
-                                                        const char *fmt, ...)
-{
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return r;
-}
+#define s_fail kt_err
 
 static bool s_digit(char c)
 {

@@ -45,3 +45,14 @@ void kt_log(enum kt_log_level level, const char *fmt, ...)
     fwrite(line, 1, len, stderr);
     errno = saved;
 }
+
+int kt_err(char *err, size_t err_len, int r, const char *fmt, ...)
+{
+    if (err && err_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return r;
+}

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 
 enum kt_log_level {
     KT_LOG_ERROR = 0,
@@ -33,3 +34,8 @@ __attribute__((format(printf, 2, 3))) void kt_log(enum kt_log_level level, const
         kt_log(KT_LOG_ERROR, __VA_ARGS__);                                                         \
         _r < 0 ? _r : -_r;                                                                         \
     })
+
+/* Formats a reason into err (when err and err_len allow) and returns r:
+ * `return kt_err(err, err_len, -EINVAL, "spec '%s': ...", ...);`. */
+__attribute__((format(printf, 4, 5))) int kt_err(char *err, size_t err_len, int r,
+                                                 const char *fmt, ...);

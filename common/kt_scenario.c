@@ -70,6 +70,21 @@ bool kt_work_type_wakes(enum kt_work_type type)
     return (unsigned)type < KT_WORK__COUNT && s_work_types[type].wakes;
 }
 
+bool kt_cgroup_name_valid(const char *name)
+{
+    if (!name[0] || name[0] == '/' || strlen(name) >= KT_NAME_MAX)
+        return false;
+    for (const char *seg = name; *seg;) {
+        size_t n = strcspn(seg, "/");
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return false;
+        seg += n;
+        if (*seg == '/' && !*++seg)
+            return false;
+    }
+    return true;
+}
+
 static const char *const s_policy_names[] = {
     [KT_POLICY_NORMAL] = "normal", [KT_POLICY_BATCH] = "batch", [KT_POLICY_IDLE] = "idle",
     [KT_POLICY_FIFO] = "fifo",     [KT_POLICY_RR] = "rr",

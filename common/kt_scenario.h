@@ -88,6 +88,10 @@ enum kt_sched_policy {
     KT_POLICY_RR,
 };
 
+/* A cgroup name of a plan: a name, or nested names joined by '/' ("a/b"),
+ * no empty, "." or ".." part, shorter than KT_NAME_MAX. */
+bool kt_cgroup_name_valid(const char *name);
+
 const char *kt_sched_policy_name(enum kt_sched_policy p);
 int kt_sched_policy_parse(const char *name, enum kt_sched_policy *ret);
 

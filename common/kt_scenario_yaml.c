@@ -370,23 +370,6 @@ static bool s_name_valid(const char *s)
     return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
 }
 
-/* A cgroup name: a name, or nested names joined by '/' ("parent/child"). */
-static bool s_cgroup_name_valid(const char *s)
-{
-    if (strlen(s) >= KT_NAME_MAX)
-        return false;
-    char tmp[KT_NAME_MAX];
-    snprintf(tmp, sizeof(tmp), "%s", s);
-    char *save = NULL;
-    unsigned parts = 0;
-    if (tmp[0] == '/' || (tmp[0] && tmp[strlen(tmp) - 1] == '/') || strstr(tmp, "//"))
-        return false;
-    for (char *w = strtok_r(tmp, "/", &save); w; w = strtok_r(NULL, "/", &save), parts++)
-        if (!s_name_valid(w))
-            return false;
-    return parts > 0;
-}
-
 static int s_cgroup_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                          char *buf, size_t len)
 {
@@ -395,7 +378,7 @@ static int s_cgroup_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, con
     int r = s_value(c, n, key, path, "a cgroup name", tmp, sizeof(tmp), &fits, NULL);
     if (r < 0)
         return r;
-    if (!fits || !s_cgroup_name_valid(tmp))
+    if (!fits || !kt_cgroup_name_valid(tmp))
         return s_fail(c, n, key,
                       "%s: '%s%s' is not a valid cgroup name (names of A-Z a-z 0-9 _ . -, "
                       "nested ones joined by '/', at most %d bytes)",

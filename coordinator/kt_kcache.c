@@ -6,6 +6,7 @@
  * entry; the per-key flock makes check-then-install one step between two
  * coordinators building the same kernel. */
 #include "kt_kcache.h"
+#include "kt_log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -30,17 +31,7 @@
 
 static const char *const s_source_names[] = {"tarball", "git", "local", "deb"};
 
-__attribute__((format(printf, 4, 5))) static int s_fail(char *err, size_t err_len, int r,
-                                                        const char *fmt, ...)
-{
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return r;
-}
+#define s_fail kt_err
 
 static void s_json_decrefp(json_t **j)
 {

@@ -11,6 +11,7 @@
  * no commit. One libgit2 resolution per call: callers
  * resolve each kernel once per run (the commit map), never per cell. */
 #include "kt_kernel_resolve.h"
+#include "kt_log.h"
 
 #include <errno.h>
 #include <git2.h>
@@ -38,17 +39,7 @@ static void s_git_init(void)
     git_libgit2_init();
 }
 
-__attribute__((format(printf, 4, 5))) static int s_fail(char *err, size_t err_len, int r,
-                                                        const char *fmt, ...)
-{
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return r;
-}
+#define s_fail kt_err
 
 /* A libgit2 error code as -errno, with git_error_last()'s text in err. */
 static int s_git_fail(char *err, size_t err_len, int code, const char *path, const char *what)

@@ -6,6 +6,7 @@
  * kernels already travel to workers as sha256 artifacts, so a worker never
  * needs a source tree, a compiler or the cache. */
 #include "kt_kernels.h"
+#include "kt_log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -39,17 +40,7 @@ static void s_git_init(void)
     git_libgit2_init();
 }
 
-__attribute__((format(printf, 4, 5))) static int s_fail(char *err, size_t err_len, int r,
-                                                        const char *fmt, ...)
-{
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return r;
-}
+#define s_fail kt_err
 
 static const char *s_git_msg(void)
 {

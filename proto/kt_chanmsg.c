@@ -586,22 +586,6 @@ static int s_decode_payload(const msgpack_object *o, kt_payload_spec_t *ps, char
     return 0;
 }
 
-/* Path-like names: segments of no '/', not "." or "..", joined by '/'. */
-static bool s_cgroup_name_ok(const char *name)
-{
-    if (!name[0] || name[0] == '/')
-        return false;
-    for (const char *seg = name; *seg;) {
-        size_t n = strcspn(seg, "/");
-        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-            return false;
-        seg += n;
-        if (*seg == '/' && !*++seg)
-            return false;
-    }
-    return true;
-}
-
 /* The cgroup fields of the steps era. */
 static int s_decode_cgroup_ext(const msgpack_object *co, unsigned i, const kt_plan_t *p,
                                kt_plan_cgroup_t *cg, char *why, size_t wl)
@@ -753,7 +737,7 @@ int kt_plan_decode(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
             return r;
         if (kt_mp_get_i64(co, "nice", &nice) < 0 || nice < -20 || nice > 19)
             S_FAIL(why, wl, "plan.cgroups[%u].nice: missing or outside -20..19", i);
-        if (!s_cgroup_name_ok(cg->name))
+        if (!kt_cgroup_name_valid(cg->name))
             S_FAIL(why, wl, "plan.cgroups[%u].name: '%s' is not a valid cgroup name", i, cg->name);
         if ((r = s_decode_cgroup_ext(co, i, p, cg, why, wl)) < 0)
             return r;

@@ -11,21 +11,7 @@
 #include "kt_guest_sys.h"
 #include "kt_log.h"
 
-/* A name, or nested names joined by '/': no empty, "." or ".." part. */
-static bool s_valid_name(const char *name)
-{
-    if (!name[0] || name[0] == '/' || strlen(name) >= KT_NAME_MAX)
-        return false;
-    for (const char *seg = name; *seg;) {
-        size_t n = strcspn(seg, "/");
-        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-            return false;
-        seg += n;
-        if (*seg == '/' && !*++seg)
-            return false;
-    }
-    return true;
-}
+#define s_valid_name kt_cgroup_name_valid
 
 /* Enables one controller in dir's subtree_control. */
 static int s_enable(const char *dir, const char *controller)
