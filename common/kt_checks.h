@@ -30,6 +30,15 @@ typedef struct kt_worker_stats {
     uint64_t timeslices;          /* /proc/<pid>/schedstat field 3 */
     uint64_t voluntary_ctxsw;
     uint64_t involuntary_ctxsw;
+    /* Figures of one work type (kt_workload.h says what each means): the
+     * cache types' and fan-out-compute's buffer, the churn types' changes,
+     * nice-sweep's range, page-fault-churn's minor faults, sequence's units
+     * per phase (spin, sleep, yield, io). */
+    uint64_t buffer_bytes;
+    uint64_t changes;
+    int32_t nice_lo, nice_hi;
+    uint64_t minflt;
+    uint64_t sequence_units[4];
     /* Steps (kt_timeline.h): units and CPUs seen per phase; started is
      * false for a slot that was never released (a spawn slot no op took). */
     bool started;

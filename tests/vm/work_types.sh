@@ -100,6 +100,8 @@ for sched in eevdf scx_simple; do
         eq "$(field '[.checks[] | select(.name == "fairness_spread") | .threshold] | "\(length) \(unique)"')" "10 [30]"
     expect "a/$sched: the cache types report no wake-ups" \
         eq "$(field '[.cgroups[] | select(.name == "cache-pressure" or .name == "cache-yield") | .worker_stats[].wake_count] | add')" 0
+    expect "a/$sched: the cache types report their buffers" \
+        eq "$(field '[.cgroups[] | select(.name | startswith("cache-")) | .worker_stats[] | select((.type_figures.buffer_bytes // 0) < 4096)] | length')" 0
 
     start=$(date +%s%N)
     run_cell "b_$sched" --kernel "$KERNEL" --topology tiny-2llc --scenario "$TMP/work_types_b.yaml" "${sched_args[@]}"
@@ -111,6 +113,11 @@ for sched in eevdf scx_simple; do
         eq "$(field '[.cgroups[] | select(.name == "affinity-churn") | .worker_stats[] | select(.migrations < 10 or (.cpus_used | test("[-,]") | not))] | length')" 0
     expect "b/$sched: fan-out rounds in lockstep (units within one of each other)" \
         eq "$(field '[.cgroups[] | select(.name == "futex-fan-out" or .name == "fan-out-compute") | [.worker_stats[].work_units] | (max - min) > 1] | any')" false
+    expect "b/$sched: type figures: sequence ran all four phases, page faults counted, churn changes, matrices sized" \
+        eq "$(field '[(.cgroups[] | select(.name == "sequence") | .worker_stats[].type_figures | [.spin_units, .sleep_units, .yield_units, .io_units] | min > 0),
+                      (.cgroups[] | select(.name == "page-fault-churn") | .worker_stats[].type_figures.minflt > 0),
+                      (.cgroups[] | select(.name == "affinity-churn") | .worker_stats[].type_figures.changes > 0),
+                      (.cgroups[] | select(.name == "fan-out-compute") | .worker_stats[].type_figures.buffer_bytes > 0)] | all')" true
 
     start=$(date +%s%N)
     run_cell "c_$sched" --kernel "$KERNEL" --topology tiny-2llc --scenario "$TMP/work_types_c.yaml" "${sched_args[@]}"
@@ -120,6 +127,9 @@ for sched in eevdf scx_simple; do
         eq "$(field '[.checks[].name] | unique | join(",")')" "max_gap,not_starved"
     expect "c/$sched: contenders waited for the lock" \
         test "$(field '[.cgroups[] | select(.name == "mutex-contention") | .worker_stats[].wake_count] | add')" -gt 0
+    expect "c/$sched: nice-sweep swept a range and policy-churn changed policies" \
+        eq "$(field '[(.cgroups[] | select(.name == "nice-sweep") | .worker_stats[].type_figures | .changes > 0 and .nice_hi > .nice_lo),
+                      (.cgroups[] | select(.name == "policy-churn") | .worker_stats[].type_figures.changes > 0)] | all')" true
 done
 
 # --work-type replaces every cgroup's type; groups of 5 round steady's two

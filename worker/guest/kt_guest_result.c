@@ -162,10 +162,54 @@ static void s_pack_topo(msgpack_packer *pk, const kt_guest_topo_t *t)
     kt_mp_pack_kv_str(pk, "label", t->label);
 }
 
-static void s_pack_worker(msgpack_packer *pk, const kt_worker_stats_t *w, unsigned n_phases)
+/* The figures of the worker's type, under "type_figures" (an empty map for
+ * the types that have none beyond units and wake latencies). */
+static void s_pack_type_figures(msgpack_packer *pk, const kt_worker_stats_t *w,
+                                enum kt_work_type type)
+{
+    kt_mp_pack_str(pk, "type_figures");
+    switch (type) {
+    case KT_WORK_CACHE_PRESSURE:
+    case KT_WORK_CACHE_YIELD:
+    case KT_WORK_CACHE_PIPE:
+    case KT_WORK_FAN_OUT_COMPUTE:
+        msgpack_pack_map(pk, 1);
+        kt_mp_pack_kv_u64(pk, "buffer_bytes", w->buffer_bytes);
+        return;
+    case KT_WORK_NICE_SWEEP:
+        msgpack_pack_map(pk, 3);
+        kt_mp_pack_kv_u64(pk, "changes", w->changes);
+        kt_mp_pack_kv_i64(pk, "nice_lo", w->nice_lo);
+        kt_mp_pack_kv_i64(pk, "nice_hi", w->nice_hi);
+        return;
+    case KT_WORK_AFFINITY_CHURN:
+    case KT_WORK_POLICY_CHURN:
+        msgpack_pack_map(pk, 1);
+        kt_mp_pack_kv_u64(pk, "changes", w->changes);
+        return;
+    case KT_WORK_PAGE_FAULT_CHURN:
+        msgpack_pack_map(pk, 1);
+        kt_mp_pack_kv_u64(pk, "minflt", w->minflt);
+        return;
+    case KT_WORK_SEQUENCE:
+        msgpack_pack_map(pk, 4);
+        kt_mp_pack_kv_u64(pk, "spin_units", w->sequence_units[0]);
+        kt_mp_pack_kv_u64(pk, "sleep_units", w->sequence_units[1]);
+        kt_mp_pack_kv_u64(pk, "yield_units", w->sequence_units[2]);
+        kt_mp_pack_kv_u64(pk, "io_units", w->sequence_units[3]);
+        return;
+    default:
+        msgpack_pack_map(pk, 0);
+        return;
+    }
+}
+
+static void s_pack_worker(msgpack_packer *pk, const kt_worker_stats_t *w, unsigned n_phases,
+                          enum kt_work_type type)
 {
     double on = kt_worker_on_cpu_pct(w);
-    msgpack_pack_map(pk, 21 + (n_phases ? 1 : 0));
+    msgpack_pack_map(pk, 22 + (n_phases ? 1 : 0));
+    s_pack_type_figures(pk, w, type);
     if (n_phases) {
         /* Steps: the units and CPUs of each phase (kt_timeline.h). */
         kt_mp_pack_str(pk, "phases");
@@ -277,7 +321,7 @@ static void s_pack_cgroups(msgpack_packer *pk, const kt_guest_result_t *r)
         for (size_t i = 0; i < r->n_stats; i++)
             if (r->stats[i].cgroup == cg)
                 s_pack_worker(pk, &r->stats[i],
-                              kt_plan_has_timeline(plan) ? plan->n_steps + 1 : 0);
+                              kt_plan_has_timeline(plan) ? plan->n_steps + 1 : 0, c->work);
     }
 }
 

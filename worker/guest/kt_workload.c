@@ -1509,6 +1509,13 @@ void kt_workload_collect_slot(const kt_wl_slot_t *slot, kt_worker_stats_t *ret)
     for (unsigned k = 0; k < KT_CPUMASK_WORDS; k++)
         w.cpus_used.bits[k] = s_load(&slot->cpus_used[k]);
     w.started = start != 0;
+    w.buffer_bytes = s_load(&slot->buffer_bytes);
+    w.changes = s_load(&slot->changes);
+    w.nice_lo = s_load(&slot->nice_lo);
+    w.nice_hi = s_load(&slot->nice_hi);
+    w.minflt = s_load(&slot->minflt);
+    for (unsigned ph = 0; ph < 4; ph++)
+        w.sequence_units[ph] = s_load(&slot->phase_units[ph]);
     for (unsigned ph = 0; ph < KT_MAX_PHASES; ph++) {
         w.step_units[ph] = s_load(&slot->step_units[ph]);
         for (unsigned k = 0; k < KT_CPUMASK_WORDS; k++)
