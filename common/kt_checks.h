@@ -131,10 +131,11 @@ void kt_check_report_add(kt_check_report_t *r, enum kt_check_id id, int cgroup, 
                          bool passed, double measured, double threshold, const char *unit,
                          const char *detail);
 
-/* cpuset isolation phase by phase for plans with a timeline (steps,
- * affinities, deferred cgroups, spawns; kt_plan_has_timeline): each
- * worker's CPUs in each phase against its cgroup's cpuset and its affinity
- * in force then. Appends to r (after kt_checks_evaluate, which leaves
+/* Phase by phase for plans with a timeline (steps, affinities, deferred
+ * cgroups, spawns; kt_plan_has_timeline): cpuset isolation, each worker's
+ * CPUs in each phase against its cgroup's cpuset and its affinity in force
+ * then; and, with steps, not_starved inside each phase of 500 ms or more
+ * that a worker ran through. Appends to r (after kt_checks_evaluate, which leaves
  * isolation to this for those plans); returns the failures added, -1 on
  * ENOMEM. */
 int kt_checks_evaluate_steps(const kt_plan_t *plan, const kt_worker_stats_t *workers,

@@ -1,7 +1,8 @@
-/* cpuset isolation judged phase by phase: each worker's CPUs in a phase
- * against what its cgroup's cpuset and its affinity allowed then (see
- * kt_timeline.h). Replaces the whole-run isolation check for plans with a
- * timeline (kt_checks_evaluate skips those). */
+/* The checks of plans with a timeline (see kt_timeline.h), phase by phase:
+ * cpuset isolation (each worker's CPUs in a phase against what its cgroup's
+ * cpuset and its affinity allowed then; it replaces the whole-run check,
+ * which kt_checks_evaluate skips for those plans), and starvation inside a
+ * phase (beside the whole-run not_starved). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,14 +25,64 @@ static void s_phase_name(unsigned ph, char *buf, size_t len)
         snprintf(buf, len, "phase %u (after steps[%u])", ph, ph - 1);
 }
 
+/* A phase this long with a worker running through it and not one unit done
+ * in it is starvation, whatever the worker did in the other phases. */
+#define S_STARVED_PHASE_MS 500
+
+/* not_starved phase by phase: a worker that ran before a step and kept
+ * running after it must make progress in the phase the step opened (a
+ * scheduler that loses tasks when cpusets change, cgroups come and go or
+ * tasks move). */
+static int s_starved_phases(const kt_plan_t *plan, const kt_timeline_t *tl,
+                            const kt_worker_stats_t *ws, size_t n, kt_check_report_t *r)
+{
+    unsigned failed = 0, judged = 0;
+    char detail[320], phase[48];
+    for (size_t i = 0; i < n && i < tl->n_slots; i++) {
+        const kt_worker_stats_t *w = &ws[i];
+        if (!w->started)
+            continue;
+        for (unsigned ph = 0; ph < tl->n_phases; ph++) {
+            uint32_t len = tl->end_ms[ph] - tl->start_ms[ph];
+            if (len < S_STARVED_PHASE_MS || tl->slot_state[ph][i] != KT_SLOT_RUNNING ||
+                (ph + 1 < tl->n_phases && tl->slot_state[ph + 1][i] != KT_SLOT_RUNNING))
+                continue;
+            judged++;
+            if (w->step_units[ph])
+                continue;
+            s_phase_name(ph, phase, sizeof(phase));
+            snprintf(detail, sizeof(detail), "%s: worker %u (in '%.20s') did no work in %u ms",
+                     phase, w->index, plan->cgroups[tl->slot_cg[ph][i]].name, len);
+            kt_check_report_add(r, KT_CHECK_STARVED, (int)w->cgroup, (int)w->index, false, 0, 1,
+                                "units", detail);
+            failed++;
+        }
+    }
+    if (!failed && judged) {
+        snprintf(detail, sizeof(detail),
+                 "every worker made progress in each phase of %u ms or more (%u judged)",
+                 S_STARVED_PHASE_MS, judged);
+        kt_check_report_add(r, KT_CHECK_STARVED, -1, -1, true, 1, 1, "units", detail);
+    }
+    return (int)failed;
+}
+
 int kt_checks_evaluate_steps(const kt_plan_t *plan, const kt_worker_stats_t *ws, size_t n,
                              kt_check_report_t *r)
 {
-    if (!plan->thresholds.check_isolation || !kt_plan_has_timeline(plan))
+    if (!kt_plan_has_timeline(plan) ||
+        (!plan->thresholds.check_isolation && !plan->thresholds.check_starved))
         return 0;
     kt_timeline_t *tl = kt_timeline_build(plan);
     if (!tl)
         return -1;
+    int starved = plan->thresholds.check_starved && plan->n_steps
+                      ? s_starved_phases(plan, tl, ws, n, r)
+                      : 0;
+    if (!plan->thresholds.check_isolation) {
+        free(tl);
+        return starved;
+    }
     unsigned failed = 0, judged = 0;
     char detail[320], phase[48];
     for (size_t i = 0; i < n && i < tl->n_slots; i++) {
@@ -64,5 +115,5 @@ int kt_checks_evaluate_steps(const kt_plan_t *plan, const kt_worker_stats_t *ws,
         s_add(r, -1, -1, true, 0, detail);
     }
     free(tl);
-    return (int)failed;
+    return (int)failed + starved;
 }
