@@ -40,4 +40,30 @@ run_cell skip_move --kernel "$KERNEL" --topology tiny-2llc --scenario nested_tas
 expect "nested_task_move with the move never done: fail on cpuset_isolation" contains \
     "$(field .reason)" cpuset_isolation
 unset KTSTR_TEST_GUEST_CMDLINE
+
+# A worker frozen just before a step (a fault: SIGSTOP) does nothing in the
+# phase the step opens: not_starved fails for that phase, though the worker
+# did work before and its longest gap (1.6 s) stays under the 2 s bound.
+cat > "$TMP/frozen.yaml" <<'YAML'
+name: frozen_after_step
+duration: 3s
+checks: {fairness_spread: false}   # the frozen worker's share is low too
+cgroups:
+  - {name: cg_0, workers: 2}
+  - {name: cg_1, workers: 2}
+faults:
+  - {cgroup: cg_0, worker: 1, at: 1400ms}
+steps:
+  - hold: 0.5
+  - ops: [{op: set_cpuset, cgroup: cg_0, cpuset: disjoint:0/2}]
+    hold: 0.5
+YAML
+run_cell frozen --kernel "$KERNEL" --topology tiny-2llc --scenario "$TMP/frozen.yaml" \
+    --scheduler "$BIN/scx_simple"
+expect "a worker frozen across a step: fail" eq "$(field .verdict)" fail
+expect "...on not_starved in the phase after the step" contains \
+    "$(field '[.checks[] | select(.passed == false) | .name + ": " + .detail] | join(";")')" \
+    "not_starved: phase 2 (after steps[1]): worker 1 (in 'cg_0') did no work"
+expect "...and on nothing else" eq \
+    "$(field '[.checks[] | select(.passed == false) | .name] | unique | join(",")')" not_starved
 finish
