@@ -14,7 +14,7 @@
 #include "kt_scenario.h"
 
 #define KT_PROTO_SIGNATURE "KTSTR1"
-#define KT_PROTO_VERSION 1
+#define KT_PROTO_VERSION 2
 #define KT_MSG_MAX_BYTES (4u << 20)   /* ZMQ_MAXMSGSIZE on every socket */
 #define KT_CHUNK_MAX (256u << 10)     /* artifact bytes per CHUNK */
 #define KT_MSG_MAX_RUNNING 256        /* cells listed in one HEARTBEAT */
