@@ -3,8 +3,8 @@
 # (its embedded worker, the same code a fleet worker runs), with a line per
 # cell, a summary table, sidecars, run.json and a JUnit file.
 # Kernel: $KTSTR_KERNEL, else the sched_ext test kernel in ../shared/kernels
-# when present (deploy/smoke.yaml: EEVDF and scx_simple, 6 cells), else
-# Debian's cloud kernel fetched with apt (EEVDF only, 5 cells).
+# when present (deploy/smoke.yaml: EEVDF and scx_simple, 8 cells), else
+# Debian's cloud kernel fetched with apt (EEVDF only, 7 cells).
 # Extra arguments go to `ktstr-coord run` (e.g. --accel tcg, --progress plain).
 # Exit status: ktstr-coord's (0 all passed, 1 a cell failed, 2 an error).
 set -uo pipefail
@@ -32,7 +32,7 @@ kernels:
 schedulers:
   - name: eevdf
 topologies: [tiny-1llc, tiny-2llc]
-scenarios: [steady, steady_llc, pipe_pingpong]
+scenarios: [steady, steady_llc, pipe_pingpong, cpuset_apply]
 duration: 3s
 EOF
 fi
