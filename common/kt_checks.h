@@ -30,6 +30,10 @@ typedef struct kt_worker_stats {
     uint64_t timeslices;          /* /proc/<pid>/schedstat field 3 */
     uint64_t voluntary_ctxsw;
     uint64_t involuntary_ctxsw;
+    /* The scheduling policy (SCHED_*) and rt_priority the kernel had for
+     * the worker when it was collected (-1: unread). */
+    int32_t policy;
+    uint32_t rt_priority;
     /* Figures of one work type (kt_workload.h says what each means): the
      * cache types' and fan-out-compute's buffer, the churn types' changes,
      * nice-sweep's range, page-fault-churn's minor faults, sequence's units

@@ -739,9 +739,7 @@ int kt_plan_decode(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
             S_FAIL(why, wl, "plan.cgroups[%u].nice: missing or outside -20..19", i);
         if (!kt_cgroup_name_valid(cg->name))
             S_FAIL(why, wl, "plan.cgroups[%u].name: '%s' is not a valid cgroup name", i, cg->name);
-        if ((r = s_decode_cgroup_ext(co, i, p, cg, why, wl)) < 0)
-            return r;
-        total += cg->spawn_slots;
+
         if (kt_cpumask_parse(list, &cg->cpus) < 0)
             S_FAIL(why, wl, "plan.cgroups[%u].cpus: bad CPU list '%s'", i, list);
         if (kt_work_type_parse(work, &cg->work) < 0)
@@ -750,6 +748,9 @@ int kt_plan_decode(const msgpack_object *o, kt_plan_t *p, char *why, size_t wl)
         cg->policy = (enum kt_sched_policy)policy;
         cg->nice = (int)nice;
         total += workers;
+        if ((r = s_decode_cgroup_ext(co, i, p, cg, why, wl)) < 0)
+            return r;
+        total += cg->spawn_slots;
     }
     if (total > KT_MAX_WORKERS)
         S_FAIL(why, wl, "plan: %u workers in all, limit %d", total, KT_MAX_WORKERS);

@@ -52,9 +52,39 @@ static void s_sample(kt_cell_msg_t *m)
                              .policy = KT_POLICY_IDLE,
                              .nice = 19};
     kt_cgroup_spec_t all = {.name = "all", .workers = 3, .work = KT_WORK_IO_SYNC};
+    /* The steps era: a real-time, randomly pinned parent-less cgroup, a
+     * nested pair (the child deferred), and steps over them. */
+    kt_cgroup_spec_t rt = {.name = "rt",
+                           .workers = 2,
+                           .policy = KT_POLICY_FIFO,
+                           .rt_priority = 7,
+                           .affinity = {.kind = KT_AFFINITY_RANDOM, .count = 3}};
+    kt_cgroup_spec_t outer = {.name = "outer"};
+    kt_cgroup_spec_t inner = {.name = "outer/in",
+                              .workers = 1,
+                              .deferred = true,
+                              .policy = KT_POLICY_RR,
+                              .rt_priority = 3,
+                              .affinity = {.kind = KT_AFFINITY_EXACT, .list = "2-5"}};
     s.cgroups[s.n_cgroups++] = per;
     s.cgroups[s.n_cgroups++] = list;
     s.cgroups[s.n_cgroups++] = all;
+    s.cgroups[s.n_cgroups++] = rt;
+    s.cgroups[s.n_cgroups++] = outer;
+    s.cgroups[s.n_cgroups++] = inner;
+    kt_step_spec_t *st = &s.steps[s.n_steps++];
+    st->hold = KT_HOLD_FRAC;
+    st->frac = 0.25;
+    st->ops[st->n_ops++] = (kt_op_spec_t){.kind = KT_OP_ADD_CGROUP, .cgroup = "outer/in"};
+    st->ops[st->n_ops++] = (kt_op_spec_t){.kind = KT_OP_SPAWN, .cgroup = "rt", .workers = 2};
+    st->ops[st->n_ops++] = (kt_op_spec_t){
+        .kind = KT_OP_SET_CPUSET, .cgroup = "all", .cpuset = {.kind = KT_CPUSET_LLC, .index = 1}};
+    st = &s.steps[s.n_steps++];
+    st->hold = KT_HOLD_LOOP;
+    st->ms = 250;
+    st->ops[st->n_ops++] = (kt_op_spec_t){.kind = KT_OP_SWAP_CPUSETS, .cgroup = "all", .target = "list"};
+    st->ops[st->n_ops++] = (kt_op_spec_t){
+        .kind = KT_OP_SET_AFFINITY, .cgroup = "rt", .affinity = {.kind = KT_AFFINITY_SINGLE}};
     s.faults[s.n_faults++] = (kt_fault_t){"per_3", 1, 0};
     s.faults[s.n_faults++] = (kt_fault_t){"all", 2, 1500};
     s.thresholds.max_spread_pct = 12.5;
@@ -95,6 +125,31 @@ static void s_assert_msg_equal(const kt_cell_msg_t *a, const kt_cell_msg_t *b)
         assert_int_equal(x->work, y->work);
         assert_int_equal(x->policy, y->policy);
         assert_int_equal(x->nice, y->nice);
+        assert_int_equal(x->rt_priority, y->rt_priority);
+        assert_int_equal(x->affinity, y->affinity);
+        assert_int_equal(x->affinity_count, y->affinity_count);
+        assert_memory_equal(&x->affinity_cpus, &y->affinity_cpus, sizeof(x->affinity_cpus));
+        assert_int_equal(x->deferred, y->deferred);
+        assert_int_equal(x->spawn_slots, y->spawn_slots);
+        assert_int_equal(x->nest_parent, y->nest_parent);
+    }
+    assert_int_equal(p->seed, q->seed);
+    assert_int_equal(p->n_steps, q->n_steps);
+    for (unsigned i = 0; i < p->n_steps; i++) {
+        const kt_plan_step_t *x = &p->steps[i], *y = &q->steps[i];
+        assert_int_equal(x->at_ms, y->at_ms);
+        assert_int_equal(x->hold_ms, y->hold_ms);
+        assert_int_equal(x->loop_ms, y->loop_ms);
+        assert_int_equal(x->n_ops, y->n_ops);
+        for (unsigned k = 0; k < x->n_ops; k++) {
+            assert_int_equal(x->ops[k].kind, y->ops[k].kind);
+            assert_int_equal(x->ops[k].cgroup, y->ops[k].cgroup);
+            assert_int_equal(x->ops[k].target, y->ops[k].target);
+            assert_int_equal(x->ops[k].has_cpus, y->ops[k].has_cpus);
+            assert_memory_equal(&x->ops[k].cpus, &y->ops[k].cpus, sizeof(kt_cpumask_t));
+            assert_int_equal(x->ops[k].affinity, y->ops[k].affinity);
+            assert_int_equal(x->ops[k].count, y->ops[k].count);
+        }
     }
     assert_int_equal(p->thresholds.check_starved, q->thresholds.check_starved);
     assert_int_equal(p->thresholds.check_isolation, q->thresholds.check_isolation);
@@ -133,7 +188,8 @@ static void test_round_trip(void **state)
     assert_non_null(back);
     s_sample(m);
     /* The sample covers what the codec must carry. */
-    assert_int_equal(m->plan.n_cgroups, 6);
+    assert_int_equal(m->plan.n_cgroups, 9); /* 4 per-llc + list, all, rt, outer, outer/in */
+    assert_int_equal(m->plan.n_steps, 2);
     assert_int_equal(m->plan.n_faults, 2);
     assert_string_equal(m->plan.cgroups[m->plan.faults[0].cgroup].name, "per_3");
     msgpack_sbuffer sb;

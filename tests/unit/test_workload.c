@@ -306,6 +306,29 @@ static void test_spin(void **state)
     assert_true(st[0].max_gap_ns < 450 * MS);
     /* A spinner's loop pass is its unit. */
     assert_int_equal(st[0].iterations, st[0].work_units);
+    assert_int_equal(st[0].policy, SCHED_OTHER);
+}
+
+/* collect reads the policy the kernel has for the worker (/proc/PID/stat
+ * fields 40 and 41), whoever set it. */
+static void test_collect_policy(void **state)
+{
+    (void)state;
+    setup_slots(1);
+    assert_int_equal(kt_workload_prepare(g.slots, 0, KT_WORK_SPIN, 0, 0), 0);
+    spawn(0);
+    assert_int_equal(kt_workload_wait(&g.slots[0], KT_WL_READY, 5000), 0);
+    struct sched_param sp = {.sched_priority = 0};
+    assert_int_equal(sched_setscheduler(g.pids[0], SCHED_BATCH, &sp), 0);
+    kt_workload_release(&g.slots[0]);
+    sleep_ms(50);
+    kt_workload_stop(g.slots, 0);
+    assert_int_equal(kt_workload_wait(&g.slots[0], KT_WL_DONE, 2000), 0);
+    kt_worker_stats_t w;
+    assert_int_equal(kt_workload_collect(&g.slots[0], &w), 0);
+    assert_int_equal(reap(0), 0);
+    assert_int_equal(w.policy, SCHED_BATCH);
+    assert_int_equal(w.rt_priority, 0);
 }
 
 static void test_yield(void **state)
@@ -1206,6 +1229,7 @@ int main(void)
         cmocka_unit_test_teardown(test_wait_times_out, teardown),
         cmocka_unit_test_teardown(test_collect_math, teardown),
         cmocka_unit_test_teardown(test_spin, teardown),
+        cmocka_unit_test_teardown(test_collect_policy, teardown),
         cmocka_unit_test_teardown(test_yield, teardown),
         cmocka_unit_test_teardown(test_mixed, teardown),
         cmocka_unit_test_teardown(test_bursty, teardown),

@@ -66,4 +66,24 @@ expect "...on not_starved in the phase after the step" contains \
     "not_starved: phase 2 (after steps[1]): worker 1 (in 'cg_0') did no work"
 expect "...and on nothing else" eq \
     "$(field '[.checks[] | select(.passed == false) | .name] | unique | join(",")')" not_starved
+# Every policy, as the kernel had it for each worker at the end.
+cat > "$TMP/policies.yaml" <<'YAML'
+name: policies
+duration: 2s
+checks: {max_gap: false, not_starved: false, fairness_spread: false}  # SCHED_IDLE may get nothing
+cgroups:
+  - {name: fifo, workers: 1, policy: fifo, rt_priority: 10}
+  - {name: rr, workers: 1, policy: rr, rt_priority: 5}
+  - {name: batch, workers: 1, policy: batch}
+  - {name: idle, workers: 1, policy: idle}
+  - {name: normal, workers: 1}
+YAML
+run_cell policies --kernel "$KERNEL" --topology tiny-2llc --scenario "$TMP/policies.yaml" \
+    --scheduler "$BIN/scx_simple"
+expect "policies: pass" eq "$(field .verdict)" pass
+expect "policies: each worker ran under its cgroup's policy and rt priority" eq \
+    "$(field '[.cgroups[] | .name + "=" + (.worker_stats[0] | .policy + "/" + (.rt_priority | tostring))] | join(" ")')" \
+    "fifo=fifo/10 rr=rr/5 batch=batch/0 idle=idle/0 normal=normal/0"
+expect "policies: the real-time workers worked" eq \
+    "$(field '[.cgroups[] | select(.name == "fifo" or .name == "rr") | .work_units > 0] | all')" true
 finish

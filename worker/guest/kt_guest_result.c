@@ -208,8 +208,14 @@ static void s_pack_worker(msgpack_packer *pk, const kt_worker_stats_t *w, unsign
                           enum kt_work_type type)
 {
     double on = kt_worker_on_cpu_pct(w);
-    msgpack_pack_map(pk, 22 + (n_phases ? 1 : 0));
+    msgpack_pack_map(pk, 24 + (n_phases ? 1 : 0));
     s_pack_type_figures(pk, w, type);
+    /* As the kernel had it at the end (SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3,
+     * IDLE 5). */
+    static const char *const policies[] = {"normal", "fifo", "rr", "batch", "?", "idle"};
+    kt_mp_pack_kv_str(pk, "policy",
+                      w->policy >= 0 && w->policy <= 5 ? policies[w->policy] : "unknown");
+    kt_mp_pack_kv_u64(pk, "rt_priority", w->rt_priority);
     if (n_phases) {
         /* Steps: the units and CPUs of each phase (kt_timeline.h). */
         kt_mp_pack_str(pk, "phases");

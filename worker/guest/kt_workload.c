@@ -1562,6 +1562,35 @@ static int s_stat_cpu_ns(const char *stat, uint64_t *ret)
     return 0;
 }
 
+/* /proc/<pid>/stat's rt_priority (field 40) and policy (41). */
+static int s_stat_policy(const char *stat, int32_t *policy, uint32_t *rt_priority)
+{
+    const char *p = strrchr(stat, ')');
+    if (!p)
+        return -EBADMSG;
+    /* Field 3 is the first after ')'. */
+    unsigned field = 2;
+    long long v40 = -1, v41 = -1;
+    for (p++; *p && field < 41;) {
+        while (*p == ' ')
+            p++;
+        if (!*p || *p == '\n')
+            break;
+        field++;
+        if (field == 40)
+            v40 = strtoll(p, NULL, 10);
+        else if (field == 41)
+            v41 = strtoll(p, NULL, 10);
+        while (*p && *p != ' ' && *p != '\n')
+            p++;
+    }
+    if (v40 < 0 || v41 < 0)
+        return -EBADMSG;
+    *rt_priority = (uint32_t)v40;
+    *policy = (int32_t)v41;
+    return 0;
+}
+
 static uint64_t s_status_field(const char *status, const char *key)
 {
     size_t klen = strlen(key);
@@ -1600,6 +1629,8 @@ int kt_workload_collect(const kt_wl_slot_t *slot, kt_worker_stats_t *ret)
     r = s_stat_cpu_ns(buf, &stat_cpu_ns);
     if (r < 0)
         return r;
+    if (s_stat_policy(buf, &w.policy, &w.rt_priority) < 0)
+        w.policy = -1;
 
     unsigned long long on_cpu, delay, slices;
     r = s_read_proc(slot->pid, "schedstat", buf, sizeof(buf));

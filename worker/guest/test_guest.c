@@ -666,7 +666,8 @@ static void test_result_pack(void **state)
         "index", "pid", "work_units", "cpu_time_ms", "wall_time_ms", "on_cpu_pct",
         "off_cpu_pct", "max_gap_ms", "cpus_used", "migrations", "wake_count", "wake_p50_us",
         "wake_p99_us", "wake_max_us", "run_delay_ms", "timeslices", "voluntary_ctxsw",
-        "involuntary_ctxsw", "iterations", "wake_mean_us", "wake_cv", "type_figures"};
+        "involuntary_ctxsw", "iterations", "wake_mean_us", "wake_cv", "type_figures",
+        "policy", "rt_priority"};
     unsigned total = 0;
     for (unsigned c = 0; c < plan.n_cgroups; c++) {
         const msgpack_object *co = &cgs->via.array.ptr[c];
@@ -677,7 +678,7 @@ static void test_result_pack(void **state)
         const msgpack_object *wso = s_get(co, "worker_stats");
         assert_int_equal(wso->via.array.size, plan.cgroups[c].workers);
         for (unsigned k = 0; k < wso->via.array.size; k++) {
-            s_assert_keys(&wso->via.array.ptr[k], w_keys, 22);
+            s_assert_keys(&wso->via.array.ptr[k], w_keys, 24);
             /* spin has no figures of its own. */
             s_assert_keys(s_get(&wso->via.array.ptr[k], "type_figures"), NULL, 0);
             double p99;
