@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -243,12 +244,123 @@ static void test_scenario_payload_file(void **state)
     free(s);
 }
 
+/* ---- gauntlet `payloads:` ---- */
+
+#define G_HEAD "kernels: [bzImage]\ntopologies: [tiny-1llc]\n"
+
+static kt_gauntlet_t *s_gauntlet_ok(const char *text)
+{
+    char err[1024] = "";
+    kt_gauntlet_t *g = NULL;
+    if (kt_gauntlet_parse(text, strlen(text), "g.yaml", s_dir, &g, err, sizeof(err)) < 0)
+        fail_msg("for:\n%s\nerror: %s", text, err);
+    return g;
+}
+
+/* The error is exactly want, or (prefix) starts with it: for messages that
+ * list the built-in scenarios, which grow. */
+static void s_gexpect_at(const char *text, const char *want, bool prefix)
+{
+    char err[1024] = "", full[1200];
+    kt_gauntlet_t *g = NULL;
+    int r = kt_gauntlet_parse(text, strlen(text), "g.yaml", s_dir, &g, err, sizeof(err));
+    snprintf(full, sizeof(full), "g.yaml:%s", want);
+    bool same = prefix ? strncmp(err, full, strlen(full)) == 0 : strcmp(err, full) == 0;
+    if (r != -EINVAL || !same) {
+        print_error("for:\n%s\nwant %d '%s'\ngot  %d '%s'\n", text, -EINVAL, full, r, err);
+        s_mismatches++;
+    }
+    kt_gauntlet_free(&g);
+}
+
+static void s_gexpect(const char *text, const char *want)
+{
+    s_gexpect_at(text, want, false);
+}
+
+static void test_gauntlet_payloads(void **state)
+{
+    (void)state;
+    kt_gauntlet_t *g =
+        s_gauntlet_ok(G_HEAD "payloads:\n"
+                             "  - name: alone\n"
+                             "    binary: bin/bench\n"
+                             "    args: \"-n 3\"\n"
+                             "    checks: [\"ops>=5\", \"exit==0\"]\n"
+                             "    timeout: 20s\n"
+                             "  - {name: busy, binary: bin/bench, scenario: steady}\n"
+                             "  - name: inline\n"
+                             "    binary: bin/bench\n"
+                             "    scenario: {name: s1, cgroups: [{name: a, "
+                             "workers: 1}]}\n");
+    assert_int_equal(g->n_scenarios, 0);
+    assert_int_equal(g->n_payloads, 3);
+    char want[PATH_MAX + 32];
+    snprintf(want, sizeof(want), "%s/bin/bench", s_dir);
+    const kt_gauntlet_payload_t *p = &g->payloads[0];
+    assert_string_equal(p->name, "alone");
+    assert_string_equal(p->binary, want);
+    assert_string_equal(p->spec.name, "bench");
+    assert_int_equal(p->spec.n_args, 2);
+    assert_int_equal(p->spec.n_checks, 2);
+    assert_int_equal(p->spec.timeout_ms, 20000);
+    assert_false(p->has_scenario);
+    assert_true(g->payloads[1].has_scenario);
+    assert_string_equal(g->payloads[1].scenario.name, "steady");
+    assert_true(g->payloads[2].has_scenario);
+    assert_string_equal(g->payloads[2].scenario.name, "s1");
+    kt_gauntlet_free(&g);
+
+    /* An inline scenario's payload resolves against the gauntlet too. */
+    g = s_gauntlet_ok(G_HEAD "scenarios: [{name: s, payload: {binary: bin/bench}}]\n");
+    assert_string_equal(g->scenarios[0].payload_binary, want);
+    kt_gauntlet_free(&g);
+}
+
+static void test_gauntlet_payload_errors(void **state)
+{
+    (void)state;
+    s_mismatches = 0;
+    s_gexpect(G_HEAD, "1:1: missing key 'scenarios' (or 'payloads') in the gauntlet");
+    s_gexpect(G_HEAD "payloads: []\n", "3:11: payloads: expected at least one payload");
+    s_gexpect(G_HEAD "payloads: [{binary: bin/bench}]\n",
+              "3:12: payloads[0]: missing key 'name' (it names the payload's cells)");
+    s_gexpect(G_HEAD "payloads: [{name: b, binary: bin/bench, senario: steady}]\n",
+              "3:41: payloads[0]: unknown key 'senario' in a payload (did you mean 'scenario'?)");
+    s_gexpect(G_HEAD "payloads: [{name: \"a b\", binary: bin/bench}]\n",
+              "3:20: payloads[0].name: 'a b' is not a valid name (1 to 63 of A-Z a-z 0-9 _ . -, "
+              "not . or ..)");
+    s_gexpect(G_HEAD "payloads:\n  - {name: b, binary: bin/bench}\n  - {name: b, binary: "
+                     "bin/bench}\n",
+              "5:12: payloads[1].name: payload 'b' is already payloads[0]");
+    s_gexpect(G_HEAD "scenarios: [steady]\npayloads: [{name: steady, binary: bin/bench}]\n",
+              "4:19: payloads[0].name: 'steady' is also the name of scenarios[0] (both name "
+              "cells)");
+    char want[PATH_MAX + 128];
+    snprintf(want, sizeof(want),
+             "3:30: payloads[0].binary: '%s/bin/nope': No such file or directory", s_dir);
+    s_gexpect(G_HEAD "payloads: [{name: b, binary: bin/nope}]\n", want);
+    s_gexpect_at(G_HEAD "payloads: [{name: b, binary: bin/bench, scenario: nope}]\n",
+                 "3:51: payloads[0].scenario: 'nope' is not a built-in scenario (steady, ", true);
+    s_gexpect(G_HEAD "payloads:\n  - name: b\n    binary: bin/bench\n"
+                     "    scenario: {name: s, cgroups: [{name: a, workers: 1}], payload: {binary: "
+                     "bin/bench}}\n",
+              "6:15: payloads[0].scenario: scenario 's' has a payload of its own (a cell runs "
+              "one)");
+    s_gexpect(G_HEAD "payloads: [{name: b, binary: bin/bench, checks: [\"x<1\"]}]\n",
+              "3:51: payloads[0].checks[0]: check 'x<1': '<' alone is not an operator (use >= "
+              "or <=)");
+    assert_int_equal(s_mismatches, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scenario_payload_fields),
         cmocka_unit_test(test_scenario_payload_errors),
         cmocka_unit_test(test_scenario_payload_file),
+        cmocka_unit_test(test_gauntlet_payloads),
+        cmocka_unit_test(test_gauntlet_payload_errors),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
