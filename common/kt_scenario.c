@@ -1098,7 +1098,7 @@ int kt_scenario_resolve(const kt_scenario_t *s, const kt_topology_t *t, uint32_t
         snprintf(why, wl, "invalid topology");
         return -EINVAL;
     }
-    if (s->n_cgroups == 0) {
+    if (s->n_cgroups == 0 && !kt_payload_present(&s->payload)) {
         snprintf(why, wl, "scenario '%s' has no cgroups", s->name);
         return -EINVAL;
     }

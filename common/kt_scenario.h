@@ -280,6 +280,13 @@ typedef struct kt_scenario {
     kt_fault_t faults[KT_MAX_FAULTS];
     unsigned n_steps;
     kt_step_spec_t steps[KT_MAX_STEPS];
+    /* `payload:`: a static binary run beside the workers (or alone: a
+     * scenario with a payload may have no cgroups). payload.name "" = none;
+     * payload.sha stays "" here: whoever ships the binary hashes it.
+     * payload_binary is the file on the host (resolved against the YAML
+     * file's folder when loaded from a file, as written otherwise). */
+    kt_payload_spec_t payload;
+    char payload_binary[4096];
 } kt_scenario_t;
 
 /* One resolved cgroup: explicit CPU mask (empty = no cpuset) and count. */
@@ -383,7 +390,9 @@ int kt_scenario_fits(const kt_scenario_t *s, const kt_topology_t *t, char *why, 
 
 /* Resolve against a topology. -EINVAL with a reason in why for a cpuset that
  * names a missing LLC/node or CPU, a worker count over the limits, a
- * ping-pong cgroup with an odd count, or a fault that names no worker. */
+ * ping-pong cgroup with an odd count, or a fault that names no worker. A
+ * scenario without cgroups resolves only when it has a payload. The plan's
+ * payload is left empty: the caller sets it with the binary's hash. */
 int kt_scenario_resolve(const kt_scenario_t *s, const kt_topology_t *t, uint32_t duration_override_ms,
                         kt_plan_t *ret, char *why, size_t why_len);
 

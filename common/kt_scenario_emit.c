@@ -449,6 +449,78 @@ static struct fy_node *s_checks(s_emit_t *e, const kt_thresholds_t *t)
     return m;
 }
 
+/* A payload check in kt_payload_check_parse's grammar, with the shortest
+ * numbers that read back exactly ("ops>=1000", not "ops>=1000.0000000000"). */
+static void s_payload_check_text(const kt_payload_check_t *c, char *buf, size_t len)
+{
+    char lo[40], hi[40];
+    s_double_text(c->lo, lo, sizeof(lo));
+    s_double_text(c->hi, hi, sizeof(hi));
+    switch (c->kind) {
+    case KT_PAYLOAD_CHECK_MIN:
+        snprintf(buf, len, "%s>=%s", c->metric, lo);
+        break;
+    case KT_PAYLOAD_CHECK_MAX:
+        snprintf(buf, len, "%s<=%s", c->metric, hi);
+        break;
+    case KT_PAYLOAD_CHECK_RANGE:
+        if (c->lo == c->hi)
+            snprintf(buf, len, "%s==%s", c->metric, lo);
+        else
+            snprintf(buf, len, "%s=%s..%s", c->metric, lo, hi);
+        break;
+    case KT_PAYLOAD_CHECK_EXIT:
+        snprintf(buf, len, "exit==%d", (int)c->lo);
+        break;
+    default:
+        buf[0] = '\0';
+    }
+}
+
+/* binary is the host path kept with the scenario (the file name alone when
+ * there is none); arguments always as a sequence, one string each. */
+static struct fy_node *s_payload(s_emit_t *e, const kt_scenario_t *s)
+{
+    const kt_payload_spec_t *p = &s->payload;
+    if (p->n_args > KT_PAYLOAD_ARGS_MAX || p->n_checks > KT_PAYLOAD_CHECKS_MAX) {
+        s_invalid(e, "payload: %u arguments, %u checks: over the limits %d, %d", p->n_args,
+                  p->n_checks, KT_PAYLOAD_ARGS_MAX, KT_PAYLOAD_CHECKS_MAX);
+        return NULL;
+    }
+    struct fy_node *m = s_map(e);
+    s_put(e, m, "binary", s_text(e, s->payload_binary[0] ? s->payload_binary : p->name));
+    if (p->n_args) {
+        struct fy_node *args = s_seq(e);
+        for (unsigned i = 0; i < p->n_args; i++) {
+            const char *a = kt_payload_arg(p, i);
+            s_append(e, args, s_text(e, a ? a : ""));
+        }
+        s_put(e, m, "args", args);
+    }
+    if (p->n_checks) {
+        struct fy_node *checks = s_seq(e);
+        for (unsigned i = 0; i < p->n_checks; i++) {
+            char text[160];
+            s_payload_check_text(&p->checks[i], text, sizeof(text));
+            if (!text[0]) {
+                s_invalid(e, "payload.checks[%u]: unknown kind %d", i, (int)p->checks[i].kind);
+                break;
+            }
+            s_append(e, checks, s_text(e, text));
+        }
+        s_put(e, m, "checks", checks);
+    }
+    if (p->judge == KT_PAYLOAD_JUDGE_TAP)
+        s_put(e, m, "judge", s_plain(e, "tap"));
+    if (p->tap_test[0])
+        s_put(e, m, "tap_test", s_text(e, p->tap_test));
+    if (p->timeout_ms != KT_PAYLOAD_TIMEOUT_DEFAULT_MS)
+        s_put(e, m, "timeout", s_duration(e, p->timeout_ms));
+    if (p->max_output != KT_PAYLOAD_OUTPUT_DEFAULT)
+        s_put(e, m, "output_bytes", s_plainf(e, "%u", p->max_output));
+    return m;
+}
+
 static struct fy_node *s_scenario(s_emit_t *e, const kt_scenario_t *s)
 {
     if (s->n_cgroups > KT_MAX_CGROUPS || s->n_faults > KT_MAX_FAULTS || s->n_steps > KT_MAX_STEPS) {
@@ -470,10 +542,16 @@ static struct fy_node *s_scenario(s_emit_t *e, const kt_scenario_t *s)
     struct fy_node *checks = s_checks(e, &s->thresholds);
     if (checks)
         s_put(e, root, "checks", checks);
-    struct fy_node *cgroups = s_seq(e);
-    for (unsigned i = 0; i < s->n_cgroups; i++)
-        s_append(e, cgroups, s_cgroup(e, &s->cgroups[i], i));
-    s_put(e, root, "cgroups", cgroups);
+    bool payload = kt_payload_present(&s->payload);
+    if (payload)
+        s_put(e, root, "payload", s_payload(e, s));
+    /* Without cgroups the payload is the whole workload: no key then. */
+    if (s->n_cgroups || !payload) {
+        struct fy_node *cgroups = s_seq(e);
+        for (unsigned i = 0; i < s->n_cgroups; i++)
+            s_append(e, cgroups, s_cgroup(e, &s->cgroups[i], i));
+        s_put(e, root, "cgroups", cgroups);
+    }
     if (s->n_faults) {
         struct fy_node *faults = s_seq(e);
         for (unsigned i = 0; i < s->n_faults; i++) {

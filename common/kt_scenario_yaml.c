@@ -29,6 +29,13 @@
  *     move_tasks (target:); each names its cgroup with cgroup:
  *   cpusets also: range:LO..HI, disjoint:I/N, overlap:I/N:F; cgroup names nest
  *   with '/' ("parent/child": the parent holds no workers) 
+ *   payload:                       optional: a static binary run beside the workers
+ *     binary: ./bench              required, relative to this file
+ *     args: ["-n", "4"]            or one string, split on blanks
+ *     checks: ["ops>=1000", "exit==0", "lat.p99=1..5"]
+ *     judge: exit                  exit | tap; tap_test: NAME (tap only)
+ *     timeout: 30s                 output_bytes: N
+ *   with a payload, cgroups may be left out or empty: the payload is the workload
  *
  * Unknown keys, wrong types and out-of-range values are errors; every error
  * reads "FILE:LINE:COL: path: what is wrong" (1-based line and column). Numbers
@@ -41,6 +48,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libfyaml.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -69,6 +77,9 @@ typedef struct s_ctx {
     const char *origin;
     char *err;
     size_t err_len;
+    /* The folder a payload's relative binary resolves against, and where it
+     * must exist; NULL (text from memory): kept as written, unchecked. */
+    const char *base_dir;
 } s_ctx_t;
 
 /* Formats "origin:line:col: message" at node (or at fallback when node has
@@ -740,7 +751,8 @@ static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned
     return 0;
 }
 
-static int s_cgroups(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenario_t *s)
+static int s_cgroups(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenario_t *s,
+                     bool allow_empty)
 {
     int r = s_deref(c, &n, key, "cgroups");
     if (r < 0)
@@ -749,8 +761,9 @@ static int s_cgroups(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scen
         return s_fail(c, n, key, "cgroups: expected a sequence of cgroups, got %s",
                       kt_yaml_is_null(n) ? "nothing" : kt_yaml_kind(n));
     int count = fy_node_sequence_item_count(n);
-    if (count < 1 || count > KT_MAX_CGROUPS)
-        return s_fail(c, n, key, "cgroups: %d entries, expected 1..%d", count, KT_MAX_CGROUPS);
+    if (count < (allow_empty ? 0 : 1) || count > KT_MAX_CGROUPS)
+        return s_fail(c, n, key, "cgroups: %d entries, expected %d..%d", count,
+                      allow_empty ? 0 : 1, KT_MAX_CGROUPS);
     void *it = NULL;
     struct fy_node *item;
     for (unsigned i = 0; (item = fy_node_sequence_iterate(n, &it)); i++) {
@@ -1281,11 +1294,213 @@ static int s_steps_check(s_ctx_t *c, struct fy_node *n, const kt_scenario_t *s)
     return 0;
 }
 
+/* A payload's binary: its guest name is the file name as written (a
+ * symlink such as busybox keeps its name); with a base folder, the file
+ * must exist, be regular and executable, and ret gets its real path. */
+static int s_payload_binary(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                            kt_payload_spec_t *spec, char *ret, size_t ret_len)
+{
+    char raw[4096];
+    int r = s_string(c, n, key, path, "a path", raw, sizeof(raw));
+    if (r < 0)
+        return r;
+    size_t rl = strlen(raw);
+    while (rl > 1 && raw[rl - 1] == '/')
+        raw[--rl] = '\0';
+    const char *base = strrchr(raw, '/');
+    base = base ? base + 1 : raw;
+    if (!*base || !strcmp(base, ".") || !strcmp(base, "..") || strlen(base) >= sizeof(spec->name))
+        return s_fail(c, n, key, "%s: '%s': the file name must be 1..%zu bytes, not . or ..",
+                      path, raw, sizeof(spec->name) - 1);
+    snprintf(spec->name, sizeof(spec->name), "%s", base);
+    if (!c->base_dir) {
+        if (rl >= ret_len)
+            return s_fail(c, n, key, "%s: longer than %zu bytes", path, ret_len - 1);
+        snprintf(ret, ret_len, "%s", raw);
+        return 0;
+    }
+    char joined[8192];
+    snprintf(joined, sizeof(joined), "%s%s%s", raw[0] == '/' ? "" : c->base_dir,
+             raw[0] == '/' ? "" : "/", raw);
+    struct stat st;
+    if (stat(joined, &st) < 0)
+        return s_fail(c, n, key, "%s: '%s': %s", path, joined, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return s_fail(c, n, key, "%s: '%s' is not a regular file", path, joined);
+    if (access(joined, X_OK) < 0)
+        return s_fail(c, n, key, "%s: '%s' is not executable", path, joined);
+    char real[PATH_MAX];
+    if (!realpath(joined, real))
+        return s_fail(c, n, key, "%s: '%s': %s", path, joined, strerror(errno));
+    if (strlen(real) >= ret_len)
+        return s_fail(c, n, key, "%s: '%s' is longer than %zu bytes", path, real, ret_len - 1);
+    snprintf(ret, ret_len, "%s", real);
+    return 0;
+}
+
+/* args: a sequence of strings (one argument each) or one string split on
+ * blanks with shell-like quoting. */
+static int s_payload_args(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                          kt_payload_spec_t *spec)
+{
+    int r = s_deref(c, &n, key, path);
+    if (r < 0)
+        return r;
+    char why[256];
+    if (n && fy_node_is_scalar(n) && !kt_yaml_is_null(n)) {
+        char text[KT_PAYLOAD_ARGS_BYTES + 1];
+        if ((r = s_string(c, n, key, path, "arguments", text, sizeof(text))) < 0)
+            return r;
+        if (kt_payload_args_split(spec, text, why, sizeof(why)) < 0)
+            return s_fail(c, n, key, "%s: %s", path, why);
+        return 0;
+    }
+    if (!n || !fy_node_is_sequence(n))
+        return s_fail(c, n, key, "%s: expected a sequence of arguments or a string, got %s", path,
+                      kt_yaml_is_null(n) ? "nothing" : kt_yaml_kind(n));
+    int count = fy_node_sequence_item_count(n);
+    if (count < 0 || count > KT_PAYLOAD_ARGS_MAX)
+        return s_fail(c, n, key, "%s: %d arguments, limit %d", path, count, KT_PAYLOAD_ARGS_MAX);
+    _cleanup_free_ char *store = malloc((size_t)KT_PAYLOAD_ARGS_MAX * (KT_PAYLOAD_ARGS_BYTES + 1));
+    if (!store)
+        return -ENOMEM;
+    const char *argv[KT_PAYLOAD_ARGS_MAX];
+    void *it = NULL;
+    struct fy_node *item;
+    for (unsigned i = 0; (item = fy_node_sequence_iterate(n, &it)); i++) {
+        char sub[S_PATH_MAX];
+        snprintf(sub, sizeof(sub), "%.80s[%u]", path, i);
+        char *arg = store + (size_t)i * (KT_PAYLOAD_ARGS_BYTES + 1);
+        if ((r = s_string(c, item, n, sub, "an argument", arg, KT_PAYLOAD_ARGS_BYTES + 1)) < 0)
+            return r;
+        argv[i] = arg;
+    }
+    if (kt_payload_args_set(spec, argv, (unsigned)count) < 0)
+        return s_fail(c, n, key, "%s: arguments over %d bytes in all", path,
+                      KT_PAYLOAD_ARGS_BYTES);
+    return 0;
+}
+
+static int s_payload_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                            kt_payload_spec_t *spec)
+{
+    int r = s_deref(c, &n, key, path);
+    if (r < 0)
+        return r;
+    if (!n || !fy_node_is_sequence(n))
+        return s_fail(c, n, key, "%s: expected a sequence of checks (\"METRIC>=N\"), got %s", path,
+                      kt_yaml_is_null(n) ? "nothing" : kt_yaml_kind(n));
+    int count = fy_node_sequence_item_count(n);
+    if (count < 0 || count > KT_PAYLOAD_CHECKS_MAX)
+        return s_fail(c, n, key, "%s: %d checks, limit %d", path, count, KT_PAYLOAD_CHECKS_MAX);
+    void *it = NULL;
+    struct fy_node *item;
+    for (unsigned i = 0; (item = fy_node_sequence_iterate(n, &it)); i++) {
+        char sub[S_PATH_MAX], text[160], why[256];
+        snprintf(sub, sizeof(sub), "%.80s[%u]", path, i);
+        if ((r = s_string(c, item, n, sub, "a check", text, sizeof(text))) < 0)
+            return r;
+        kt_payload_check_t pc;
+        if (kt_payload_check_parse(text, &pc, why, sizeof(why)) < 0)
+            return s_fail(c, item, n, "%s: %s", sub, why);
+        if (kt_payload_check_add(spec, &pc) < 0)
+            return s_fail(c, item, n, "%s: more than %d checks", sub, KT_PAYLOAD_CHECKS_MAX);
+    }
+    return 0;
+}
+
+/* The keys of a payload map; the caller's own keys (a gauntlet's name,
+ * scenario) follow them in the same field array. */
+static const char *const s_payload_keys[] = {"binary",   "args",    "checks",      "judge",
+                                             "tap_test", "timeout", "output_bytes"};
+#define S_PAYLOAD_EXTRA_MAX 4
+
+static int s_payload(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                     const char *const *extra, kt_payload_spec_t *ret, char *ret_binary,
+                     size_t binary_len)
+{
+    s_field_t f[KT_ARRAY_SIZE(s_payload_keys) + S_PAYLOAD_EXTRA_MAX] = {{0}};
+    size_t nf = 0;
+    for (; nf < KT_ARRAY_SIZE(s_payload_keys); nf++)
+        f[nf].name = s_payload_keys[nf];
+    for (size_t i = 0; extra && extra[i] && i < S_PAYLOAD_EXTRA_MAX; i++)
+        f[nf++].name = extra[i];
+    int r = s_fields(c, n, key, path, "a payload", f, nf);
+    if (r < 0)
+        return r;
+    if ((r = s_deref(c, &n, key, path)) < 0)
+        return r;
+    kt_payload_spec_t spec;
+    kt_payload_spec_init(&spec);
+    char sub[S_PATH_MAX];
+    s_field_t *x;
+    if (!(x = s_field(f, nf, "binary")))
+        return s_fail(c, n, key, "%s: missing key 'binary' (the static binary to run)", path);
+    snprintf(sub, sizeof(sub), "%s.binary", path);
+    if ((r = s_payload_binary(c, x->value, x->key, sub, &spec, ret_binary, binary_len)) < 0)
+        return r;
+    snprintf(sub, sizeof(sub), "%s.args", path);
+    if ((x = s_field(f, nf, "args")) && (r = s_payload_args(c, x->value, x->key, sub, &spec)) < 0)
+        return r;
+    snprintf(sub, sizeof(sub), "%s.checks", path);
+    if ((x = s_field(f, nf, "checks")) &&
+        (r = s_payload_checks(c, x->value, x->key, sub, &spec)) < 0)
+        return r;
+    if ((x = s_field(f, nf, "judge"))) {
+        char text[16];
+        snprintf(sub, sizeof(sub), "%s.judge", path);
+        bool fits;
+        if ((r = s_value(c, x->value, x->key, sub, "exit or tap", text, sizeof(text), &fits,
+                         NULL)) < 0)
+            return r;
+        if (fits && strcmp(text, "exit") == 0)
+            spec.judge = KT_PAYLOAD_JUDGE_EXIT;
+        else if (fits && strcmp(text, "tap") == 0)
+            spec.judge = KT_PAYLOAD_JUDGE_TAP;
+        else
+            return s_fail(c, x->value, x->key, "%s: '%s%s' is not exit or tap", sub, text,
+                          fits ? "" : "...");
+    }
+    if ((x = s_field(f, nf, "tap_test"))) {
+        snprintf(sub, sizeof(sub), "%s.tap_test", path);
+        if ((r = s_string(c, x->value, x->key, sub, "a TAP test's description", spec.tap_test,
+                          sizeof(spec.tap_test))) < 0)
+            return r;
+        if (spec.judge != KT_PAYLOAD_JUDGE_TAP)
+            return s_fail(c, x->key, x->value, "%s: only with judge: tap", sub);
+    }
+    if ((x = s_field(f, nf, "timeout"))) {
+        snprintf(sub, sizeof(sub), "%s.timeout", path);
+        if ((r = s_duration_ms(c, x->value, x->key, sub, 1, KT_PAYLOAD_TIMEOUT_MAX_MS,
+                               &spec.timeout_ms)) < 0)
+            return r;
+    }
+    if ((x = s_field(f, nf, "output_bytes"))) {
+        snprintf(sub, sizeof(sub), "%s.output_bytes", path);
+        if ((r = s_uint(c, x->value, x->key, sub, KT_PAYLOAD_OUTPUT_MIN, KT_PAYLOAD_OUTPUT_MAX,
+                        &spec.max_output)) < 0)
+            return r;
+    }
+    *ret = spec;
+    return 0;
+}
+
+int kt_payload_yaml_from_node(struct fy_node *node, struct fy_node *key, const char *origin,
+                              const char *base_dir, const char *path, const char *const *extra,
+                              kt_payload_spec_t *ret, char *ret_binary, size_t binary_len,
+                              char *err, size_t err_len)
+{
+    char dummy[1];
+    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy),
+                 base_dir};
+    return s_payload(&c, node, key, path ? path : "payload", extra, ret, ret_binary, binary_len);
+}
+
 static int s_scenario(s_ctx_t *c, struct fy_node *root, kt_scenario_t *ret)
 {
     s_field_t f[] = {{"name"},        {"description"}, {"duration"}, {"memory_mib"},
                      {"constraints"}, {"checks"},      {"cgroups"},  {"faults"},
-                     {"steps"}};
+                     {"steps"},       {"payload"}};
     int r = s_fields(c, root, NULL, "", "scenario", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
@@ -1319,9 +1534,15 @@ static int s_scenario(s_ctx_t *c, struct fy_node *root, kt_scenario_t *ret)
         return r;
     if ((x = S_F(f, "checks")) && (r = s_checks(c, x->value, x->key, &s->thresholds)) < 0)
         return r;
-    if (!(x = S_F(f, "cgroups")))
+    if ((x = S_F(f, "payload")) &&
+        (r = s_payload(c, x->value, x->key, "payload", NULL, &s->payload, s->payload_binary,
+                       sizeof(s->payload_binary))) < 0)
+        return r;
+    /* A payload may be the whole workload: cgroups are optional then. */
+    bool payload = kt_payload_present(&s->payload);
+    if (!(x = S_F(f, "cgroups")) && !payload)
         return s_fail(c, root, NULL, "missing key 'cgroups' in scenario");
-    if ((r = s_cgroups(c, x->value, x->key, s)) < 0)
+    if (x && (r = s_cgroups(c, x->value, x->key, s, payload)) < 0)
         return r;
     if ((x = S_F(f, "faults")) && (r = s_faults(c, x->value, x->key, s)) < 0)
         return r;
@@ -1335,8 +1556,15 @@ static int s_scenario(s_ctx_t *c, struct fy_node *root, kt_scenario_t *ret)
 int kt_scenario_yaml_from_node(struct fy_node *node, const char *origin, kt_scenario_t *ret,
                                char *err, size_t err_len)
 {
+    return kt_scenario_yaml_from_node_in(node, origin, NULL, ret, err, err_len);
+}
+
+int kt_scenario_yaml_from_node_in(struct fy_node *node, const char *origin, const char *base_dir,
+                                  kt_scenario_t *ret, char *err, size_t err_len)
+{
     char dummy[1];
-    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy)};
+    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy),
+                 base_dir};
     if (!node)
         return s_fail(&c, NULL, NULL, "expected a scenario mapping, got nothing");
     return s_scenario(&c, node, ret);
@@ -1400,11 +1628,21 @@ static void s_parser_freep(struct fy_parser **p)
         fy_parser_destroy(*p);
 }
 
+static int s_parse(const char *text, size_t len, const char *origin, const char *base_dir,
+                   kt_scenario_t *ret, char *err, size_t err_len);
+
 int kt_scenario_yaml_parse(const char *text, size_t len, const char *origin, kt_scenario_t *ret,
                            char *err, size_t err_len)
 {
+    return s_parse(text, len, origin, NULL, ret, err, err_len);
+}
+
+static int s_parse(const char *text, size_t len, const char *origin, const char *base_dir,
+                   kt_scenario_t *ret, char *err, size_t err_len)
+{
     char dummy[1];
-    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy)};
+    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy),
+                 base_dir};
     if (!text)
         return -EINVAL;
     if (len > S_MAX_FILE_SIZE) {
@@ -1526,5 +1764,15 @@ int kt_scenario_yaml_load(const char *path, kt_scenario_t *ret, char *err, size_
         }
     }
     buf[len] = '\0';
-    return kt_scenario_yaml_parse(buf, len, path, ret, err, err_len);
+    /* A payload's relative binary resolves against the file's folder. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    return s_parse(buf, len, path, dir, ret, err, err_len);
 }

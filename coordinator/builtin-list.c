@@ -21,7 +21,8 @@ static void s_usage(FILE *f)
 {
     fprintf(f, "usage: ktstr-coord list --gauntlet FILE [--budget SECS] [--ids]\n"
                "Prints the cells of a gauntlet, one name per line\n"
-               "(gauntlet/{scenario}/{preset}/{profile}/{kernel_label}), without running\n"
+               "(gauntlet/{scenario}/{preset}/{profile}/{kernel_label}; a payload entry's\n"
+               "cells read gauntlet/{payload}/...), without running\n"
                "anything. --budget keeps the cells a run with that time budget would run.\n"
                "--ids prefixes each name with its cell id. A summary goes to stderr.\n"
                "Exit status: 0 listed, 1 invalid gauntlet, 2 usage error.\n");
@@ -121,6 +122,8 @@ int builtin_list(int argc, char **argv)
             s_plural(run.n_scheds, "scheduler", "schedulers"), g->n_topologies,
             s_plural(g->n_topologies, "topology", "topologies"), g->n_scenarios,
             s_plural(g->n_scenarios, "scenario", "scenarios"), g->repeat, run.n_filtered);
+    if (g->n_payloads)
+        fprintf(stderr, "; %u %s", g->n_payloads, s_plural(g->n_payloads, "payload", "payloads"));
     if (budget_ms)
         fprintf(stderr, "; budget %.0f s keeps %u of %u (estimated %.0f s of %.0f s)",
                 (double)budget_ms / 1000.0, run.n_cells, expanded, (double)est / 1000.0,

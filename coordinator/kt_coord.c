@@ -198,12 +198,96 @@ static int s_finish(const kt_gauntlet_t *g, kt_coord_run_t *runp, kt_coord_run_t
         }
         run.n_scheds++;
     }
+    /* Payload binaries, each hashed once: the payload entries' and those of
+     * scenarios that declare a payload: (the matrix finds them by path). */
+    unsigned cap = g->n_payloads + g->n_scenarios;
+    run.payloads = calloc(cap ? cap : 1, sizeof(*run.payloads));
+    if (!run.payloads) {
+        snprintf(err, err_len, "%s: out of memory", g->path);
+        return -ENOMEM;
+    }
+    unsigned idx;
+    char why[4400];
+    for (unsigned i = 0; i < g->n_scenarios; i++) {
+        const kt_scenario_t *sc = &g->scenarios[i];
+        if (!kt_payload_present(&sc->payload))
+            continue;
+        int r = kt_coord_run_add_payload(&run, cap, sc->payload_binary, &idx, why, sizeof(why));
+        if (r < 0) {
+            snprintf(err, err_len, "%s: scenario '%s': payload %s", g->path, sc->name, why);
+            return r;
+        }
+    }
+    for (unsigned i = 0; i < g->n_payloads; i++) {
+        int r = kt_coord_run_add_payload(&run, cap, g->payloads[i].binary, &idx, why, sizeof(why));
+        if (r < 0) {
+            snprintf(err, err_len, "%s: payloads[%u] ('%s'): %s", g->path, i, g->payloads[i].name,
+                     why);
+            return r;
+        }
+    }
     int r = kt_matrix_expand(g, &run, NULL, err, err_len);
     if (r < 0)
         return r;
     *ret = run;
     memset(&run, 0, sizeof(run));
     return 0;
+}
+
+int kt_coord_run_add_payload(kt_coord_run_t *run, unsigned cap, const char *path,
+                             unsigned *ret_index, char *why, size_t why_len)
+{
+    for (unsigned i = 0; i < run->n_payloads; i++)
+        if (strcmp(run->payloads[i].path, path) == 0) {
+            *ret_index = i;
+            return 0;
+        }
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (!*base || strlen(base) >= KT_PAYLOAD_NAME_MAX || !strcmp(base, ".") ||
+        !strcmp(base, "..")) {
+        snprintf(why, why_len, "'%s': its file name must be 1..%d bytes", path,
+                 KT_PAYLOAD_NAME_MAX - 1);
+        return -EINVAL;
+    }
+    if (strlen(path) >= sizeof(run->payloads[0].path)) {
+        snprintf(why, why_len, "'%.200s...': longer than %zu bytes", path,
+                 sizeof(run->payloads[0].path) - 1);
+        return -ENAMETOOLONG;
+    }
+    if (run->n_payloads >= cap) {
+        snprintf(why, why_len, "'%s': more than %u payload binaries", path, cap);
+        return -E2BIG;
+    }
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        int e = errno;
+        snprintf(why, why_len, "'%s': %s", path, strerror(e));
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, why_len, "'%s': not a regular file", path);
+        return -EINVAL;
+    }
+    kt_coord_sched_t *pl = &run->payloads[run->n_payloads];
+    memset(pl, 0, sizeof(*pl));
+    int r = kt_hash_sha256_file(path, pl->sha);
+    if (r < 0) {
+        snprintf(why, why_len, "'%s': cannot hash it: %s", path, strerror(-r));
+        return r;
+    }
+    snprintf(pl->name, sizeof(pl->name), "%s", base);
+    snprintf(pl->path, sizeof(pl->path), "%s", path);
+    pl->size = (uint64_t)st.st_size;
+    *ret_index = run->n_payloads++;
+    return 0;
+}
+
+void kt_coord_payload_stamp(const kt_coord_run_t *run, unsigned index, kt_payload_spec_t *spec)
+{
+    const kt_coord_sched_t *pl = &run->payloads[index];
+    snprintf(spec->sha, sizeof(spec->sha), "%s", pl->sha);
+    spec->size = pl->size;
 }
 
 void kt_coord_run_id_new(char buf[40])

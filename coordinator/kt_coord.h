@@ -58,7 +58,9 @@ void kt_coord_run_free(kt_coord_run_t *run);
 /* Builds a run from a gauntlet: resolves each kernel once (label, version,
  * sha256, and the commit map: one libgit2 lookup per kernel, not per cell;
  * spec entries from the kernel cache, building nothing),
- * hashes each scheduler binary once, then expands the matrix. run_id is left
+ * hashes each scheduler binary and each payload binary (the gauntlet's
+ * payloads and its scenarios' payload:) once into run->payloads, then
+ * expands the matrix. run_id is left
  * empty (kt_coord_run_set_id). On failure ret is untouched and err reads
  * "FILE: kernels[i]: what" or the matrix's error. */
 int kt_coord_run_prepare(const kt_gauntlet_t *g, kt_coord_run_t *ret, char *err, size_t err_len);
@@ -68,6 +70,18 @@ int kt_coord_run_prepare(const kt_gauntlet_t *g, kt_coord_run_t *ret, char *err,
 int kt_coord_run_prepare_kernels(const kt_gauntlet_t *g, const kt_coord_kernel_t *kernels,
                                  unsigned n_kernels, kt_coord_run_t *ret, char *err,
                                  size_t err_len);
+
+/* Adds the payload binary at path to run->payloads (an array of cap entries
+ * the caller allocated), stat'ed and hashed once: a path already there is
+ * found, not hashed again. *ret_index gets its index; its name is the file
+ * name, which the guest runs as /payload/{name}. -errno with why reading
+ * "'PATH': what" (no file, not regular, unreadable, name too long, -E2BIG
+ * past cap). The selftests' runner and a gauntlet's payloads go this way. */
+int kt_coord_run_add_payload(kt_coord_run_t *run, unsigned cap, const char *path,
+                             unsigned *ret_index, char *why, size_t why_len);
+/* A plan's payload spec names the binary at run->payloads[index]: its sha
+ * and size. */
+void kt_coord_payload_stamp(const kt_coord_run_t *run, unsigned index, kt_payload_spec_t *spec);
 
 /* A new run id "YYYYMMDD-HHMMSS-xxxxxx" (UTC, 6 random hex digits). */
 void kt_coord_run_id_new(char buf[40]);

@@ -24,6 +24,13 @@
  *     - steady
  *     - scenarios/mine.yaml         relative to the gauntlet's folder
  *     - {name: x, cgroups: [...]}   the scenario file format, inline
+ *   payloads:                       optional (scenarios or payloads, or both): each
+ *     - name: bench                 a matrix axis beside the scenarios, its cells named
+ *       binary: bin/bench           gauntlet/{name}/...; binary relative to this file,
+ *       args: ["-n", "4"]           hashed and shipped to the workers; the rest is a
+ *       checks: ["ops>=1000"]       scenario's payload: map (kt_scenario_yaml.h)
+ *       scenario: steady            optional: workers beside it (a scenarios entry's
+ *                                   forms); without one the payload runs alone
  *   duration: 3s                    optional: overrides every scenario's duration
  *   repeat: 1                       optional: 1..S_MAX_REPEAT repetitions per cell
  *   work_type: mutex-contention     optional: every cgroup of every scenario runs
@@ -60,6 +67,7 @@
 #define S_MAX_SCHEDS 64
 #define S_MAX_TOPOLOGIES 64
 #define S_MAX_SCENARIOS 64
+#define S_MAX_PAYLOADS 64
 #define S_MAX_REPEAT 100
 #define S_MAX_DURATION_MS (24u * 3600u * 1000u)
 /* The worker's argument string (kt_cellspec_t.sched_args) holds 511 bytes. */
@@ -687,6 +695,49 @@ static bool s_is_scenario_path(const char *s)
            (n > 4 && strcmp(s + n - 4, ".yml") == 0);
 }
 
+/* One scenario: a built-in name, a YAML file (relative to the gauntlet) or
+ * an inline mapping (whose payload binary resolves against the gauntlet). */
+static int s_scenario_item(s_ctx_t *c, struct fy_node *item, struct fy_node *parent,
+                           const char *path, kt_scenario_t *s)
+{
+    int r;
+    if ((r = s_deref(c, &item, parent, path)) < 0)
+        return r;
+    if (item && fy_node_is_mapping(item))
+        return kt_scenario_yaml_from_node_in(item, c->origin, c->base_dir, s, c->err, c->err_len);
+    if (!item || !fy_node_is_scalar(item) || kt_yaml_is_null(item))
+        return s_fail(c, item, parent,
+                      "%s: expected a built-in name, a YAML file or a scenario mapping, got %s",
+                      path, kt_yaml_is_null(item) ? "nothing" : kt_yaml_kind(item));
+    char text[4096];
+    if ((r = s_string(c, item, parent, path, "a scenario", text, sizeof(text), NULL)) < 0)
+        return r;
+    const kt_scenario_t *b = kt_scenario_builtin_find(text);
+    if (b) {
+        *s = *b;
+        return 0;
+    }
+    if (s_is_scenario_path(text)) {
+        char file[4096];
+        if ((r = s_path(c, item, parent, path, false, file, sizeof(file))) < 0)
+            return r;
+        char why[1024];
+        if ((r = kt_scenario_yaml_load(file, s, why, sizeof(why))) < 0)
+            return s_fail(c, item, parent, "%s: %s", path, why);
+        return 0;
+    }
+    unsigned nb;
+    const kt_scenario_t *all = kt_scenario_builtins(&nb);
+    char known[512] = "";
+    size_t off = 0;
+    for (unsigned j = 0; j < nb && off < sizeof(known); j++)
+        off +=
+            (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", j ? ", " : "", all[j].name);
+    return s_fail(c, item, parent,
+                  "%s: '%s' is not a built-in scenario (%s) nor a path to a YAML file", path, text,
+                  known);
+}
+
 static int s_scenarios(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
 {
     unsigned count;
@@ -702,44 +753,8 @@ static int s_scenarios(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_ga
         char path[S_PATH_MAX];
         snprintf(path, sizeof(path), "scenarios[%u]", i);
         kt_scenario_t *s = &g->scenarios[i];
-        if ((r = s_deref(c, &item, n, path)) < 0)
+        if ((r = s_scenario_item(c, item, n, path, s)) < 0)
             return r;
-        if (item && fy_node_is_mapping(item)) {
-            if ((r = kt_scenario_yaml_from_node(item, c->origin, s, c->err, c->err_len)) < 0)
-                return r;
-        } else if (item && fy_node_is_scalar(item) && !kt_yaml_is_null(item)) {
-            char text[4096];
-            if ((r = s_string(c, item, n, path, "a scenario", text, sizeof(text), NULL)) < 0)
-                return r;
-            const kt_scenario_t *b = kt_scenario_builtin_find(text);
-            if (b) {
-                *s = *b;
-            } else if (s_is_scenario_path(text)) {
-                char file[4096];
-                if ((r = s_path(c, item, n, path, false, file, sizeof(file))) < 0)
-                    return r;
-                char why[1024];
-                if ((r = kt_scenario_yaml_load(file, s, why, sizeof(why))) < 0)
-                    return s_fail(c, item, n, "%s: %s", path, why);
-            } else {
-                unsigned nb;
-                const kt_scenario_t *all = kt_scenario_builtins(&nb);
-                char known[512] = "";
-                size_t off = 0;
-                for (unsigned j = 0; j < nb && off < sizeof(known); j++)
-                    off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", j ? ", " : "",
-                                            all[j].name);
-                return s_fail(c, item, n,
-                              "%s: '%s' is not a built-in scenario (%s) nor a path to a YAML "
-                              "file",
-                              path, text, known);
-            }
-        } else {
-            return s_fail(c, item, n,
-                          "%s: expected a built-in name, a YAML file or a scenario mapping, got "
-                          "%s",
-                          path, kt_yaml_is_null(item) ? "nothing" : kt_yaml_kind(item));
-        }
         for (unsigned j = 0; j < i; j++)
             if (strcmp(g->scenarios[j].name, s->name) == 0)
                 return s_fail(c, item, n, "%s: scenario '%s' is already scenarios[%u]", path,
@@ -749,10 +764,68 @@ static int s_scenarios(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_ga
     return 0;
 }
 
+/* payloads: each a payload map (kt_payload_yaml_from_node) with a name and
+ * an optional scenario to run beside. Names are unique among payloads and
+ * scenarios: both name cells (gauntlet/{name}/...). */
+static int s_payloads(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
+{
+    unsigned count;
+    int r = s_sequence(c, &n, key, "payloads", "payload", S_MAX_PAYLOADS, false, &count);
+    if (r < 0)
+        return r;
+    g->payloads = calloc(count, sizeof(*g->payloads));
+    if (!g->payloads)
+        return -ENOMEM;
+    static const char *const extra[] = {"name", "scenario", NULL};
+    void *it = NULL;
+    for (unsigned i = 0; i < count; i++) {
+        struct fy_node *item = fy_node_sequence_iterate(n, &it);
+        char path[S_PATH_MAX], sub[S_SUB_MAX];
+        snprintf(path, sizeof(path), "payloads[%u]", i);
+        kt_gauntlet_payload_t *p = &g->payloads[i];
+        if ((r = s_deref(c, &item, n, path)) < 0)
+            return r;
+        if ((r = kt_payload_yaml_from_node(item, n, c->origin, c->base_dir, path, extra, &p->spec,
+                                           p->binary, sizeof(p->binary), c->err, c->err_len)) < 0)
+            return r;
+        struct fy_node *name = fy_node_mapping_lookup_value_by_string(item, "name", FY_NT);
+        struct fy_node *name_key = fy_node_mapping_lookup_key_by_string(item, "name", FY_NT);
+        if (!name_key)
+            return s_fail(c, item, n, "%s: missing key 'name' (it names the payload's cells)",
+                          path);
+        snprintf(sub, sizeof(sub), "%s.name", path);
+        if ((r = s_name(c, name, name_key, sub, p->name, sizeof(p->name))) < 0)
+            return r;
+        for (unsigned j = 0; j < i; j++)
+            if (strcmp(g->payloads[j].name, p->name) == 0)
+                return s_fail(c, name, name_key, "%s: payload '%s' is already payloads[%u]", sub,
+                              p->name, j);
+        for (unsigned j = 0; j < g->n_scenarios; j++)
+            if (strcmp(g->scenarios[j].name, p->name) == 0)
+                return s_fail(c, name, name_key,
+                              "%s: '%s' is also the name of scenarios[%u] (both name cells)", sub,
+                              p->name, j);
+        struct fy_node *sc = fy_node_mapping_lookup_value_by_string(item, "scenario", FY_NT);
+        struct fy_node *sc_key = fy_node_mapping_lookup_key_by_string(item, "scenario", FY_NT);
+        if (sc_key) {
+            snprintf(sub, sizeof(sub), "%s.scenario", path);
+            if ((r = s_scenario_item(c, sc, sc_key, sub, &p->scenario)) < 0)
+                return r;
+            if (kt_payload_present(&p->scenario.payload))
+                return s_fail(c, sc, sc_key,
+                              "%s: scenario '%s' has a payload of its own (a cell runs one)", sub,
+                              p->scenario.name);
+            p->has_scenario = true;
+        }
+        g->n_payloads++;
+    }
+    return 0;
+}
+
 static int s_gauntlet(s_ctx_t *c, struct fy_node *root, kt_gauntlet_t *g)
 {
-    s_field_t f[] = {{"kernels"},   {"schedulers"}, {"topologies"}, {"scenarios"},
-                     {"duration"},  {"repeat"},     {"work_type"}};
+    s_field_t f[] = {{"kernels"},  {"schedulers"}, {"topologies"}, {"scenarios"},
+                     {"duration"}, {"repeat"},     {"work_type"},  {"payloads"}};
     int r = s_fields(c, root, NULL, "", "a gauntlet", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
@@ -777,9 +850,12 @@ static int s_gauntlet(s_ctx_t *c, struct fy_node *root, kt_gauntlet_t *g)
         return s_fail(c, root, NULL, "missing key 'topologies' in the gauntlet");
     if ((r = s_topologies(c, x->value, x->key, g)) < 0)
         return r;
-    if (!(x = S_F(f, "scenarios")))
-        return s_fail(c, root, NULL, "missing key 'scenarios' in the gauntlet");
-    if ((r = s_scenarios(c, x->value, x->key, g)) < 0)
+    s_field_t *payloads = S_F(f, "payloads");
+    if (!(x = S_F(f, "scenarios")) && !payloads)
+        return s_fail(c, root, NULL, "missing key 'scenarios' (or 'payloads') in the gauntlet");
+    if (x && (r = s_scenarios(c, x->value, x->key, g)) < 0)
+        return r;
+    if (payloads && (r = s_payloads(c, payloads->value, payloads->key, g)) < 0)
         return r;
     if ((x = S_F(f, "duration"))) {
         char text[40];
@@ -830,6 +906,7 @@ void kt_gauntlet_free(kt_gauntlet_t **g_p)
     free(g->scheds);
     free(g->topologies);
     free(g->scenarios);
+    free(g->payloads);
     free(g);
     *g_p = NULL;
 }

@@ -45,6 +45,17 @@ typedef struct kt_gauntlet_topology {
     kt_topology_t topo;
 } kt_gauntlet_topology_t;
 
+/* A payload entry: a static binary run in the guest as a cell's workload,
+ * alone or beside a scenario's workers; one matrix axis value. */
+typedef struct kt_gauntlet_payload {
+    char name[KT_NAME_MAX];     /* names its cells: gauntlet/{name}/... */
+    char binary[4096];          /* absolute */
+    kt_payload_spec_t spec;     /* spec.name: the binary's file name; sha "" (hashed by
+                                 * kt_coord_run_prepare) */
+    bool has_scenario;
+    kt_scenario_t scenario;     /* run beside, when has_scenario (it has no payload) */
+} kt_gauntlet_payload_t;
+
 typedef struct kt_gauntlet {
     char path[4096];
     char dir[4096];
@@ -56,6 +67,8 @@ typedef struct kt_gauntlet {
     kt_gauntlet_topology_t *topologies;
     unsigned n_scenarios;
     kt_scenario_t *scenarios;
+    unsigned n_payloads;        /* `payloads:`: a scenario-like axis (0 when absent) */
+    kt_gauntlet_payload_t *payloads;
     uint32_t duration_ms;       /* 0: each scenario's */
     unsigned repeat;            /* >= 1 */
     /* work_type: every cgroup of every scenario runs this work type (as

@@ -12,7 +12,14 @@
  * gauntlet repeats cells. A gauntlet's work_type replaces every cgroup's
  * work type before resolution (kt_scenario_override_work); the scenario part
  * of the name then reads {scenario}+{type}, and the id changes with the
- * plan. */
+ * plan.
+ *
+ * The gauntlet's payload entries extend the scenario axis after the
+ * scenarios: a payload's cells read gauntlet/{payload}/..., their plan is
+ * named after the payload (with the scenario beside it resolved into its
+ * cgroups, or none: the payload alone, its timeout as the duration), and
+ * the plan's payload names the binary by its sha, so a changed binary is a
+ * new cell id. A scenario's own payload: goes into its cells the same way. */
 #include "kt_matrix.h"
 
 #include <errno.h>
@@ -113,6 +120,15 @@ static int s_sched_args(const kt_gauntlet_sched_t *s, uint32_t mask, char *buf, 
     return 0;
 }
 
+/* One value of the scenario axis: a scenario (maybe with its own payload:)
+ * or a gauntlet payload entry (maybe with a scenario beside). */
+typedef struct s_row {
+    const char *name;                 /* the cell name's first part */
+    const kt_scenario_t *scen;        /* NULL: the payload alone */
+    const kt_payload_spec_t *payload; /* NULL: none */
+    const char *binary;               /* the payload's host path (run->payloads[].path) */
+} s_row_t;
+
 static int s_cmp_cell_id(const void *a, const void *b)
 {
     const kt_coord_cell_t *const *x = a, *const *y = b;
@@ -148,10 +164,29 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                                  1u << KT_GAUNTLET_MAX_FLAGS);
         total_profiles += n_profiles[s];
     }
+    /* The scenario axis: the scenarios, then the payload entries. */
+    unsigned n_rows = g->n_scenarios + g->n_payloads;
+    _cleanup_free_ s_row_t *rows = calloc(n_rows ? n_rows : 1, sizeof(*rows));
+    if (!rows) {
+        snprintf(err, err_len, "matrix: out of memory");
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < g->n_scenarios; i++) {
+        const kt_scenario_t *sc = &g->scenarios[i];
+        rows[i] = (s_row_t){sc->name, sc, NULL, NULL};
+        if (kt_payload_present(&sc->payload))
+            rows[i].payload = &sc->payload, rows[i].binary = sc->payload_binary;
+    }
+    for (unsigned i = 0; i < g->n_payloads; i++) {
+        const kt_gauntlet_payload_t *gp = &g->payloads[i];
+        rows[g->n_scenarios + i] =
+            (s_row_t){gp->name, gp->has_scenario ? &gp->scenario : NULL, &gp->spec, gp->binary};
+    }
     unsigned fitting = 0, filtered = 0;
-    for (unsigned sc = 0; sc < g->n_scenarios; sc++)
+    for (unsigned sc = 0; sc < n_rows; sc++)
         for (unsigned t = 0; t < g->n_topologies; t++)
-            if (kt_scenario_fits(&g->scenarios[sc], &g->topologies[t].topo, NULL, 0) == 0)
+            if (!rows[sc].scen ||
+                kt_scenario_fits(rows[sc].scen, &g->topologies[t].topo, NULL, 0) == 0)
                 fitting++;
             else
                 filtered++;
@@ -177,26 +212,55 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
         snprintf(err, err_len, "matrix: out of memory");
         return -ENOMEM;
     }
+    static const kt_thresholds_t no_layer; /* a payload alone: no scenario layer */
     const char *wt = g->override_work ? kt_work_type_name(g->work_type) : NULL;
-    for (unsigned sc = 0; sc < g->n_scenarios && r == 0; sc++) {
-        const kt_scenario_t *scen = &g->scenarios[sc];
-        if (overridden) {
+    for (unsigned sc = 0; sc < n_rows && r == 0; sc++) {
+        const s_row_t *row = &rows[sc];
+        const kt_scenario_t *scen = row->scen;
+        if (overridden && scen) {
             *overridden = *scen;
             kt_scenario_override_work(overridden, g->work_type);
             scen = overridden;
         }
+        const char *row_wt = scen ? wt : NULL;
+        unsigned pidx = 0;
+        if (row->payload) {
+            for (pidx = 0; pidx < run->n_payloads; pidx++)
+                if (strcmp(run->payloads[pidx].path, row->binary) == 0)
+                    break;
+            if (pidx == run->n_payloads) {
+                snprintf(err, err_len, "matrix: payload '%s' of '%s' is not hashed", row->binary,
+                         row->name);
+                r = -EINVAL;
+                break;
+            }
+        }
         for (unsigned t = 0; t < g->n_topologies && r == 0; t++) {
             const kt_gauntlet_topology_t *topo = &g->topologies[t];
-            if (kt_scenario_fits(scen, &topo->topo, NULL, 0) != 0)
+            if (scen && kt_scenario_fits(scen, &topo->topo, NULL, 0) != 0)
                 continue;
             kt_plan_t plan;
             char why[256];
-            r = kt_scenario_resolve(scen, &topo->topo, g->duration_ms, &plan, why, sizeof(why));
+            if (scen) {
+                r = kt_scenario_resolve(scen, &topo->topo, g->duration_ms, &plan, why, sizeof(why));
+            } else {
+                /* The payload is the whole workload: it runs until it ends,
+                 * at most its timeout, which is also the estimate. */
+                memset(&plan, 0, sizeof(plan));
+                plan.topology = topo->topo;
+                plan.duration_ms = row->payload->timeout_ms;
+                kt_thresholds_default(&plan.thresholds);
+            }
             if (r < 0) {
-                if (wt)
+                if (sc >= g->n_scenarios)
                     snprintf(err, err_len,
-                             "%s: scenario '%s' with work_type %s on topology '%s': %s",
-                             g->path, scen->name, wt, topo->name, why);
+                             "%s: payload '%s' with scenario '%s'%s%s on topology '%s': %s",
+                             g->path, row->name, scen->name, wt ? " and work_type " : "",
+                             wt ? wt : "", topo->name, why);
+                else if (wt)
+                    snprintf(err, err_len,
+                             "%s: scenario '%s' with work_type %s on topology '%s': %s", g->path,
+                             scen->name, wt, topo->name, why);
                 else
                     snprintf(err, err_len,
                              "%s: scenario '%s' on topology '%s': %s (constraints such as "
@@ -204,6 +268,13 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                              g->path, scen->name, topo->name, why);
                 break;
             }
+            if (row->payload) {
+                plan.payload = *row->payload;
+                kt_coord_payload_stamp(run, pidx, &plan.payload);
+            }
+            /* A payload entry's cells are its own, whatever runs beside. */
+            if (sc >= g->n_scenarios)
+                snprintf(plan.scenario, sizeof(plan.scenario), "%s", row->name);
             for (unsigned s = 0; s < g->n_scheds && r == 0; s++) {
                 const kt_gauntlet_sched_t *gs = &g->scheds[s];
                 const kt_coord_sched_t *rs = &run->scheds[s];
@@ -227,7 +298,8 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                             c->kernel = k;
                             c->sched = s;
                             c->vcpus = kt_topology_cpus(&topo->topo);
-                            c->memory_mib = kt_topology_memory_mib(&topo->topo, scen->memory_mib);
+                            c->memory_mib =
+                                kt_topology_memory_mib(&topo->topo, scen ? scen->memory_mib : 0);
                             snprintf(spec->kernel_label, sizeof(spec->kernel_label), "%s",
                                      kern->label);
                             snprintf(spec->kernel_version, sizeof(spec->kernel_version), "%s",
@@ -246,21 +318,21 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                             spec->memory_mib = c->memory_mib;
                             spec->plan = plan;
                             /* defaults -> scheduler -> scenario */
-                            kt_thresholds_layer(&gs->checks, &scen->thresholds,
+                            kt_thresholds_layer(&gs->checks, scen ? &scen->thresholds : &no_layer,
                                                 &spec->plan.thresholds);
                             char repbuf[16] = "";
                             if (g->repeat > 1)
                                 snprintf(repbuf, sizeof(repbuf), "/r%u", rep + 1);
-                            int w =
-                                snprintf(spec->cell_name, sizeof(spec->cell_name),
-                                         "gauntlet/%s%s%s/%s/%s%s%s/%s%s", scen->name,
-                                         wt ? "+" : "", wt ? wt : "", topo->name, rs->name,
-                                         mask ? "+" : "", mask ? profile : "", kern->label, repbuf);
+                            int w = snprintf(spec->cell_name, sizeof(spec->cell_name),
+                                             "gauntlet/%s%s%s/%s/%s%s%s/%s%s", row->name,
+                                             row_wt ? "+" : "", row_wt ? row_wt : "", topo->name,
+                                             rs->name, mask ? "+" : "", mask ? profile : "",
+                                             kern->label, repbuf);
                             if (w < 0 || (size_t)w >= sizeof(spec->cell_name)) {
                                 snprintf(err, err_len,
                                          "%s: the cell name of scenario '%s', topology '%s', "
                                          "profile '%s', kernel '%s' is longer than %zu bytes",
-                                         g->path, scen->name, topo->name, profile, kern->label,
+                                         g->path, row->name, topo->name, profile, kern->label,
                                          sizeof(spec->cell_name) - 1);
                                 r = -ENAMETOOLONG;
                                 break;

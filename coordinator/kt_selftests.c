@@ -339,14 +339,6 @@ int kt_selftests_prepare(const kt_selftests_config_t *cfg, const kt_selftest_t *
         snprintf(err, err_len, "invalid topology");
         return -EINVAL;
     }
-    const char *base = strrchr(cfg->runner, '/');
-    base = base ? base + 1 : cfg->runner;
-    if (!*base || strlen(base) >= KT_PAYLOAD_NAME_MAX || !strcmp(base, ".") ||
-        !strcmp(base, "..")) {
-        snprintf(err, err_len, "runner '%s': its file name must be 1..%d bytes", cfg->runner,
-                 KT_PAYLOAD_NAME_MAX - 1);
-        return -EINVAL;
-    }
     _cleanup_(kt_coord_run_free) kt_coord_run_t run = {0};
     run.kernels = calloc(1, sizeof(*run.kernels));
     run.scheds = calloc(1, sizeof(*run.scheds));
@@ -365,25 +357,13 @@ int kt_selftests_prepare(const kt_selftests_config_t *cfg, const kt_selftest_t *
     run.n_kernels = 1;
     snprintf(run.scheds[0].name, sizeof(run.scheds[0].name), "eevdf");
     run.n_scheds = 1;
-    kt_coord_sched_t *pl = &run.payloads[0];
-    struct stat st;
-    if (stat(cfg->runner, &st) < 0) {
-        int e = errno;
-        snprintf(err, err_len, "runner '%s': %s", cfg->runner, strerror(e));
-        return -e;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(err, err_len, "runner '%s': not a regular file", cfg->runner);
-        return -EINVAL;
-    }
-    snprintf(pl->name, sizeof(pl->name), "%s", base);
-    snprintf(pl->path, sizeof(pl->path), "%s", cfg->runner);
-    pl->size = (uint64_t)st.st_size;
-    if ((r = kt_hash_sha256_file(cfg->runner, pl->sha)) < 0) {
-        snprintf(err, err_len, "runner '%s': cannot hash it: %s", cfg->runner, strerror(-r));
+    unsigned idx;
+    if ((r = kt_coord_run_add_payload(&run, 1, cfg->runner, &idx, why, sizeof(why))) < 0) {
+        snprintf(err, err_len, "runner %s", why);
         return r;
     }
-    run.n_payloads = 1;
+    const kt_coord_sched_t *pl = &run.payloads[idx];
+    const char *base = pl->name;
 
     char topo[KT_TOPOLOGY_LABEL_MAX];
     kt_topology_label(&cfg->topology, topo, sizeof(topo));
@@ -413,8 +393,7 @@ int kt_selftests_prepare(const kt_selftests_config_t *cfg, const kt_selftest_t *
         kt_payload_spec_t *ps = &p->payload;
         kt_payload_spec_init(ps);
         snprintf(ps->name, sizeof(ps->name), "%s", base);
-        snprintf(ps->sha, sizeof(ps->sha), "%s", pl->sha);
-        ps->size = pl->size;
+        kt_coord_payload_stamp(&run, idx, ps);
         const char *args[] = {"-t", tests[i].name};
         if (kt_payload_args_set(ps, args, 2) < 0) {
             snprintf(err, err_len, "test '%s': name too long", tests[i].name);

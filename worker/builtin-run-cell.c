@@ -33,6 +33,7 @@ static void s_usage(FILE *f)
             "its stdout's last JSON object gives metrics (\"a.b.c\"), and each check\n"
             "(METRIC>=N, METRIC<=N, METRIC=A..B, exit==N) must hold; --payload-judge tap\n"
             "judges its TAP lines instead (ok, not ok, # SKIP). Timeout default 60 s.\n"
+            "A scenario file's `payload:` runs the same way; --payload replaces it whole.\n"
             "Built-in scenarios:");
     unsigned n;
     const kt_scenario_t *b = kt_scenario_builtins(&n);
@@ -249,6 +250,17 @@ int builtin_run_cell(int argc, char **argv)
             return 2;
         }
         sc = &loaded;
+    }
+    /* The scenario file's payload, unless --payload replaces it whole. */
+    if (sc && !req.payload_path && kt_payload_present(&sc->payload)) {
+        if (access(sc->payload_binary, R_OK | X_OK) != 0) {
+            fprintf(stderr, "run-cell: --scenario '%s': payload '%s': %m\n", scenario,
+                    sc->payload_binary);
+            return 2;
+        }
+        payload = sc->payload;
+        req.payload_path = sc->payload_binary;
+        req.payload = &payload;
     }
     req.scenario = sc;
     if (mkdir(req.out_dir, 0755) < 0 && errno != EEXIST) {

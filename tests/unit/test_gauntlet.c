@@ -247,7 +247,7 @@ static void test_errors(void **state)
              "g.yaml:4:1: unknown key 'kernel' in a gauntlet (did you mean 'kernels'?)");
     s_expect(S_HEAD S_TAIL "colour: red\n",
              "g.yaml:4:1: unknown key 'colour' in a gauntlet (known: kernels, schedulers, "
-             "topologies, scenarios, duration, repeat, work_type)");
+             "topologies, scenarios, duration, repeat, work_type, payloads)");
     s_expect(S_HEAD S_TAIL "work_type: spinn\n",
              "g.yaml:4:12: work_type: unknown work type 'spinn' (known: spin, yield, mixed, "
              "bursty, io-sync, pipe-pingpong, futex-pingpong, cache-pressure, cache-yield, "
@@ -259,7 +259,7 @@ static void test_errors(void **state)
     s_expect(S_HEAD "scenarios: [steady]\n",
              "g.yaml:1:1: missing key 'topologies' in the gauntlet");
     s_expect(S_HEAD "topologies: [tiny-1llc]\n",
-             "g.yaml:1:1: missing key 'scenarios' in the gauntlet");
+             "g.yaml:1:1: missing key 'scenarios' (or 'payloads') in the gauntlet");
     s_expect(S_HEAD S_TAIL "---\nkernels: []\n",
              "g.yaml:5:1: a second YAML document: a gauntlet file holds one");
     s_expect("kernels: [a\n", "g.yaml:2:1: flow sequence without a closing bracket");

@@ -544,6 +544,112 @@ static void test_budget(void **state)
     kt_coord_run_free(&a);
 }
 
+/* Payload entries are a scenario-like axis: cells gauntlet/{payload}/...,
+ * the binary hashed once and named in each plan by its sha, alone (no
+ * cgroups, its timeout as the duration) or beside a scenario (its cgroups,
+ * filtered by its constraints); a scenario's own payload: reaches its
+ * cells; the ids of the other cells do not move. */
+static void test_payload_cells(void **state)
+{
+    (void)state;
+#define S_HEAD "kernels: [fake/bzImage]\ntopologies: [tiny-1llc, tiny-2llc]\nduration: 3s\n"
+    const char *text = S_HEAD
+        "scenarios:\n"
+        "  - steady\n"
+        "  - {name: own, cgroups: [{name: a, workers: 2}], payload: {binary: fake/scx_qmap}}\n"
+        "payloads:\n"
+        "  - {name: bench, binary: fake/scx_qmap, checks: [\"ops>=10\"], timeout: 7s}\n"
+        "  - {name: bench_busy, binary: ./fake/scx_qmap, args: [\"-x\"], scenario: steady}\n"
+        "  - name: llc2\n"
+        "    binary: fake/scx_qmap\n"
+        "    scenario: {name: two, constraints: {min_llcs: 2}, cgroups: [{name: a, workers: 2}]}\n";
+    char err[1024] = "";
+    _cleanup_gauntlet_ kt_gauntlet_t *g = NULL;
+    _cleanup_run_ kt_coord_run_t run = {0};
+    if (s_prepare_text(text, &g, &run, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(g->n_payloads, 3);
+    /* steady 2 + own 2 + bench 2 + bench_busy 2 + llc2 1 (not on tiny-1llc). */
+    assert_int_equal(run.n_cells, 9);
+    assert_int_equal(run.n_filtered, 1);
+    /* One binary, hashed once, shipped like a scheduler. */
+    assert_int_equal(run.n_payloads, 1);
+    char sha[KT_HASH_HEX_SIZE];
+    assert_int_equal(kt_hash_sha256_file(S_DIR "/fake/scx_qmap", sha), 0);
+    assert_string_equal(run.payloads[0].sha, sha);
+    assert_string_equal(run.payloads[0].name, "scx_qmap");
+    assert_int_equal(run.payloads[0].size, 97);
+
+    const kt_coord_cell_t *c = s_find(&run, "gauntlet/bench/tiny-1llc/eevdf/6.12.117-fake");
+    assert_non_null(c);
+    const kt_plan_t *p = &c->spec.plan;
+    assert_string_equal(p->scenario, "bench");
+    assert_int_equal(p->n_cgroups, 0);
+    assert_int_equal(p->duration_ms, 7000);
+    assert_string_equal(p->payload.name, "scx_qmap");
+    assert_string_equal(p->payload.sha, sha);
+    assert_int_equal(p->payload.size, 97);
+    assert_int_equal(p->payload.timeout_ms, 7000);
+    assert_int_equal(p->payload.n_checks, 1);
+    assert_string_equal(p->payload.checks[0].metric, "ops");
+    assert_true(p->thresholds.check_starved); /* the defaults, as for any cell */
+
+    c = s_find(&run, "gauntlet/bench_busy/tiny-2llc/eevdf/6.12.117-fake");
+    assert_non_null(c);
+    p = &c->spec.plan;
+    assert_string_equal(p->scenario, "bench_busy");
+    assert_true(p->n_cgroups > 0);
+    assert_int_equal(p->duration_ms, 3000);
+    assert_int_equal(p->payload.n_args, 1);
+    assert_string_equal(kt_payload_arg(&p->payload, 0), "-x");
+    assert_string_equal(p->payload.sha, sha);
+    assert_non_null(s_find(&run, "gauntlet/llc2/tiny-2llc/eevdf/6.12.117-fake"));
+    assert_null(s_find(&run, "gauntlet/llc2/tiny-1llc/eevdf/6.12.117-fake"));
+
+    /* A scenario's own payload: in its cells, by sha. */
+    c = s_find(&run, "gauntlet/own/tiny-1llc/eevdf/6.12.117-fake");
+    assert_non_null(c);
+    assert_string_equal(c->spec.plan.scenario, "own");
+    assert_string_equal(c->spec.plan.payload.sha, sha);
+    assert_int_equal(c->spec.plan.n_cgroups, 1);
+
+    /* The steady cells keep the ids they have without payloads; the
+     * payload's cells differ from the scenario's beside them, and an
+     * edited payload is a new cell. */
+    _cleanup_gauntlet_ kt_gauntlet_t *g2 = NULL;
+    _cleanup_run_ kt_coord_run_t r2 = {0};
+    if (s_prepare_text(S_HEAD "scenarios: [steady]\n", &g2, &r2, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(r2.n_payloads, 0);
+    const char *steady = "gauntlet/steady/tiny-1llc/eevdf/6.12.117-fake";
+    assert_string_equal(s_find(&run, steady)->spec.cell_id, s_find(&r2, steady)->spec.cell_id);
+    assert_string_not_equal(
+        s_find(&run, steady)->spec.cell_id,
+        s_find(&run, "gauntlet/bench_busy/tiny-1llc/eevdf/6.12.117-fake")->spec.cell_id);
+    _cleanup_gauntlet_ kt_gauntlet_t *g3 = NULL;
+    _cleanup_run_ kt_coord_run_t r3 = {0};
+    if (s_prepare_text(S_HEAD "payloads:\n"
+                              "  - {name: bench, binary: fake/scx_qmap, checks: [\"ops>=11\"], "
+                              "timeout: 7s}\n",
+                       &g3, &r3, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(r3.n_cells, 2); /* payloads alone: no scenarios needed */
+    const char *bench = "gauntlet/bench/tiny-1llc/eevdf/6.12.117-fake";
+    assert_string_not_equal(s_find(&run, bench)->spec.cell_id, s_find(&r3, bench)->spec.cell_id);
+
+    /* The binary is checked again when the run is prepared. */
+    _cleanup_gauntlet_ kt_gauntlet_t *g4 = NULL;
+    _cleanup_run_ kt_coord_run_t r4 = {0};
+    const char *one = S_HEAD "payloads: [{name: b, binary: fake/scx_qmap}]\n";
+    assert_int_equal(kt_gauntlet_parse(one, strlen(one), "g.yaml", S_DIR, &g4, err, sizeof(err)),
+                     0);
+    snprintf(g4->payloads[0].binary, sizeof(g4->payloads[0].binary), "%s", S_DIR "/fake/gone");
+    assert_int_equal(kt_coord_run_prepare(g4, &r4, err, sizeof(err)), -ENOENT);
+    assert_string_equal(err, "g.yaml: payloads[0] ('b'): '" S_DIR
+                             "/fake/gone': No such file or directory");
+#undef S_HEAD
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -554,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_work_type_override),
         cmocka_unit_test(test_scheduler_checks),
         cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_payload_cells),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

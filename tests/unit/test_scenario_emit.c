@@ -142,6 +142,39 @@ static bool s_op_equal(const char *p, const kt_op_spec_t *a, const kt_op_spec_t 
     return true;
 }
 
+/* The payload: its spec field by field, arguments one by one, and the
+ * host path it was read with. */
+static bool s_payload_equal(const kt_scenario_t *sa, const kt_scenario_t *sb, char *buf,
+                            size_t len)
+{
+    const kt_payload_spec_t *a = &sa->payload, *b = &sb->payload;
+    const char *p = "payload";
+    S_STR(p, name);
+    S_STR(p, sha);
+    S_INT(p, n_args);
+    for (unsigned i = 0; i < a->n_args; i++)
+        if (strcmp(kt_payload_arg(a, i), kt_payload_arg(b, i)) != 0)
+            return s_differ(buf, len, "payload.args[%u]: '%s' != '%s'", i, kt_payload_arg(a, i),
+                            kt_payload_arg(b, i));
+    S_INT(p, timeout_ms);
+    S_INT(p, max_output);
+    S_INT(p, judge);
+    S_STR(p, tap_test);
+    S_INT(p, n_checks);
+    for (unsigned i = 0; i < a->n_checks; i++) {
+        char q[40];
+        snprintf(q, sizeof(q), "payload.checks[%u]", i);
+        S_INT(q, checks[i].kind);
+        S_STR(q, checks[i].metric);
+        S_DBL(q, checks[i].lo);
+        S_DBL(q, checks[i].hi);
+    }
+    if (strcmp(sa->payload_binary, sb->payload_binary) != 0)
+        return s_differ(buf, len, "payload_binary: '%s' != '%s'", sa->payload_binary,
+                        sb->payload_binary);
+    return true;
+}
+
 /* True when a and b are the same scenario; else false and the first
  * difference in buf ("cgroups[1].nice: -5 != 0"). */
 static bool s_scenario_equal(const kt_scenario_t *a, const kt_scenario_t *b, char *buf, size_t len)
@@ -174,6 +207,8 @@ static bool s_scenario_equal(const kt_scenario_t *a, const kt_scenario_t *b, cha
         S_INT(q, faults[i].worker);
         S_INT(q, faults[i].at_ms);
     }
+    if (!s_payload_equal(a, b, buf, len))
+        return false;
     S_INT(p, n_steps);
     for (unsigned i = 0; i < a->n_steps; i++) {
         snprintf(q, sizeof(q), "steps[%u]", i);
@@ -595,6 +630,59 @@ static void test_steps_round_trip(void **state)
     free(s);
 }
 
+static void s_set_payload(kt_scenario_t *s, const char *binary)
+{
+    kt_payload_spec_init(&s->payload);
+    const char *base = strrchr(binary, '/');
+    snprintf(s->payload.name, sizeof(s->payload.name), "%s", base ? base + 1 : binary);
+    snprintf(s->payload_binary, sizeof(s->payload_binary), "%s", binary);
+}
+
+static void s_add_check(kt_scenario_t *s, const char *text)
+{
+    kt_payload_check_t c;
+    char why[256];
+    if (kt_payload_check_parse(text, &c, why, sizeof(why)) < 0)
+        fail_msg("check '%s': %s", text, why);
+    assert_int_equal(kt_payload_check_add(&s->payload, &c), 0);
+}
+
+/* A payload beside workers with every key away from its default, one with
+ * no cgroups at all, and the short text of a payload with defaults. */
+static void test_payload_round_trip(void **state)
+{
+    (void)state;
+    kt_scenario_t *s = s_base("with_payload");
+    s_set_payload(s, "../bin/bench");
+    static const char *const args[] = {"-n", "4", "two words", "null", "--x=1", "# not a comment"};
+    assert_int_equal(kt_payload_args_set(&s->payload, args, 6), 0);
+    s_add_check(s, "ops>=1000");
+    s_add_check(s, "lat.p99<=2.5");
+    s_add_check(s, "ratio=0.1..0.3");
+    s_add_check(s, "runs.0.n==7");
+    s_add_check(s, "exit==3");
+    s->payload.judge = KT_PAYLOAD_JUDGE_TAP;
+    snprintf(s->payload.tap_test, sizeof(s->payload.tap_test), "%s", "minimal test");
+    s->payload.timeout_ms = 2500;
+    s->payload.max_output = 4096;
+    s_round_trip(s);
+
+    kt_scenario_init(s, "payload_alone");
+    s_set_payload(s, "bench");
+    s_add_check(s, "score>=1e-3");
+    s_round_trip(s);
+    char *text = NULL, err[256];
+    assert_int_equal(kt_scenario_emit_yaml(s, &text, err, sizeof(err)), 0);
+    assert_string_equal(text, "name: payload_alone\n"
+                              "duration: 5s\n"
+                              "payload:\n"
+                              "  binary: bench\n"
+                              "  checks:\n"
+                              "  - score>=0.001\n");
+    free(text);
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -610,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_affinity_kinds_round_trip),
         cmocka_unit_test(test_deferred_round_trip),
         cmocka_unit_test(test_steps_round_trip),
+        cmocka_unit_test(test_payload_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

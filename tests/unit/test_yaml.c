@@ -270,7 +270,7 @@ static void test_types_and_ranges(void **state)
     s_expect("name: x\nnmae: y\n" CG, "2:1: unknown key 'nmae' in scenario (did you mean 'name'?)");
     s_expect("name: x\nzzz: 1\n" CG,
              "2:1: unknown key 'zzz' in scenario (known: name, description, duration, memory_mib, "
-             "constraints, checks, cgroups, faults, steps)");
+             "constraints, checks, cgroups, faults, steps, payload)");
     s_expect("- a\n", "1:1: expected a mapping for scenario, got a sequence");
     s_expect("just a scalar\n", "1:1: expected a mapping for scenario, got a scalar");
     s_expect(CG, "1:1: missing key 'name' in scenario");
@@ -399,7 +399,7 @@ static void test_accepted_forms(void **state)
     /* Aliases are followed. */
     s_expect("name: &n x\nw: &w 2\n" CG,
              "2:1: unknown key 'w' in scenario (known: name, description, duration, memory_mib, "
-             "constraints, checks, cgroups, faults, steps)");
+             "constraints, checks, cgroups, faults, steps, payload)");
     assert_int_equal(s_parse("name: &n x\ncgroups: [{name: *n, workers: 2}]\n", &s), 0);
     assert_string_equal(s.cgroups[0].name, "x");
     assert_int_equal(s.cgroups[0].workers, 2);
