@@ -133,7 +133,7 @@ if [ -s "$rdir/run.json" ]; then
     check "run.json: 2 kernels" test "$(jq '.kernels | length' "$rdir/run.json")" -eq 2
     check "run.json: both workers up and used" \
         test "$(jq '[.workers[] | select(.done > 0)] | length' "$rdir/run.json")" -eq 2
-    check "run.json: versions" test "$(jq -r .versions.protocol "$rdir/run.json")" = 1
+    check "run.json: versions" test "$(jq -r .versions.protocol "$rdir/run.json")" = 2
     got=$(jq -r '.cells[].name' "$rdir/run.json" | sort)
     check "run.json names are exactly the listed cells" test "$got" = "$want"
 fi
