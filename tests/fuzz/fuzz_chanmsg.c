@@ -93,6 +93,24 @@ static void s_write_seed(const char *dir)
                                                   .work = KT_WORK_PIPE_PINGPONG,
                                                   .nice = -3};
     s.faults[s.n_faults++] = (kt_fault_t){"per_1", 1, 100};
+    /* The steps era: an rt cgroup with an affinity, a deferred nested one,
+     * a step that adds it and a loop. */
+    s.cgroups[s.n_cgroups++] = (kt_cgroup_spec_t){
+        .name = "rt", .workers = 1, .policy = KT_POLICY_RR, .rt_priority = 2,
+        .affinity = {.kind = KT_AFFINITY_EXACT, .list = "1-2"}};
+    s.cgroups[s.n_cgroups++] = (kt_cgroup_spec_t){.name = "up"};
+    s.cgroups[s.n_cgroups++] = (kt_cgroup_spec_t){.name = "up/in", .workers = 1, .deferred = true};
+    kt_step_spec_t *st = &s.steps[s.n_steps++];
+    st->hold = KT_HOLD_FRAC;
+    st->frac = 0.5;
+    st->ops[st->n_ops++] = (kt_op_spec_t){.kind = KT_OP_ADD_CGROUP, .cgroup = "up/in"};
+    st->ops[st->n_ops++] = (kt_op_spec_t){
+        .kind = KT_OP_SET_CPUSET, .cgroup = "rt", .cpuset = {.kind = KT_CPUSET_LLC, .index = 1}};
+    st = &s.steps[s.n_steps++];
+    st->hold = KT_HOLD_LOOP;
+    st->ms = 100;
+    st->ops[st->n_ops++] = (kt_op_spec_t){
+        .kind = KT_OP_SET_AFFINITY, .cgroup = "rt", .affinity = {.kind = KT_AFFINITY_RANDOM, .count = 2}};
     kt_topology_t t = {1, 2, 2, 1};
     char why[256];
     if (kt_scenario_resolve(&s, &t, 0, &m.plan, why, sizeof(why)) < 0)

@@ -295,7 +295,7 @@ static void s_sample(enum kt_msg_type type, kt_msg_t *m)
         kt_topology_t t;
         char why[256];
         if (kt_topology_parse("tiny-2llc", &t) < 0 ||
-            kt_scenario_resolve(kt_scenario_builtin_find("steady"), &t, 3000, &s->plan, why,
+            kt_scenario_resolve(kt_scenario_builtin_find("cgroup_spawn"), &t, 3000, &s->plan, why,
                                 sizeof(why)) < 0)
             abort();
         break;
