@@ -29,6 +29,10 @@ packages=(
     jq cpio lz4 iproute2 procps sqlite3
     # fuzzing (tests/fuzz/run.sh): clang with its libFuzzer runtime
     clang libclang-rt-14-dev
+    # kernel builds (ktstr-coord kernel build, deploy/build-kernel.sh): the
+    # schedulers' BPF code needs clang >= 16 (Debian 12: clang-19), BTF needs
+    # pahole (dwarves); the vm test builds Debian's linux-source-6.12
+    make flex bison bc libssl-dev dwarves clang-19 llvm-19 xz-utils
 )
 
 sudo=""
