@@ -30,14 +30,13 @@
 #define S_CONFIG_MAX (4u << 20)
 #define S_LOG_TAIL_LINES 40
 #define S_LOG_TAIL_BYTES 16384
+#define S_HEARTBEAT_S 60
 /* tools/sched_ext/README: the schedulers' BPF code needs clang >= 16. */
 #define S_CLANG_MIN 16
 #define S_CLANG_MAX 30
 /* Names the recipe in the kconfig hash: change it when the base config or
  * the way the fragment is applied changes, so old cache entries miss. */
 #define S_RECIPE "ktstr-kbuild 1: tinyconfig + merge_config.sh -m + olddefconfig\n"
-/* libelf.a needs zlib and zstd; libbpf.a is the tree's own build. */
-#define S_SCHED_LDFLAGS "LDFLAGS=-static -lelf -lz -lzstd -lpthread"
 
 static const kt_kbuild_option_t s_required[] = {
     {"64BIT", 0, "x86_64 guest"},
@@ -435,6 +434,65 @@ static void s_append_log_tail(s_build_t *b)
     s_append(b->err, b->err_len, "%s%s':\n%s", hdr, b->log, start);
 }
 
+/* The environment for build commands: ours without what would steer the
+ * kernel's make elsewhere (a make above us: MAKEFLAGS with jobserver fds;
+ * a cross build; CFLAGS/LDFLAGS that the tools Makefiles append to), in
+ * the C locale. Built before fork: the child only execs. Caller frees the
+ * array (not the strings, which are environ's). */
+static char **s_child_env(void)
+{
+    static const char *const drop[] = {"MAKEFLAGS", "MFLAGS",  "MAKELEVEL", "MAKEOVERRIDES",
+                                       "KBUILD_OUTPUT", "ARCH", "CROSS_COMPILE", "CFLAGS",
+                                       "LDFLAGS", "O", "LLVM", "CC", "LC_ALL"};
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = calloc(n + 2, sizeof(*envp));
+    if (!envp)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool keep = true;
+        for (size_t d = 0; d < KT_ARRAY_SIZE(drop) && keep; d++) {
+            size_t dl = strlen(drop[d]);
+            keep = !(strncmp(environ[i], drop[d], dl) == 0 && environ[i][dl] == '=');
+        }
+        if (keep)
+            envp[k++] = environ[i];
+    }
+    envp[k++] = (char *)"LC_ALL=C";
+    envp[k] = NULL;
+    return envp;
+}
+
+/* The last non-empty line of build.log, trimmed to fit. */
+static void s_log_last_line(const s_build_t *b, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    _cleanup_close_ int fd = open(b->log, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return;
+    char tail[512];
+    off_t off = st.st_size > (off_t)sizeof(tail) - 1 ? st.st_size - (off_t)sizeof(tail) + 1 : 0;
+    ssize_t n = pread(fd, tail, sizeof(tail) - 1, off);
+    if (n <= 0)
+        return;
+    tail[n] = '\0';
+    while (n > 0 && isspace((unsigned char)tail[n - 1]))
+        tail[--n] = '\0';
+    char *nl = strrchr(tail, '\n');
+    char *line = nl ? nl + 1 : tail;
+    while (isspace((unsigned char)*line))
+        line++;
+    size_t l = strlen(line);
+    if (l >= len)
+        l = len - 1; /* a long line: its start says what make is at */
+    memcpy(buf, line, l);
+    buf[l] = '\0';
+}
+
 /* Runs argv (PATH searched) in cwd with stdout and stderr into build.log.
  * Returns 0 on exit status 0; otherwise err says what failed, with the
  * log's tail. */
@@ -452,9 +510,15 @@ static int s_run(s_build_t *b, const char *what, const char *cwd, const char *co
         snprintf(b->err, b->err_len, "%s: writing '%s': %s", what, b->log, strerror(e));
         return -e;
     }
+    char **envp = s_child_env();
+    if (!envp) {
+        snprintf(b->err, b->err_len, "%s: out of memory", what);
+        return -ENOMEM;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
+        free(envp);
         snprintf(b->err, b->err_len, "%s: fork: %s", what, strerror(e));
         return -e;
     }
@@ -463,24 +527,35 @@ static int s_run(s_build_t *b, const char *what, const char *cwd, const char *co
         if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(b->log_fd, STDOUT_FILENO) < 0 ||
             dup2(b->log_fd, STDERR_FILENO) < 0 || (cwd && chdir(cwd) < 0))
             _exit(126);
-        /* A make above us (MAKEFLAGS: jobserver fds, -j) or a cross-build
-         * environment must not leak into the kernel's make. */
-        static const char *const drop[] = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES",
-                                           "KBUILD_OUTPUT", "ARCH", "CROSS_COMPILE", "CFLAGS",
-                                           "LDFLAGS", "O", "LLVM", "CC"};
-        for (size_t i = 0; i < KT_ARRAY_SIZE(drop); i++)
-            unsetenv(drop[i]);
-        setenv("LC_ALL", "C", 1);
-        execvp(argv[0], (char *const *)argv);
-        dprintf(STDERR_FILENO, "exec '%s': %s\n", argv[0], strerror(errno));
+        execvpe(argv[0], (char *const *)argv, envp);
+        static const char msg[] = "kbuild: exec failed (not in PATH?)\n";
+        if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
+            _exit(127);
         _exit(127);
     }
+    free(envp);
+    /* Waits, and every minute says the build is alive with the log's last
+     * line (a kernel build is minutes of silence otherwise). */
     int st;
-    while (waitpid(pid, &st, 0) < 0) {
-        if (errno != EINTR) {
+    long next_beat = s_elapsed(b) + S_HEARTBEAT_S;
+    for (;;) {
+        pid_t w = waitpid(pid, &st, b->o->quiet ? 0 : WNOHANG);
+        if (w == pid)
+            break;
+        if (w < 0 && errno != EINTR) {
             int e = errno;
             snprintf(b->err, b->err_len, "%s: waitpid: %s", what, strerror(e));
             return -e;
+        }
+        if (w == 0) {
+            struct timespec ts = {.tv_nsec = 250 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            if (s_elapsed(b) >= next_beat) {
+                char last[160];
+                s_log_last_line(b, last, sizeof(last));
+                s_progress(b, "%s: %s", what, last);
+                next_beat = s_elapsed(b) + S_HEARTBEAT_S;
+            }
         }
     }
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
@@ -592,7 +667,7 @@ static int s_find_clang(s_build_t *b)
 /* Tools the build runs that make would only report deep in the log. */
 static int s_check_tools(s_build_t *b)
 {
-    static const char *const tools[] = {"make", "objcopy", "strip", "gcc", "flex", "bison", "bc",
+    static const char *const tools[] = {"make", "objcopy", "gcc", "flex", "bison", "bc",
                                         "pahole"};
     char missing[256] = "";
     for (size_t i = 0; i < KT_ARRAY_SIZE(tools); i++)
@@ -816,6 +891,86 @@ static int s_cmp_names(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+typedef struct s_names {
+    char *v[128];
+    unsigned n;
+} s_names_t;
+
+static void s_names_free(s_names_t *l)
+{
+    for (unsigned i = 0; i < l->n; i++)
+        free(l->v[i]);
+    l->n = 0;
+}
+
+/* The names in dir ending in suffix (all but dot files when suffix is
+ * ""), without the ones containing skip (may be NULL), sorted. */
+static int s_list(s_build_t *b, const char *dir, const char *suffix, const char *skip,
+                  s_names_t *ret)
+{
+    _cleanup_(s_closedirp) DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        snprintf(b->err, b->err_len, "the sched_ext build left no '%s': %s", dir, strerror(e));
+        return -e;
+    }
+    size_t sl = strlen(suffix);
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t nl = strlen(de->d_name);
+        if (de->d_name[0] == '.' || nl < sl || strcmp(de->d_name + nl - sl, suffix) != 0 ||
+            (skip && strstr(de->d_name, skip)))
+            continue;
+        if (ret->n == KT_ARRAY_SIZE(ret->v)) {
+            snprintf(b->err, b->err_len, "'%s': more than %zu files", dir, KT_ARRAY_SIZE(ret->v));
+            return -E2BIG;
+        }
+        if (!(ret->v[ret->n] = strdup(de->d_name)))
+            return -ENOMEM;
+        ret->n++;
+    }
+    qsort(ret->v, ret->n, sizeof(ret->v[0]), s_cmp_names);
+    return 0;
+}
+
+/* Links objs (in objdir) with the tree's own libbpf.a into a static,
+ * stripped program at to: the Makefiles link dynamically, and a command
+ * line LDFLAGS=-static would reach libbpf's shared-library link too. */
+static int s_link_static(s_build_t *b, const char *what, const char *objdir, const s_names_t *objs,
+                         const char *libbpf, const char *to)
+{
+    static const char *const head[] = {"gcc", "-static", "-s", "-o"};
+    static const char *const libs[] = {"-lelf", "-lz", "-lzstd", "-lpthread"};
+    size_t n = KT_ARRAY_SIZE(head) + 1 + objs->n + 1 + KT_ARRAY_SIZE(libs) + 1;
+    _cleanup_free_ const char **argv = calloc(n, sizeof(*argv));
+    _cleanup_free_ char *paths = calloc(objs->n ? objs->n : 1, PATH_MAX);
+    if (!argv || !paths)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < KT_ARRAY_SIZE(head); i++)
+        argv[k++] = head[i];
+    argv[k++] = to;
+    for (unsigned i = 0; i < objs->n; i++) {
+        char *p = paths + (size_t)i * PATH_MAX;
+        snprintf(p, PATH_MAX, "%s/%s", objdir, objs->v[i]);
+        argv[k++] = p;
+    }
+    argv[k++] = libbpf;
+    for (size_t i = 0; i < KT_ARRAY_SIZE(libs); i++)
+        argv[k++] = libs[i];
+    argv[k] = NULL;
+    int r = s_run(b, what, NULL, argv);
+    if (r < 0)
+        return r;
+    int st = kt_kbuild_elf_is_static(to);
+    if (st != 1) {
+        snprintf(b->err, b->err_len, "%s: '%s' is %s", what, to,
+                 st == 0 ? "not a static executable (it needs a loader or shared libraries)"
+                         : strerror(-st));
+        return st < 0 ? st : -ENOEXEC;
+    }
+    return 0;
+}
+
 static int s_build_schedulers(s_build_t *b, kt_kbuild_result_t *res)
 {
     char dir[PATH_MAX + 32], clang[80], strip_arg[96];
@@ -828,68 +983,101 @@ static int s_build_schedulers(s_build_t *b, kt_kbuild_result_t *res)
     snprintf(clang, sizeof(clang), "CLANG=%s", b->clang);
     snprintf(strip_arg, sizeof(strip_arg), "LLVM_STRIP=%s", b->llvm_strip);
     /* O= is the kernel's object dir: the Makefile takes vmlinux (for
-     * vmlinux.h) from there and builds into O/build, not into the tree.
-     * LDFLAGS on the command line replaces the Makefile's dynamic link. */
-    const char *extra[] = {clang, strip_arg, S_SCHED_LDFLAGS, NULL};
+     * vmlinux.h) from there and builds into O/build, not into the tree. */
+    const char *extra[] = {clang, strip_arg, NULL};
     int r = s_make(b, "building the sched_ext schedulers", dir, "all", extra);
     if (r < 0)
         return r;
 
-    char bindir[PATH_MAX + 16], outbin[PATH_MAX + 16];
+    char bindir[PATH_MAX + 16], objdir[PATH_MAX + 32], libbpf[PATH_MAX + 40], outbin[PATH_MAX + 8];
     snprintf(bindir, sizeof(bindir), "%s/build/bin", b->obj);
+    snprintf(objdir, sizeof(objdir), "%s/build/obj/sched_ext", b->obj);
+    snprintf(libbpf, sizeof(libbpf), "%s/build/obj/libbpf/libbpf.a", b->obj);
     snprintf(outbin, sizeof(outbin), "%s/bin", b->out);
-    _cleanup_(s_closedirp) DIR *d = opendir(bindir);
-    if (!d) {
-        int e = errno;
-        snprintf(b->err, b->err_len, "the sched_ext build left no '%s': %s", bindir, strerror(e));
-        return -e;
-    }
-    char *names[KT_KBUILD_MAX_SCHEDS + 1];
-    unsigned n = 0;
-    for (struct dirent *de; (de = readdir(d));) {
-        if (de->d_name[0] == '.')
-            continue;
-        if (n == KT_KBUILD_MAX_SCHEDS || strlen(de->d_name) >= sizeof(res->sched_progs[0])) {
-            snprintf(b->err, b->err_len,
-                     "'%s': more than %d schedulers or a name of 64 characters or more ('%s')",
-                     bindir, KT_KBUILD_MAX_SCHEDS, de->d_name);
-            r = -E2BIG;
-            break;
-        }
-        if (!(names[n] = strdup(de->d_name))) {
-            r = -ENOMEM;
-            break;
-        }
-        n++;
-    }
-    if (r == 0 && n == 0) {
+    s_names_t progs = {0};
+    r = s_list(b, bindir, "", NULL, &progs);
+    if (r == 0 && progs.n == 0) {
         snprintf(b->err, b->err_len, "the sched_ext build put no scheduler in '%s'", bindir);
         r = -ENOENT;
     }
+    if (r == 0 && progs.n > KT_KBUILD_MAX_SCHEDS) {
+        snprintf(b->err, b->err_len, "'%s': more than %d schedulers", bindir,
+                 KT_KBUILD_MAX_SCHEDS);
+        r = -E2BIG;
+    }
     if (r == 0)
         r = s_mkdir(b, outbin);
-    qsort(names, n, sizeof(names[0]), s_cmp_names);
-    for (unsigned i = 0; r == 0 && i < n; i++) {
-        char from[PATH_MAX + 80], to[PATH_MAX + 80];
-        snprintf(from, sizeof(from), "%s/%s", bindir, names[i]);
-        snprintf(to, sizeof(to), "%s/%s", outbin, names[i]);
-        const char *argv[] = {"strip", "-o", to, from, NULL};
-        if ((r = s_run(b, "stripping a scheduler", NULL, argv)) < 0)
-            break;
-        int st = kt_kbuild_elf_is_static(to);
-        if (st != 1) {
-            snprintf(b->err, b->err_len, "scheduler '%s' is %s", to,
-                     st == 0 ? "not a static executable (it needs a loader or shared libraries)"
-                             : strerror(-st));
-            r = st < 0 ? st : -ENOEXEC;
+    for (unsigned i = 0; r == 0 && i < progs.n; i++) {
+        char obj[PATH_MAX], to[PATH_MAX + 80], what[128];
+        if (strlen(progs.v[i]) >= sizeof(res->sched_progs[0])) {
+            snprintf(b->err, b->err_len, "scheduler name '%s' in '%s' is 64 characters or more",
+                     progs.v[i], bindir);
+            r = -ENAMETOOLONG;
             break;
         }
+        /* The Makefile's link line: bin/NAME from obj/sched_ext/NAME.o. */
+        snprintf(obj, sizeof(obj), "%s.o", progs.v[i]);
+        s_names_t one = {.v = {obj}, .n = 1};
+        snprintf(to, sizeof(to), "%s/%s", outbin, progs.v[i]);
+        snprintf(what, sizeof(what), "linking %s static", progs.v[i]);
+        if ((r = s_link_static(b, what, objdir, &one, libbpf, to)) < 0)
+            break;
         snprintf(res->sched_progs[res->n_sched_progs++], sizeof(res->sched_progs[0]), "%s",
-                 names[i]);
+                 progs.v[i]);
     }
-    for (unsigned i = 0; i < n; i++)
-        free(names[i]);
+    s_names_free(&progs);
     return r;
+}
+
+/* The kernel's sched_ext selftests runner, as bin/scx_selftests (what
+ * `ktstr-coord selftests --runner` takes), when the tree has them. */
+static int s_build_selftests(s_build_t *b, kt_kbuild_result_t *res)
+{
+    char dir[PATH_MAX + 48], outdir[PATH_MAX + 16], output[PATH_MAX + 32], clang[80],
+        strip_arg[96];
+    snprintf(dir, sizeof(dir), "%s/tools/testing/selftests/sched_ext", b->src);
+    if (access(dir, R_OK) != 0)
+        return 0;
+    if (res->n_sched_progs == KT_KBUILD_MAX_SCHEDS) {
+        snprintf(b->err, b->err_len, "no room for scx_selftests: %d programs already",
+                 KT_KBUILD_MAX_SCHEDS);
+        return -E2BIG;
+    }
+    s_progress(b, "sched_ext selftests runner");
+    /* lib.mk builds into OUTPUT, which must exist; O= is where vmlinux
+     * (BTF) is. */
+    snprintf(outdir, sizeof(outdir), "%s/selftests", b->obj);
+    int r = s_mkdir(b, outdir);
+    if (r < 0)
+        return r;
+    snprintf(output, sizeof(output), "OUTPUT=%s", outdir);
+    snprintf(clang, sizeof(clang), "CLANG=%s", b->clang);
+    snprintf(strip_arg, sizeof(strip_arg), "LLVM_STRIP=%s", b->llvm_strip);
+    const char *extra[] = {output, clang, strip_arg, NULL};
+    if ((r = s_make(b, "building the sched_ext selftests", dir, "all", extra)) < 0)
+        return r;
+    /* The runner is runner.o, util.o and every test's object (each
+     * registers itself from a constructor); the BPF objects are not
+     * linked. */
+    char objdir[PATH_MAX + 40], libbpf[PATH_MAX + 48], to[PATH_MAX + 24];
+    snprintf(objdir, sizeof(objdir), "%s/build/obj/sched_ext", outdir);
+    snprintf(libbpf, sizeof(libbpf), "%s/build/obj/libbpf/libbpf.a", outdir);
+    snprintf(to, sizeof(to), "%s/bin/scx_selftests", b->out);
+    s_names_t objs = {0};
+    r = s_list(b, objdir, ".o", ".bpf.", &objs);
+    if (r == 0 && objs.n < 2) {
+        snprintf(b->err, b->err_len, "the selftests build left %u objects in '%s'", objs.n,
+                 objdir);
+        r = -ENOENT;
+    }
+    if (r == 0)
+        r = s_link_static(b, "linking the selftests runner static", objdir, &objs, libbpf, to);
+    s_names_free(&objs);
+    if (r < 0)
+        return r;
+    snprintf(res->sched_progs[res->n_sched_progs++], sizeof(res->sched_progs[0]),
+             "scx_selftests");
+    return 0;
 }
 
 int kt_kbuild_run(const kt_kbuild_opts_t *o, kt_kbuild_result_t *ret, char *err, size_t err_len)
@@ -931,6 +1119,8 @@ int kt_kbuild_run(const kt_kbuild_opts_t *o, kt_kbuild_result_t *ret, char *err,
     }
     if (r == 0)
         r = s_build_schedulers(&b, &res);
+    if (r == 0)
+        r = s_build_selftests(&b, &res);
     close(b.log_fd);
     nftw(b.obj, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     if (r < 0) {

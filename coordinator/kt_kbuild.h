@@ -26,8 +26,9 @@ typedef struct kt_kbuild_result {
 /* Builds the tree at o->source_dir without writing to it (make O=), and
  * leaves in o->out_dir: bzImage, vmlinux (debug info stripped, symbols and
  * .BTF kept), config (the full .config), bin/ (the tree's tools/sched_ext
- * schedulers, linked static and stripped) and build.log (every command's
- * output). The object dir (out_dir/obj) is removed, on failure too.
+ * schedulers and, as scx_selftests, its sched_ext selftests runner when the
+ * tree has one: linked static and stripped) and build.log (every command's
+ * output; the build also prints a progress line a minute unless quiet). The object dir (out_dir/obj) is removed, on failure too.
  * Steps: tinyconfig, merge_config.sh -m with the fragment, olddefconfig,
  * kt_kbuild_check_config, bzImage, strip vmlinux and check its .BTF, the
  * schedulers with clang >= 16 (the BPF code of 6.12 needs it).

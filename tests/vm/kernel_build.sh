@@ -112,7 +112,7 @@ expect "vmlinux has .BTF" has_btf "$entry_dir/vmlinux"
 expect "vmlinux has no debug info left" eq "$(readelf -SW "$entry_dir/vmlinux" | grep -c '\.debug_info')" 0
 expect "config has sched_ext" grep -qx CONFIG_SCHED_CLASS_EXT=y "$entry_dir/config"
 expect "config passes the required-option check" "$KT_KBUILD_TOOL" check "$entry_dir/config"
-for s in scx_simple scx_qmap scx_central scx_flatcg; do
+for s in scx_simple scx_qmap scx_central scx_flatcg scx_selftests; do
     expect "bin/$s is a static ELF" is_static "$entry_dir/bin/$s"
 done
 if [ "$entry_dir/config" -nt "$TMP/stamp" ]; then   # built by this run
