@@ -347,6 +347,124 @@ static void t_run_refuses(void **state)
     assert_int_equal(rmdir(out), 0);
 }
 
+/* A fake kernel tree whose Makefile honours O= as kbuild does and whose
+ * bzImage target fails after 50 lines; tools the preflight looks for but
+ * the fake never runs are stubs on PATH. Returns false (skip) without a
+ * real make. */
+static bool s_fake_tree(const char *src, const char *fakebin)
+{
+    if (system("command -v make > /dev/null 2>&1") != 0)
+        return false;
+    char p[512];
+    mkdir(src, 0755);
+    snprintf(p, sizeof(p), "%s/scripts", src);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/scripts/kconfig", src);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/Kconfig", src);
+    s_write(p, "# fake\n");
+    snprintf(p, sizeof(p), "%s/Makefile", src);
+    s_write(p, "tinyconfig:\n\t@test -n \"$(O)\" && echo CONFIG_TINY=y > $(O)/.config\n"
+               "olddefconfig:\n\t@test -n \"$(O)\" && touch $(O)/olddefconfig.ran\n"
+               "bzImage:\n\t@for i in $$(seq 1 50); do echo \"fake build line $$i\"; done; "
+               "exit 2\n");
+    snprintf(p, sizeof(p), "%s/scripts/kconfig/merge_config.sh", src);
+    /* -m -O OBJ .config FRAGMENT, run in OBJ */
+    s_write(p, "#!/bin/sh\npwd > \"$3/merge.cwd\"\ncat \"$5\" >> \"$4\"\n");
+    chmod(p, 0755);
+    mkdir(fakebin, 0755);
+    static const char *const stubs[] = {"flex", "bison", "bc", "pahole", "clang-19"};
+    for (size_t i = 0; i < sizeof(stubs) / sizeof(stubs[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", fakebin, stubs[i]);
+        s_write(p, "#!/bin/sh\nexit 0\n");
+        chmod(p, 0755);
+    }
+    char path[4096];
+    snprintf(path, sizeof(path), "%s:%s", fakebin, getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+    setenv("PATH", path, 1);
+    return true;
+}
+
+/* A failing build: configured out of tree, checked, then bzImage fails and
+ * err carries the step and the log's last 40 lines; build.log stays, the
+ * object dir goes, the tree is not written to. */
+static void t_run_fake_tree(void **state)
+{
+    char src[256], bin[256], out[256], p[512], err[8192];
+    snprintf(src, sizeof(src), "%s", s_path("fake-src"));
+    snprintf(bin, sizeof(bin), "%s", s_path("fake-bin"));
+    snprintf(out, sizeof(out), "%s", s_path("fake-out"));
+    if (!s_fake_tree(src, bin))
+        skip();
+    mkdir(out, 0755);
+    kt_kbuild_opts_t o = {.source_dir = src, .out_dir = out, .jobs = 1, .quiet = true,
+                          .kconfig = KT_FIXTURES "/../../deploy/ktstr.kconfig"};
+    kt_kbuild_result_t res = {.n_sched_progs = 7};
+    assert_int_equal(kt_kbuild_run(&o, &res, err, sizeof(err)), -ECHILD);
+    assert_int_equal(res.n_sched_progs, 7);
+    assert_non_null(strstr(err, "make bzImage failed"));
+    assert_non_null(strstr(err, "exited with status 2"));
+    assert_non_null(strstr(err, "build.log"));
+    assert_non_null(strstr(err, "fake build line 50"));
+    assert_null(strstr(err, "fake build line 5\n"));
+    /* 40 lines: the end of the build's output and make's error lines. */
+    const char *tail = strstr(err, "build.log':\n");
+    assert_non_null(tail);
+    unsigned lines = 1;
+    for (const char *c = tail + strlen("build.log':\n"); *c; c++)
+        lines += *c == '\n';
+    assert_int_equal(lines, 40);
+    snprintf(p, sizeof(p), "%s/build.log", out);
+    assert_int_equal(access(p, R_OK), 0);
+    snprintf(p, sizeof(p), "%s/obj", out);
+    assert_int_equal(access(p, F_OK), -1);
+    snprintf(p, sizeof(p), "%s/.config", src);
+    assert_int_equal(access(p, F_OK), -1);
+    /* A small err keeps the end of the log. */
+    char small[200];
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir '%s'", out, out);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(kt_kbuild_run(&o, &res, small, sizeof(small)), -ECHILD);
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+    assert_non_null(strstr(small, "make bzImage failed"));
+    assert_string_equal(small + strlen(small) - 30, err + strlen(err) - 30);
+}
+
+/* The merged config lacks a required option: the run stops before the
+ * build and names it. */
+static void t_run_fake_tree_missing(void **state)
+{
+    char src[256], bin[256], out[256], frag[256], p[512], err[8192];
+    snprintf(src, sizeof(src), "%s", s_path("fake-src2"));
+    snprintf(bin, sizeof(bin), "%s", s_path("fake-bin2"));
+    snprintf(out, sizeof(out), "%s", s_path("fake-out2"));
+    snprintf(frag, sizeof(frag), "%s", s_path("lacking.kconfig"));
+    if (!s_fake_tree(src, bin))
+        skip();
+    mkdir(out, 0755);
+    char *t = s_config("SCHED_CLASS_EXT", NULL);
+    s_write(frag, t);
+    free(t);
+    kt_kbuild_opts_t o = {.source_dir = src, .out_dir = out, .jobs = 1, .quiet = true,
+                          .kconfig = frag};
+    kt_kbuild_result_t res;
+    assert_int_equal(kt_kbuild_run(&o, &res, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "CONFIG_SCHED_CLASS_EXT (sched_ext)"));
+    assert_non_null(strstr(err, "after merging"));
+    assert_null(strstr(err, "fake build line"));
+    snprintf(p, sizeof(p), "%s/build.log", out);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    char log[8192];
+    size_t n = fread(log, 1, sizeof(log) - 1, f);
+    fclose(f);
+    log[n] = '\0';
+    assert_non_null(strstr(log, "make tinyconfig"));
+    assert_non_null(strstr(log, "olddefconfig"));
+    assert_null(strstr(log, "bzImage"));
+}
+
 static int s_setup(void **state)
 {
     return mkdtemp(s_dir) ? 0 : -1;
@@ -376,6 +494,8 @@ int main(void)
         cmocka_unit_test(t_elf_probes),
         cmocka_unit_test(t_elf_static),
         cmocka_unit_test(t_run_refuses),
+        cmocka_unit_test(t_run_fake_tree),
+        cmocka_unit_test(t_run_fake_tree_missing),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
