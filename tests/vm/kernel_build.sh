@@ -21,7 +21,7 @@ tarball=/usr/src/linux-source-6.12.tar.xz
 # The source and what building it needs (deploy/setup.sh's kernel-build
 # list; the schedulers' BPF code needs clang >= 16: Debian 12's clang-19).
 pkgs=(linux-source-6.12 make gcc binutils flex bison bc libelf-dev libssl-dev dwarves
-      clang-19 llvm-19 libzstd-dev zlib1g-dev xz-utils)
+      clang-19 llvm-19 libzstd-dev zlib1g-dev xz-utils git)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2> /dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -44,18 +44,32 @@ if [ ! -f "$tarball" ]; then
 fi
 
 # Unpack once per package version, atomically (a half-unpacked tree left by
-# a killed run is never used), under a lock against concurrent runs.
+# a killed run is never used), under a lock against concurrent runs. The
+# tree is committed to a git repository of its own: ktstr-coord caches a
+# source tree by its clean commit (local-{sha7}-...), and builds a tree
+# outside git for one run only.
 pkgver=$(dpkg-query -W -f='${Version}' linux-source-6.12)
+stamp="$pkgver git"
 exec 9> "$cache/.linux-source-6.12.lock"
 flock 9
-if [ "$(cat "$src/.ktstr-unpacked" 2> /dev/null)" != "$pkgver" ]; then
+if [ "$(cat "$src/.ktstr-unpacked" 2> /dev/null)" != "$stamp" ]; then
     echo "# unpacking $tarball ($pkgver) into $src"
     rm -rf "$src" "$src.tmp"
     mkdir -p "$src.tmp"
     if ! tar -xJf "$tarball" -C "$src.tmp" --strip-components=1; then
         echo "unpacking '$tarball' failed"; rm -rf "$src.tmp"; exit 1
     fi
-    echo "$pkgver" > "$src.tmp/.ktstr-unpacked"
+    echo "$stamp" > "$src.tmp/.ktstr-unpacked"
+    # Tagged as its release (v6.12.117), as a kernel repository is at a
+    # release: kbuild's setlocalversion appends '+' to an untagged commit.
+    kver=$(awk '/^VERSION =/{v=$3} /^PATCHLEVEL =/{p=$3} /^SUBLEVEL =/{s=$3}
+                END{print v "." p "." s}' "$src.tmp/Makefile")
+    gitc=(git -C "$src.tmp" -c user.name=ktstr -c user.email=ktstr@localhost)
+    if ! "${gitc[@]}" init -q || ! "${gitc[@]}" add -A ||
+       ! "${gitc[@]}" commit -q -m "linux-source-6.12 $pkgver" ||
+       ! "${gitc[@]}" tag -a -m "$kver" "v$kver"; then
+        echo "committing the unpacked tree to git failed"; rm -rf "$src.tmp"; exit 1
+    fi
     mv "$src.tmp" "$src"
 fi
 flock -u 9
@@ -68,7 +82,8 @@ build_log=$TMP/build.err
 t0=$(date +%s)
 if "$KT_COORD" --help 2> /dev/null | grep -Eq '^  kernel '; then
     how="ktstr-coord kernel build"
-    nice -n 10 "$KT_COORD" kernel build --source "$src" -j 2 > "$TMP/build.out" 2> "$build_log"
+    nice -n 10 "$KT_COORD" kernel build --source "$src" --kconfig "$KT_SRC/deploy/ktstr.kconfig" \
+        -j 2 > "$TMP/build.out" 2> "$build_log"
     rc=$?
 else
     # Until `ktstr-coord kernel` lands: the same build through the test
@@ -103,6 +118,8 @@ if [ -z "${entry_dir:-}" ]; then
     [ -n "$entry_dir" ] || finish
     expect "metadata lists scx_simple" \
         eq "$(jq -r '.sched_progs | index("scx_simple") != null' "$entry_dir/metadata.json")" true
+    expect "metadata has the fragment's hash" eq "$(jq -r .kconfig_hash "$entry_dir/metadata.json")" \
+        "$("$KT_KBUILD_TOOL" hash "$KT_SRC/deploy/ktstr.kconfig")"
 fi
 echo "# entry: $entry_dir"
 
@@ -116,15 +133,17 @@ for s in scx_simple scx_qmap scx_central scx_flatcg scx_selftests; do
     expect "bin/$s is a static ELF" is_static "$entry_dir/bin/$s"
 done
 if [ "$entry_dir/config" -nt "$TMP/stamp" ]; then   # built by this run
-    written=$(find "$src" -newer "$TMP/stamp" -print -quit)
+    written=$(find "$src" -path "$src/.git" -prune -o -newer "$TMP/stamp" -print -quit)
     expect "the source tree was not written to" eq "$written" ""
+    expect "the source tree is still clean in git" eq "$(git -C "$src" status --porcelain | head -n 3)" ""
 fi
 
 # A second build of the same tree reuses the entry.
 if [ "$how" = "ktstr-coord kernel build" ]; then
     before=$(jq -r .built_at "$entry_dir/metadata.json")
     t0=$(date +%s)
-    "$KT_COORD" kernel build --source "$src" -j 2 > "$TMP/build2.out" 2> "$TMP/build2.err"
+    "$KT_COORD" kernel build --source "$src" --kconfig "$KT_SRC/deploy/ktstr.kconfig" -j 2 \
+        > "$TMP/build2.out" 2> "$TMP/build2.err"
     rc=$?
     t1=$(date +%s)
     expect "second build: exit 0" eq "$rc" 0
