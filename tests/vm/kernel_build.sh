@@ -62,10 +62,11 @@ if [ "$(cat "$src/.ktstr-unpacked" 2> /dev/null)" != "$stamp" ]; then
     echo "$stamp" > "$src.tmp/.ktstr-unpacked"
     # Tagged as its release (v6.12.117), as a kernel repository is at a
     # release: kbuild's setlocalversion appends '+' to an untagged commit.
+    # add -f: Debian's top-level .gitignore ignores everything there.
     kver=$(awk '/^VERSION =/{v=$3} /^PATCHLEVEL =/{p=$3} /^SUBLEVEL =/{s=$3}
                 END{print v "." p "." s}' "$src.tmp/Makefile")
     gitc=(git -C "$src.tmp" -c user.name=ktstr -c user.email=ktstr@localhost)
-    if ! "${gitc[@]}" init -q || ! "${gitc[@]}" add -A ||
+    if ! "${gitc[@]}" init -q || ! "${gitc[@]}" add -A -f ||
        ! "${gitc[@]}" commit -q -m "linux-source-6.12 $pkgver" ||
        ! "${gitc[@]}" tag -a -m "$kver" "v$kver"; then
         echo "committing the unpacked tree to git failed"; rm -rf "$src.tmp"; exit 1
