@@ -325,7 +325,9 @@ static int s_build(int argc, char **argv)
     kt_kres_t *v = NULL;
     unsigned n = 0;
     int r = kt_kernels_resolve(&ko, spec, NULL, &v, &n, err, sizeof(err));
-    if (r == 0 && source && v[0].need == KT_KRES_READY) {
+    /* READY from the cache is a reuse; READY otherwise means the path
+     * resolved to a kernel image, not a tree to build. */
+    if (r == 0 && source && v[0].need == KT_KRES_READY && !v[0].cached) {
         r = -EINVAL;
         snprintf(err, sizeof(err), "--source '%s' is not a kernel source tree (no Kconfig and "
                  "Makefile at its top) or already holds a build; give the tree",
