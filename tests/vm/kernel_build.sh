@@ -81,47 +81,28 @@ touch "$TMP/stamp"
 sleep 1
 build_log=$TMP/build.err
 t0=$(date +%s)
-if "$KT_COORD" --help 2> /dev/null | grep -Eq '^  kernel '; then
-    how="ktstr-coord kernel build"
-    nice -n 10 "$KT_COORD" kernel build --source "$src" --kconfig "$KT_SRC/deploy/ktstr.kconfig" \
-        -j 2 > "$TMP/build.out" 2> "$build_log"
-    rc=$?
-else
-    # Until `ktstr-coord kernel` lands: the same build through the test
-    # driver, kept in the same cache dir, keyed by the fragment's hash.
-    how="kt-kbuild-tool (no 'kernel' verb in ktstr-coord)"
-    kc=$("$KT_KBUILD_TOOL" hash "$KT_SRC/deploy/ktstr.kconfig") || exit 1
-    entry_dir=$cache/kbuild-tool/linux-source-$pkgver-kc${kc:0:8}
-    rc=0
-    if [ ! -f "$entry_dir/bzImage" ]; then
-        rm -rf "$entry_dir.tmp" && mkdir -p "$entry_dir.tmp"
-        nice -n 10 "$KT_KBUILD_TOOL" build --source "$src" --out "$entry_dir.tmp" -j 2 \
-            > "$TMP/build.out" 2> "$build_log"
-        rc=$?
-        [ $rc -eq 0 ] && mv "$entry_dir.tmp" "$entry_dir"
-    fi
-fi
+nice -n 10 "$KT_COORD" kernel build --source "$src" --kconfig "$KT_SRC/deploy/ktstr.kconfig" \
+    -j 2 > "$TMP/build.out" 2> "$build_log"
+rc=$?
 t1=$(date +%s)
-echo "# $how: exit $rc in $((t1 - t0)) s"
+echo "# ktstr-coord kernel build: exit $rc in $((t1 - t0)) s"
 if [ $rc -ne 0 ]; then
     echo "not ok - kernel build"; tail -n 60 "$build_log"; exit 1
 fi
 echo "ok - kernel build"
 
-# The cache entry: with the verb, the kernels/ entry whose metadata says
-# 6.12.117 (the newest if several).
-if [ -z "${entry_dir:-}" ]; then
-    entry_dir=""
-    for m in $(ls -t "$cache"/kernels/*/metadata.json 2> /dev/null); do
-        if [ "$(jq -r .version "$m")" = 6.12.117 ]; then entry_dir=$(dirname "$m"); break; fi
-    done
-    expect "a cache entry for 6.12.117 under '$cache/kernels'" test -n "$entry_dir"
-    [ -n "$entry_dir" ] || finish
-    expect "metadata lists scx_simple" \
-        eq "$(jq -r '.sched_progs | index("scx_simple") != null' "$entry_dir/metadata.json")" true
-    expect "metadata has the fragment's hash" eq "$(jq -r .kconfig_hash "$entry_dir/metadata.json")" \
-        "$("$KT_KBUILD_TOOL" hash "$KT_SRC/deploy/ktstr.kconfig")"
-fi
+# The cache entry: the kernels/ entry whose metadata says 6.12.117 (the
+# newest if several).
+entry_dir=""
+for m in $(ls -t "$cache"/kernels/*/metadata.json 2> /dev/null); do
+    if [ "$(jq -r .version "$m")" = 6.12.117 ]; then entry_dir=$(dirname "$m"); break; fi
+done
+expect "a cache entry for 6.12.117 under '$cache/kernels'" test -n "$entry_dir"
+[ -n "$entry_dir" ] || finish
+expect "metadata lists scx_simple" \
+    eq "$(jq -r '.sched_progs | index("scx_simple") != null' "$entry_dir/metadata.json")" true
+expect "metadata has the fragment's hash" eq "$(jq -r .kconfig_hash "$entry_dir/metadata.json")" \
+    "$("$KT_KBUILD_TOOL" hash "$KT_SRC/deploy/ktstr.kconfig")"
 echo "# entry: $entry_dir"
 
 is_static() { ! readelf -lW "$1" 2> /dev/null | grep -Eq 'INTERP|DYNAMIC' && readelf -h "$1" > /dev/null 2>&1; }
@@ -140,18 +121,16 @@ if [ "$entry_dir/config" -nt "$TMP/stamp" ]; then   # built by this run
 fi
 
 # A second build of the same tree reuses the entry.
-if [ "$how" = "ktstr-coord kernel build" ]; then
-    before=$(jq -r .built_at "$entry_dir/metadata.json")
-    t0=$(date +%s)
-    "$KT_COORD" kernel build --source "$src" --kconfig "$KT_SRC/deploy/ktstr.kconfig" -j 2 \
-        > "$TMP/build2.out" 2> "$TMP/build2.err"
-    rc=$?
-    t1=$(date +%s)
-    expect "second build: exit 0" eq "$rc" 0
-    expect "second build reuses the cache entry (took $((t1 - t0)) s)" test $((t1 - t0)) -lt 60
-    expect "second build left the entry as it was" \
-        eq "$(jq -r .built_at "$entry_dir/metadata.json")" "$before"
-fi
+before=$(jq -r .built_at "$entry_dir/metadata.json")
+t0=$(date +%s)
+"$KT_COORD" kernel build --source "$src" --kconfig "$KT_SRC/deploy/ktstr.kconfig" -j 2 \
+    > "$TMP/build2.out" 2> "$TMP/build2.err"
+rc=$?
+t1=$(date +%s)
+expect "second build: exit 0" eq "$rc" 0
+expect "second build reuses the cache entry (took $((t1 - t0)) s)" test $((t1 - t0)) -lt 60
+expect "second build left the entry as it was" \
+    eq "$(jq -r .built_at "$entry_dir/metadata.json")" "$before"
 
 # One cell on the built kernel under the scx_simple of the same build.
 lock=()
