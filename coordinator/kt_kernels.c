@@ -955,7 +955,12 @@ static int s_checkout(const kt_kernels_opts_t *o, kt_kres_t *k, const char *dir,
 
 int kt_kernels_build(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t err_len)
 {
-    if (k->need == KT_KRES_READY)
+    /* --force rebuilds a cached kernel whose source is known (a tree or a
+     * git ref); one named only by version or key has nothing to build from. */
+    bool rebuild = o->force && k->need == KT_KRES_READY && k->cached && k->repo[0] &&
+                   (k->source == KT_KCACHE_GIT || k->source == KT_KCACHE_LOCAL ||
+                    k->source == KT_KCACHE_TARBALL);
+    if (k->need == KT_KRES_READY && !rebuild)
         return 0;
     if (!o->cache_root)
         return s_fail(err, err_len, -EINVAL, "kernel spec '%s': no kernel cache", k->spec);
