@@ -267,7 +267,10 @@ int kt_checks_evaluate(const kt_plan_t *plan, const kt_worker_stats_t *ws, size_
                       detail);
             }
         }
-        if (t->check_spread) {
+        /* With steps, workers of one cgroup may live through different
+         * phases: the spread is judged phase by phase instead
+         * (kt_checks_evaluate_steps). */
+        if (t->check_spread && !plan->n_steps) {
             kt_cgroup_summary_t sum;
             kt_cgroup_summarize(plan, cg, ws, n, &sum);
             if (sum.workers > 1) {

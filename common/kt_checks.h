@@ -48,6 +48,7 @@ typedef struct kt_worker_stats {
     bool started;
     uint64_t step_units[KT_MAX_PHASES];
     kt_cpumask_t step_cpus[KT_MAX_PHASES];
+    uint64_t step_cpu_ns[KT_MAX_PHASES]; /* on-CPU time per phase (schedstat at boundaries) */
 } kt_worker_stats_t;
 
 /* On-CPU share of wall time in percent; off-CPU share is 100 - this. */

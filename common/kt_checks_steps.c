@@ -67,11 +67,74 @@ static int s_starved_phases(const kt_plan_t *plan, const kt_timeline_t *tl,
     return (int)failed;
 }
 
+/* fairness_spread phase by phase: in each cgroup, the on-CPU shares of the
+ * workers that ran through the whole phase (spawned, stopped or moved-in
+ * workers count only in phases they spanned), in phases of 1 s or more. */
+#define S_SPREAD_PHASE_MS 1000
+
+static int s_spread_phases(const kt_plan_t *plan, const kt_timeline_t *tl,
+                           const kt_worker_stats_t *ws, size_t n, kt_check_report_t *r)
+{
+    const double max = plan->thresholds.max_spread_pct;
+    unsigned failed = 0, judged = 0;
+    double worst = 0;
+    char detail[320], phase[48];
+    for (unsigned ph = 0; ph < tl->n_phases; ph++) {
+        uint32_t len = tl->end_ms[ph] - tl->start_ms[ph];
+        if (len < S_SPREAD_PHASE_MS)
+            continue;
+        for (unsigned cg = 0; cg < plan->n_cgroups; cg++) {
+            double lo = 0, hi = 0;
+            unsigned count = 0, w_lo = 0, w_hi = 0;
+            for (size_t i = 0; i < n && i < tl->n_slots; i++) {
+                /* Running in the phase: it was, or this phase's ops started
+                 * it; a stop or move comes at a boundary, so it spans the
+                 * whole phase either way. */
+                if (tl->slot_cg[ph][i] != cg || tl->slot_state[ph][i] != KT_SLOT_RUNNING)
+                    continue;
+                double pct = 100.0 * (double)ws[i].step_cpu_ns[ph] / ((double)len * 1e6);
+                if (!count || pct < lo) {
+                    lo = pct;
+                    w_lo = ws[i].index;
+                }
+                if (!count || pct > hi) {
+                    hi = pct;
+                    w_hi = ws[i].index;
+                }
+                count++;
+            }
+            if (count < 2)
+                continue;
+            judged++;
+            double spread = hi - lo;
+            if (spread > worst)
+                worst = spread;
+            if (spread <= max)
+                continue;
+            s_phase_name(ph, phase, sizeof(phase));
+            snprintf(detail, sizeof(detail),
+                     "%s: on-CPU share %.1f%% (worker %u)..%.1f%% (worker %u) across %u workers",
+                     phase, lo, w_lo, hi, w_hi, count);
+            kt_check_report_add(r, KT_CHECK_SPREAD, (int)cg, -1, false, spread, max, "pct",
+                                detail);
+            failed++;
+        }
+    }
+    if (!failed && judged) {
+        snprintf(detail, sizeof(detail),
+                 "in each phase of %u ms or more: worst %.1f pct over %u cgroup-phases",
+                 S_SPREAD_PHASE_MS, worst, judged);
+        kt_check_report_add(r, KT_CHECK_SPREAD, -1, -1, true, worst, max, "pct", detail);
+    }
+    return (int)failed;
+}
+
 int kt_checks_evaluate_steps(const kt_plan_t *plan, const kt_worker_stats_t *ws, size_t n,
                              kt_check_report_t *r)
 {
     if (!kt_plan_has_timeline(plan) ||
-        (!plan->thresholds.check_isolation && !plan->thresholds.check_starved))
+        (!plan->thresholds.check_isolation && !plan->thresholds.check_starved &&
+         !plan->thresholds.check_spread))
         return 0;
     kt_timeline_t *tl = kt_timeline_build(plan);
     if (!tl)
@@ -79,6 +142,8 @@ int kt_checks_evaluate_steps(const kt_plan_t *plan, const kt_worker_stats_t *ws,
     int starved = plan->thresholds.check_starved && plan->n_steps
                       ? s_starved_phases(plan, tl, ws, n, r)
                       : 0;
+    starved += plan->thresholds.check_spread && plan->n_steps ? s_spread_phases(plan, tl, ws, n, r)
+                                                              : 0;
     if (!plan->thresholds.check_isolation) {
         free(tl);
         return starved;

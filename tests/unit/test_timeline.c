@@ -290,6 +290,8 @@ static kt_worker_stats_t *s_good_stats(const kt_plan_t *p, const kt_timeline_t *
             if (tl->slot_state[ph][i] != KT_SLOT_RUNNING)
                 continue;
             ws[i].step_units[ph] = 100;
+            /* 90 % of the phase on a CPU. */
+            ws[i].step_cpu_ns[ph] = (uint64_t)(tl->end_ms[ph] - tl->start_ms[ph]) * 900000;
             for (unsigned c = 0; c < KT_MAX_CPUS; c++)
                 if (kt_cpumask_test(&tl->slot_allowed[ph][i], c)) {
                     kt_cpumask_set(&ws[i].step_cpus[ph], c);
@@ -310,7 +312,9 @@ static void test_checks_per_phase(void **state)
     kt_check_report_t *r = calloc(1, sizeof(*r));
     assert_int_equal(kt_checks_evaluate_steps(p, ws, tl->n_slots, r), 0);
     assert_int_equal(r->n_failed, 0);
-    assert_int_equal(r->n_results, 2); /* one passing line each: starved, isolation */
+    assert_int_equal(r->n_results, 3); /* one passing line each: starved, spread, isolation */
+    assert_string_equal(r->results[1].detail,
+                        "in each phase of 1000 ms or more: worst 0.0 pct over 4 cgroup-phases");
 
     /* cg_1's first worker (slot 2) stays on CPU 0 after its cpuset became
      * 2-3: caught in phase 2 only. */
@@ -319,7 +323,7 @@ static void test_checks_per_phase(void **state)
     kt_cpumask_set(&ws[2].step_cpus[2], 3);
     memset(r, 0, sizeof(*r));
     assert_int_equal(kt_checks_evaluate_steps(p, ws, tl->n_slots, r), 1);
-    assert_int_equal(r->n_results, 2); /* starvation's passing line, the failure */
+    assert_int_equal(r->n_results, 3); /* starvation's and spread's passing lines, the failure */
     const kt_check_result_t *f = NULL;
     for (unsigned i = 0; i < r->n_results; i++)
         if (!r->results[i].passed)
@@ -337,9 +341,25 @@ static void test_checks_per_phase(void **state)
     assert_int_equal(kt_checks_evaluate_steps(p, ws, tl->n_slots, r), 0);
     p->thresholds.check_isolation = true;
 
+    /* cg_0's second worker gets half the CPU of its sibling in phase 2:
+     * the spread fails there, and only there. */
+    ws[2].step_cpus[2] = tl->slot_allowed[2][2];
+    ws[1].step_cpu_ns[2] /= 2;
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(kt_checks_evaluate_steps(p, ws, tl->n_slots, r), 1);
+    f = NULL;
+    for (unsigned i = 0; i < r->n_results; i++)
+        if (!r->results[i].passed)
+            f = &r->results[i];
+    assert_int_equal(f->id, KT_CHECK_SPREAD);
+    assert_int_equal(f->cgroup, 0);
+    assert_true(f->measured > 44.9 && f->measured < 45.1);
+    assert_string_equal(f->detail, "phase 2 (after steps[1]): on-CPU share 45.0% (worker 1)..90.0% "
+                                   "(worker 0) across 2 workers");
+    ws[1].step_cpu_ns[2] *= 2;
+
     /* A worker that did nothing after the step, though it worked before:
      * starved in phase 2. */
-    ws[2].step_cpus[2] = tl->slot_allowed[2][2];
     ws[2].step_units[2] = 0;
     memset(r, 0, sizeof(*r));
     assert_int_equal(kt_checks_evaluate_steps(p, ws, tl->n_slots, r), 1);

@@ -780,6 +780,11 @@ typedef struct s_workers {
     bool *collected;   /* stopped and collected mid-run by a step */
     kt_worker_stats_t *stats;
     kt_sim_t *sim;     /* what is in force (kt_timeline.h) */
+    /* On-CPU ns per phase (schedstat read at each phase boundary), and the
+     * reading the current phase started from; copied into stats at the end. */
+    uint64_t (*phase_cpu)[KT_MAX_PHASES];
+    uint64_t *cpu_mark;
+    unsigned phase;
     char mems[64];
 } s_workers_t;
 
@@ -793,6 +798,8 @@ static void s_workers_free(s_workers_t *w)
     free(w->reaped);
     free(w->collected);
     free(w->sim);
+    free(w->phase_cpu);
+    free(w->cpu_mark);
     /* stats is handed to the result. */
 }
 
@@ -916,8 +923,10 @@ static int s_workers_start(s_cell_t *c, s_workers_t *w)
     w->collected = calloc(w->n, sizeof(*w->collected));
     w->stats = calloc(w->n, sizeof(*w->stats));
     w->sim = malloc(sizeof(*w->sim));
+    w->phase_cpu = calloc(w->n, sizeof(*w->phase_cpu));
+    w->cpu_mark = calloc(w->n, sizeof(*w->cpu_mark));
     if (!w->slots || !w->pids || !w->cgroup_of || !w->index_of || !w->stopped_by_fault ||
-        !w->reaped || !w->collected || !w->stats || !w->sim) {
+        !w->reaped || !w->collected || !w->stats || !w->sim || !w->phase_cpu || !w->cpu_mark) {
         s_harness_error(c, "allocating %u worker slots failed", w->n);
         return -ENOMEM;
     }
@@ -1014,12 +1023,43 @@ static void s_apply_fault(s_cell_t *c, s_workers_t *w, const kt_plan_fault_t *f)
 
 /* ---- steps ---- */
 
+/* A worker's on-CPU ns so far (/proc/PID/schedstat's first field); 0 when
+ * unreadable. */
+static uint64_t s_cpu_ns(pid_t pid)
+{
+    char path[48], buf[128];
+    snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+    if (kt_guest_sys_read_file(path, buf, sizeof(buf)) <= 0)
+        return 0;
+    return strtoull(buf, NULL, 10);
+}
+
+/* Closes the current phase's CPU time for slot i (it is running now). */
+static void s_phase_cpu_close(s_workers_t *w, unsigned i)
+{
+    uint64_t now = s_cpu_ns(w->pids[i]);
+    if (now >= w->cpu_mark[i] && w->phase < KT_MAX_PHASES)
+        w->phase_cpu[i][w->phase] += now - w->cpu_mark[i];
+    w->cpu_mark[i] = now;
+}
+
+/* A phase boundary: every running worker's CPU time so far goes to the
+ * phase that ends. */
+static void s_phase_cpu_boundary(s_workers_t *w, unsigned next_phase)
+{
+    for (unsigned i = 0; i < w->n; i++)
+        if (w->sim->slot_state[i] == KT_SLOT_RUNNING)
+            s_phase_cpu_close(w, i);
+    w->phase = next_phase;
+}
+
 /* Stops slot i mid-run (a stop or remove_cgroup op), collects its
  * telemetry and reaps it. */
 static void s_stop_collect(s_cell_t *c, s_workers_t *w, unsigned i)
 {
     const kt_plan_t *plan = &c->msg.plan;
     const char *cg = plan->cgroups[w->cgroup_of[i]].name;
+    s_phase_cpu_close(w, i);
     kt_workload_stop(w->slots, i);
     if (kt_workload_wait(&w->slots[i], KT_WL_DONE, 3000) < 0) {
         kill(w->pids[i], SIGKILL);
@@ -1115,6 +1155,7 @@ static void s_apply_op(s_cell_t *c, s_workers_t *w, unsigned k, unsigned o, unsi
         if (before_state[i] == KT_SLOT_PENDING && now == KT_SLOT_RUNNING) {
             if (s_place(c, w, i) < 0)
                 return;
+            w->cpu_mark[i] = s_cpu_ns(w->pids[i]);
             kt_workload_release(&w->slots[i]);
             started++;
         } else if (before_state[i] == KT_SLOT_RUNNING && now == KT_SLOT_STOPPED) {
@@ -1168,6 +1209,8 @@ static void s_apply_step(s_cell_t *c, s_workers_t *w, unsigned k, unsigned app)
 {
     const kt_plan_step_t *st = &c->msg.plan.steps[k];
     kt_workload_phase_begin_change(w->slots);
+    if (app == 0)
+        s_phase_cpu_boundary(w, k + 1);
     for (unsigned o = 0; o < st->n_ops; o++)
         s_apply_op(c, w, k, o, app, k + 1);
     kt_workload_phase_set(w->slots, k + 1);
@@ -1295,6 +1338,7 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
     for (unsigned i = 0; i < w->n; i++) {
         if (w->sim->slot_state[i] != KT_SLOT_RUNNING)
             continue;
+        w->cpu_mark[i] = s_cpu_ns(w->pids[i]);
         kt_workload_release(&w->slots[i]);
         released++;
     }
@@ -1362,6 +1406,8 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
     if (payload_running)
         s_payload_end(c, failed);
     uint64_t stop_ms = kt_guest_sys_now_ms();
+    if (w->n)
+        s_phase_cpu_boundary(w, w->phase);
     s_bpf_end(c);
     if (failed)
         s_event(c, "scheduler failed: stopping the workers after %llu of %u ms",
@@ -1434,6 +1480,8 @@ static void s_workers_run(s_cell_t *c, s_workers_t *w)
             s_harness_error(c, "worker %u of cgroup '%s' died of signal %d (%s)", w->index_of[i],
                             cgname, WTERMSIG(st), strsignal(WTERMSIG(st)));
     }
+    for (unsigned i = 0; i < w->n; i++)
+        memcpy(w->stats[i].step_cpu_ns, w->phase_cpu[i], sizeof(w->stats[i].step_cpu_ns));
     uint64_t collected_ms = kt_guest_sys_now_ms();
     pthread_mutex_lock(&c->lock);
     c->keep = NULL;

@@ -221,9 +221,10 @@ static void s_pack_worker(msgpack_packer *pk, const kt_worker_stats_t *w, unsign
         kt_mp_pack_str(pk, "phases");
         msgpack_pack_array(pk, n_phases);
         for (unsigned ph = 0; ph < n_phases && ph < KT_MAX_PHASES; ph++) {
-            msgpack_pack_map(pk, 2);
+            msgpack_pack_map(pk, 3);
             kt_mp_pack_kv_u64(pk, "work_units", w->step_units[ph]);
             s_kv_mask(pk, "cpus_used", &w->step_cpus[ph]);
+            kt_mp_pack_kv_double(pk, "cpu_time_ms", (double)w->step_cpu_ns[ph] / 1e6);
         }
     }
     kt_mp_pack_kv_u64(pk, "index", w->index);
