@@ -28,6 +28,8 @@
 
 #define S_META "metadata.json"
 #define S_META_MAX (1u << 20)
+#define S_STAGING_PREFIX ".tmp-"
+#define S_STAGING_LOCK ".staging.lock"
 
 static const char *const s_source_names[] = {"tarball", "git", "local", "deb"};
 
@@ -130,15 +132,86 @@ int kt_kcache_key(enum kt_kcache_source s, const char *name, const char *commit,
     return kt_kspec_key_valid(buf) ? 0 : -EINVAL;
 }
 
-int kt_kcache_staging(const char *root, char *buf, size_t len, char *err, size_t err_len)
+/* The folder-wide staging lock: held shared while a staging folder is made
+ * and locked, exclusive while the sweep looks, so the sweep never sees a
+ * folder between its mkdtemp and its flock. */
+static int s_staging_lock(const char *root, int how, int *ret_fd, char *err, size_t err_len)
 {
-    int w = snprintf(buf, len, "%s/.tmp-XXXXXX", root);
-    if (w < 0 || (size_t)w >= len)
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof(p), "%s/" S_STAGING_LOCK, root) >= (int)sizeof(p))
         return s_fail(err, err_len, -ENAMETOOLONG, "kernel cache '%s': path too long", root);
-    if (!mkdtemp(buf))
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return s_fail(err, err_len, -errno, "kernel cache: cannot open '%s': %s", p,
+                      strerror(errno));
+    while (flock(fd, how) < 0) {
+        if (errno == EINTR)
+            continue;
+        int e = errno;
+        close(fd);
+        return s_fail(err, err_len, -e, "kernel cache: cannot lock '%s': %s", p, strerror(e));
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* An exclusive flock on the folder itself (it follows the folder through
+ * renames); blocking unless nb. -EWOULDBLOCK when nb and someone holds it. */
+static int s_lock_dir(const char *dir, bool nb, int *ret_fd)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    while (flock(fd, LOCK_EX | (nb ? LOCK_NB : 0)) < 0) {
+        if (errno == EINTR)
+            continue;
+        int e = errno;
+        close(fd);
+        return e == EAGAIN ? -EWOULDBLOCK : -e;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* Keeps the sweep off dir while it moves to a .tmp- name: our lock, or
+ * else someone else's (whoever installed it may not have closed its
+ * staging lock yet; waiting for it could wait for ourselves). */
+static int s_hold_dir(const char *dir, int *ret_fd)
+{
+    int r = s_lock_dir(dir, true, ret_fd);
+    if (r == -EWOULDBLOCK) {
+        *ret_fd = -1;
+        return 0;
+    }
+    return r;
+}
+
+/* mkdtemp(tmpl) and its lock, under the shared staging lock. */
+static int s_staging_make(const char *root, char *tmpl, int *ret_lock, char *err, size_t err_len)
+{
+    _cleanup_close_ int gl = -1;
+    int r = s_staging_lock(root, LOCK_SH, &gl, err, err_len);
+    if (r < 0)
+        return r;
+    if (!mkdtemp(tmpl))
         return s_fail(err, err_len, -errno, "kernel cache '%s': cannot make a staging folder: %s",
                       root, strerror(errno));
+    r = s_lock_dir(tmpl, false, ret_lock);
+    if (r < 0) {
+        rmdir(tmpl);
+        return s_fail(err, err_len, r, "kernel cache: cannot lock the staging folder '%s': %s",
+                      tmpl, strerror(-r));
+    }
     return 0;
+}
+
+int kt_kcache_staging(const char *root, char *buf, size_t len, int *ret_lock, char *err,
+                      size_t err_len)
+{
+    int w = snprintf(buf, len, "%s/" S_STAGING_PREFIX "XXXXXX", root);
+    if (w < 0 || (size_t)w >= len)
+        return s_fail(err, err_len, -ENAMETOOLONG, "kernel cache '%s': path too long", root);
+    return s_staging_make(root, buf, ret_lock, err, err_len);
 }
 
 static int s_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -413,15 +486,21 @@ static void s_now_iso(char *buf, size_t len)
 }
 
 /* Moves root/key out of the way (to a .tmp- name, so that a crash leaves
- * something clean removes) and removes it. Called under the key's lock. */
+ * something the sweep removes) and removes it. Called under the key's
+ * lock. The entry is locked before it moves: the sweep leaves it to us. */
 static int s_discard(const char *root, const char *key)
 {
     char from[PATH_MAX], to[PATH_MAX];
     if (snprintf(from, sizeof(from), "%s/%s", root, key) >= (int)sizeof(from) ||
-        snprintf(to, sizeof(to), "%s/.tmp-rm-XXXXXX", root) >= (int)sizeof(to))
+        snprintf(to, sizeof(to), "%s/" S_STAGING_PREFIX "rm-XXXXXX", root) >= (int)sizeof(to))
         return -ENAMETOOLONG;
-    if (!mkdtemp(to))
-        return -errno;
+    _cleanup_close_ int held = -1;
+    int r = s_hold_dir(from, &held);
+    if (r < 0)
+        return r;
+    _cleanup_close_ int empty = -1;
+    if ((r = s_staging_make(root, to, &empty, NULL, 0)) < 0)
+        return r;
     /* rename(2) onto an empty folder replaces it. */
     if (rename(from, to) < 0) {
         int e = errno;
@@ -614,4 +693,42 @@ int kt_kcache_clean(const char *root, int keep, bool corrupt, char *err, size_t 
     }
     free(v);
     return r < 0 ? r : removed;
+}
+
+int kt_kcache_sweep(const char *root, bool rm, char *err, size_t err_len)
+{
+    _cleanup_close_ int gl = -1;
+    int r = s_staging_lock(root, LOCK_EX, &gl, err, err_len);
+    if (r < 0)
+        return r;
+    DIR *d = opendir(root);
+    if (!d)
+        return s_fail(err, err_len, -errno, "kernel cache '%s': %s", root, strerror(errno));
+    int found = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d))) {
+        if (strncmp(de->d_name, S_STAGING_PREFIX, strlen(S_STAGING_PREFIX)) != 0)
+            continue;
+        char dir[PATH_MAX];
+        if (snprintf(dir, sizeof(dir), "%s/%s", root, de->d_name) >= (int)sizeof(dir))
+            continue;
+        _cleanup_close_ int held = -1;
+        int l = s_lock_dir(dir, true, &held);
+        if (l == -EWOULDBLOCK || l == -ENOENT || l == -ENOTDIR || l == -ELOOP)
+            continue; /* in use, gone meanwhile, or not a folder */
+        if (l < 0) {
+            r = s_fail(err, err_len, l, "kernel cache: cannot lock '%s': %s", dir,
+                       strerror(-l));
+            break;
+        }
+        /* Nobody holds it: whoever made it is gone. */
+        if (rm && (l = kt_kcache_rm_rf(dir)) < 0) {
+            r = s_fail(err, err_len, l, "kernel cache: cannot remove '%s': %s", dir,
+                       strerror(-l));
+            break;
+        }
+        found++;
+    }
+    closedir(d);
+    return r < 0 ? r : found;
 }

@@ -812,8 +812,9 @@ static int s_copy(const char *from, const char *to)
  * config-* and System.map-* into a cache entry of source kind deb. */
 static int s_fetch_deb(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t err_len)
 {
-    char work[PATH_MAX], stage[PATH_MAX];
-    int r = kt_kcache_staging(o->cache_root, work, sizeof(work), err, err_len);
+    char work[PATH_MAX], stage[PATH_MAX] = "";
+    _cleanup_close_ int work_lock = -1, stage_lock = -1;
+    int r = kt_kcache_staging(o->cache_root, work, sizeof(work), &work_lock, err, err_len);
     if (r < 0)
         return r;
     char pkg[KT_KSPEC_MAX];
@@ -867,7 +868,7 @@ static int s_fetch_deb(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size
     snprintf(m.source_loc, sizeof(m.source_loc), "%s", pkg);
     r = kt_kcache_key(KT_KCACHE_DEB, m.version, NULL, NULL, m.key, sizeof(m.key));
     if (r == 0)
-        r = kt_kcache_staging(o->cache_root, stage, sizeof(stage), err, err_len);
+        r = kt_kcache_staging(o->cache_root, stage, sizeof(stage), &stage_lock, err, err_len);
     char dst[PATH_MAX + 16];
     if (r == 0) {
         snprintf(dst, sizeof(dst), "%s/bzImage", stage);
@@ -886,9 +887,12 @@ static int s_fetch_deb(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size
         r = s_copy(smap, dst);
     }
     kt_kcache_rm_rf(work);
-    if (r < 0)
+    if (r < 0) {
+        if (stage[0])
+            kt_kcache_rm_rf(stage);
         return s_fail(err, err_len, r, "kernel spec '%s': cannot stage %s: %s", k->spec, pkg,
                       strerror(-r));
+    }
     kt_kcache_entry_t *e = calloc(1, sizeof(*e));
     if (!e)
         return -ENOMEM;
@@ -973,16 +977,18 @@ int kt_kernels_build(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t
                   k->spec, k->ref[0] ? k->ref : k->repo, k->commit);
 #else
     char src[PATH_MAX] = "", out[PATH_MAX];
+    _cleanup_close_ int src_lock = -1, out_lock = -1;
     int r;
     if (k->source == KT_KCACHE_GIT) {
-        if ((r = kt_kcache_staging(o->cache_root, src, sizeof(src), err, err_len)) < 0)
+        if ((r = kt_kcache_staging(o->cache_root, src, sizeof(src), &src_lock, err, err_len)) <
+            0)
             return r;
         if ((r = s_checkout(o, k, src, err, err_len)) < 0) {
             kt_kcache_rm_rf(src);
             return r;
         }
     }
-    if ((r = kt_kcache_staging(o->cache_root, out, sizeof(out), err, err_len)) < 0) {
+    if ((r = kt_kcache_staging(o->cache_root, out, sizeof(out), &out_lock, err, err_len)) < 0) {
         if (src[0])
             kt_kcache_rm_rf(src);
         return r;
@@ -1002,8 +1008,10 @@ int kt_kernels_build(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t
     }
     snprintf(k->version, sizeof(k->version), "%s", res.version);
     if (!k->key[0]) {
-        /* A dirty tree (or one outside git): this run only. */
+        /* A dirty tree (or one outside git): this run only; its lock
+         * goes with it, so the sweep leaves it alone until then. */
         snprintf(k->tmp_dir, sizeof(k->tmp_dir), "%s", out);
+        k->tmp_lock = TAKE_FD(out_lock);
         if (snprintf(k->path, sizeof(k->path), "%.4000s/bzImage", out) >= (int)sizeof(k->path))
             return s_fail(err, err_len, -ENAMETOOLONG, "'%s': path too long", out);
         k->need = KT_KRES_READY;

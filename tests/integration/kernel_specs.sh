@@ -199,8 +199,16 @@ if [ ! -f "$KT_SRC/coordinator/kt_kbuild.c" ]; then
 fi
 
 # ---- clean ----
+# A staging folder a crashed build left (no process holds its lock).
+mkdir "$KTSTR_CACHE_DIR/kernels/.tmp-crashed" && : >"$KTSTR_CACHE_DIR/kernels/.tmp-crashed/bzImage"
+"$KT_COORD" kernel list >"$tmp/list" 2>&1
+check "list mentions the leftover staging folder" \
+    grep -q "^1 staging folder(s) left over by interrupted builds" "$tmp/list"
 out=$("$KT_COORD" kernel clean --corrupt)
-check "clean --corrupt removes the corrupt one ($out)" test "$out" = "removed 1 kernel(s) from $KTSTR_CACHE_DIR/kernels"
+check "clean --corrupt removes the corrupt one and the leftover ($out)" \
+    test "$out" = "removed 1 kernel(s) from $KTSTR_CACHE_DIR/kernels
+removed 1 leftover staging folder(s)"
+check "the leftover is gone" test ! -e "$KTSTR_CACHE_DIR/kernels/.tmp-crashed"
 out=$("$KT_COORD" kernel clean --keep 1)
 check "clean --keep 1 removes all but the newest ($out)" test "$out" = "removed 1 kernel(s) from $KTSTR_CACHE_DIR/kernels"
 check "the newest built stays" test "$("$KT_COORD" kernel list --json | jq -r '[.[].key] | join(" ")')" = "$k_old"
