@@ -510,8 +510,47 @@ static int s_discard(const char *root, const char *key)
     return kt_kcache_rm_rf(to);
 }
 
-int kt_kcache_install(const char *root, const char *staging, const kt_kcache_meta_t *meta,
-                      kt_kcache_entry_t *ret, char *err, size_t err_len)
+/* staging takes dst's place in one step (renameat2 RENAME_EXCHANGE), the
+ * old entry moved to staging's name and removed; where the file system
+ * cannot exchange, the old entry is moved aside first and put back if
+ * staging cannot follow. Called under the key's lock. */
+static int s_replace(const char *root, const char *staging, const char *dst)
+{
+    _cleanup_close_ int held = -1;
+    int r = s_hold_dir(dst, &held);
+    if (r < 0)
+        return r;
+    if (renameat2(AT_FDCWD, staging, AT_FDCWD, dst, RENAME_EXCHANGE) == 0) {
+        kt_kcache_rm_rf(staging);
+        return 0;
+    }
+    if (errno != EINVAL && errno != ENOSYS)
+        return -errno;
+    char aside[PATH_MAX];
+    if (snprintf(aside, sizeof(aside), "%s/" S_STAGING_PREFIX "rm-XXXXXX", root) >=
+        (int)sizeof(aside))
+        return -ENAMETOOLONG;
+    _cleanup_close_ int empty = -1;
+    if ((r = s_staging_make(root, aside, &empty, NULL, 0)) < 0)
+        return r;
+    if (rename(dst, aside) < 0) {
+        r = -errno;
+        rmdir(aside);
+        return r;
+    }
+    if (rename(staging, dst) < 0) {
+        r = -errno;
+        if (rename(aside, dst) < 0)
+            kt_log_error("kernel cache: cannot put '%s' back as '%s': %s", aside, dst,
+                         strerror(errno));
+        return r;
+    }
+    kt_kcache_rm_rf(aside);
+    return 0;
+}
+
+static int s_install(const char *root, const char *staging, const kt_kcache_meta_t *meta,
+                     bool replace, kt_kcache_entry_t *ret, char *err, size_t err_len)
 {
     if (!root || !staging || !meta)
         return -EINVAL;
@@ -538,7 +577,11 @@ int kt_kcache_install(const char *root, const char *staging, const kt_kcache_met
     char dst[PATH_MAX];
     if (snprintf(dst, sizeof(dst), "%s/%s", root, meta->key) >= (int)sizeof(dst))
         return s_fail(err, err_len, -ENAMETOOLONG, "kernel cache: path too long");
-    if (stat(dst, &st) == 0) {
+    bool exists = stat(dst, &st) == 0;
+    if (exists && replace) {
+        /* Replaced below, once staging is complete: a failure before then
+         * leaves the old entry as it was. */
+    } else if (exists) {
         r = s_verify(dst, meta->key, have);
         if (r == 0 && !have->corrupt) {
             /* Someone else installed it while we built: theirs stands. */
@@ -568,9 +611,17 @@ int kt_kcache_install(const char *root, const char *staging, const kt_kcache_met
     r = s_write_meta(staging, doc, err, err_len);
     if (r < 0)
         return r;
-    if (chmod(staging, 0755) < 0 || rename(staging, dst) < 0)
+    if (chmod(staging, 0755) < 0)
+        return s_fail(err, err_len, -errno, "kernel cache '%s': %s", staging, strerror(errno));
+    if (exists && replace) {
+        r = s_replace(root, staging, dst);
+        if (r < 0)
+            return s_fail(err, err_len, r, "kernel cache: cannot replace '%s' with '%s': %s", dst,
+                          staging, strerror(-r));
+    } else if (rename(staging, dst) < 0) {
         return s_fail(err, err_len, -errno, "kernel cache: cannot move '%s' to '%s': %s",
                       staging, dst, strerror(errno));
+    }
     if (ret) {
         memset(have, 0, sizeof(*have));
         r = s_verify(dst, meta->key, have);
@@ -580,6 +631,18 @@ int kt_kcache_install(const char *root, const char *staging, const kt_kcache_met
         *ret = *have;
     }
     return 0;
+}
+
+int kt_kcache_install(const char *root, const char *staging, const kt_kcache_meta_t *meta,
+                      kt_kcache_entry_t *ret, char *err, size_t err_len)
+{
+    return s_install(root, staging, meta, false, ret, err, err_len);
+}
+
+int kt_kcache_replace(const char *root, const char *staging, const kt_kcache_meta_t *meta,
+                      kt_kcache_entry_t *ret, char *err, size_t err_len)
+{
+    return s_install(root, staging, meta, true, ret, err, err_len);
 }
 
 static int s_entry_cmp(const void *a, const void *b)

@@ -86,6 +86,12 @@ int kt_kcache_sweep(const char *root, bool rm, char *err, size_t err_len);
 int kt_kcache_install(const char *root, const char *staging, const kt_kcache_meta_t *meta,
                       kt_kcache_entry_t *ret, char *err, size_t err_len);
 
+/* As kt_kcache_install, but an entry already there (intact or not) is
+ * replaced by staging in one step once staging is complete (a forced
+ * rebuild): a failure leaves the old entry as it was. Returns 0. */
+int kt_kcache_replace(const char *root, const char *staging, const kt_kcache_meta_t *meta,
+                      kt_kcache_entry_t *ret, char *err, size_t err_len);
+
 /* Reads and verifies root/key. -ENOENT when absent; 0 with ret->corrupt
  * set (and why) when it is there but broken; stale set when kconfig_hash
  * (may be NULL) is given and differs. */

@@ -896,9 +896,10 @@ static int s_fetch_deb(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size
     kt_kcache_entry_t *e = calloc(1, sizeof(*e));
     if (!e)
         return -ENOMEM;
-    if (o->force)
-        kt_kcache_remove(o->cache_root, m.key, NULL, 0);
-    r = kt_kcache_install(o->cache_root, stage, &m, e, err, err_len);
+    /* --force: the new entry replaces the old in one step, never leaving
+     * the key without one. */
+    r = o->force ? kt_kcache_replace(o->cache_root, stage, &m, e, err, err_len)
+                 : kt_kcache_install(o->cache_root, stage, &m, e, err, err_len);
     if (r < 0) {
         kt_kcache_rm_rf(stage);
         free(e);
@@ -940,10 +941,13 @@ static int s_checkout(const kt_kernels_opts_t *o, kt_kres_t *k, const char *dir,
                       k->repo, s_git_msg());
     git_oid oid;
     _cleanup_(s_object_freep) git_object *commit = NULL;
-    if (git_oid_fromstr(&oid, k->oid) < 0 ||
-        git_object_lookup(&commit, repo, &oid, GIT_OBJECT_COMMIT) < 0)
+    /* A cached entry (a --force rebuild of a key or version spec) records
+     * the short hash only. */
+    const char *id = k->oid[0] ? k->oid : k->commit;
+    if (git_oid_fromstrn(&oid, id, strlen(id)) < 0 ||
+        git_object_lookup_prefix(&commit, repo, &oid, strlen(id), GIT_OBJECT_COMMIT) < 0)
         return s_fail(err, err_len, -ENOENT, "kernel spec '%s': commit %s not in '%s': %s",
-                      k->spec, k->oid, k->repo, s_git_msg());
+                      k->spec, id, k->repo, s_git_msg());
     git_checkout_options opts = GIT_CHECKOUT_OPTIONS_INIT;
     opts.checkout_strategy = GIT_CHECKOUT_FORCE;
     opts.target_directory = dir;
@@ -1039,12 +1043,16 @@ int kt_kernels_build(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t
     for (unsigned i = 0; i < res.n_sched_progs && i < KT_KCACHE_MAX_PROGS; i++)
         snprintf(m.sched_progs[m.n_sched_progs++], sizeof(m.sched_progs[0]), "%s",
                  res.sched_progs[i]);
-    if (o->force)
-        kt_kcache_remove(o->cache_root, m.key, NULL, 0);
     kt_kcache_entry_t *e = calloc(1, sizeof(*e));
-    if (!e)
+    if (!e) {
+        kt_kcache_rm_rf(out);
         return -ENOMEM;
-    r = kt_kcache_install(o->cache_root, out, &m, e, err, err_len);
+    }
+    /* --force: the old entry stays until this build is complete, then the
+     * new one takes its place in one step; a failed rebuild (above, or
+     * here) leaves the old entry as it was. */
+    r = o->force ? kt_kcache_replace(o->cache_root, out, &m, e, err, err_len)
+                 : kt_kcache_install(o->cache_root, out, &m, e, err, err_len);
     if (r < 0) {
         kt_kcache_rm_rf(out);
         free(e);

@@ -213,6 +213,42 @@ out=$("$KT_COORD" kernel clean --keep 1)
 check "clean --keep 1 removes all but the newest ($out)" test "$out" = "removed 1 kernel(s) from $KTSTR_CACHE_DIR/kernels"
 check "the newest built stays" test "$("$KT_COORD" kernel list --json | jq -r '[.[].key] | join(" ")')" = "$k_old"
 
+# ---- build --force over a cached kernel ----
+# A fake source tree in git (enough for kernel build to accept it; its
+# Makefile has no targets, so the build fails at its first make), its key
+# seeded with the fixture: build reuses it; --force tries to rebuild, fails
+# in make, and the cached entry is still there, intact and unchanged.
+if [ -f "$KT_SRC/coordinator/kt_kbuild.c" ]; then
+    src=$tmp/fake-src
+    mkdir -p "$src/scripts/kconfig"
+    echo 'mainmenu "fake kernel"' >"$src/Kconfig"
+    printf 'VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\n' >"$src/Makefile"
+    printf '#!/bin/sh\nexit 1\n' >"$src/scripts/kconfig/merge_config.sh"
+    repo=$src git_ init -q
+    repo=$src git_ add -A
+    repo=$src git_ commit -qm "fake kernel"
+    sha=$(repo=$src short HEAD)
+    k_src=$("$KT_KCACHE_SEED" "$fixture" local - "$sha" "$KTSTR_KCONFIG" 2025-01-04T00:00:00Z)
+    check "seeded the fake tree's key ($k_src)" test "$k_src" = "local-$sha-x86_64-kc$kc"
+    before=$(sha256sum "$KTSTR_CACHE_DIR/kernels/$k_src/bzImage" "$KTSTR_CACHE_DIR/kernels/$k_src/metadata.json")
+    "$KT_COORD" kernel build --source "$src" -q >"$tmp/b.out" 2>&1
+    rc=$?
+    check "kernel build of a cached tree exits 0 (got $rc)" test "$rc" -eq 0
+    check "and reuses the entry: $(head -c 200 "$tmp/b.out")" grep -qx "$k_src (cached)" "$tmp/b.out"
+    "$KT_COORD" kernel build --source "$src" --force -q >"$tmp/b.out" 2>&1
+    rc=$?
+    check "kernel build --force exits 2 when the rebuild fails (got $rc)" test "$rc" -eq 2
+    check "it tried: the error names the failed build step: $(head -c 200 "$tmp/b.out")" \
+        grep -q "make tinyconfig failed" "$tmp/b.out"
+    check "the cached entry is unchanged" \
+        test "$(sha256sum "$KTSTR_CACHE_DIR/kernels/$k_src/bzImage" "$KTSTR_CACHE_DIR/kernels/$k_src/metadata.json")" = "$before"
+    check "and intact" test "$("$KT_COORD" kernel list --json | jq -r --arg k "$k_src" '.[] | select(.key == $k) | .corrupt')" = false
+    check "the failed build left no staging folder" \
+        test -z "$(find "$KTSTR_CACHE_DIR/kernels" -maxdepth 1 -name '.tmp-*')"
+    "$KT_COORD" kernel build --source "$src" -q >"$tmp/b.out" 2>&1
+    check "a build after it still reuses the entry" grep -qx "$k_src (cached)" "$tmp/b.out"
+fi
+
 if [ "$fails" -ne 0 ]; then
     echo "$fails check(s) failed"
     exit 1

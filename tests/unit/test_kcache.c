@@ -3,8 +3,8 @@
  * install), the per-key lock (an install waits for it), a dirty tree
  * refused, corrupt entries detected (a truncated file, broken metadata, a
  * missing bzImage) and replaced on the next install, the stale mark,
- * clean (--keep N, --corrupt, everything), and the sweep of staging
- * folders left by dead builds. */
+ * clean (--keep N, --corrupt, everything), the sweep of staging folders
+ * left by dead builds, and a forced rebuild's replace. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -426,13 +426,79 @@ static void test_sweep(void **state)
     assert_int_equal(kt_kcache_sweep(s_root, true, err, sizeof(err)), 0);
 }
 
+/* The config's salt line of an entry ("# N"), to tell builds apart. */
+static unsigned s_entry_salt(const char *key)
+{
+    char p[4096], line[128];
+    unsigned salt = 0;
+    snprintf(p, sizeof(p), "%s/%s/config", s_root, key);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "# %u", &salt) == 1)
+            break;
+    fclose(f);
+    return salt;
+}
+
+/* A forced rebuild's install: the new entry takes the old one's place
+ * (intact or corrupt, or none); staging that cannot be installed leaves the
+ * old entry as it was; nothing is left over. */
+static void test_replace(void **state)
+{
+    (void)state;
+    kt_test_rm_rf(s_root);
+    assert_int_equal(mkdir(s_root, 0755), 0);
+    char err[512] = "", staging[1100], p[4096];
+    kt_kcache_meta_t m;
+    s_meta(&m, "4444444", S_KC);
+    s_stage(staging, sizeof(staging), 1);
+    assert_int_equal(kt_kcache_replace(s_root, staging, &m, NULL, err, sizeof(err)), 0);
+    assert_int_equal(s_entry_salt(m.key), 1);
+
+    kt_kcache_entry_t *e = calloc(1, sizeof(*e));
+    assert_non_null(e);
+    s_stage(staging, sizeof(staging), 2);
+    int r = kt_kcache_replace(s_root, staging, &m, e, err, sizeof(err));
+    if (r != 0)
+        fail_msg("replace: %d %s", r, err);
+    assert_false(e->corrupt);
+    assert_int_equal(s_entry_salt(m.key), 2);
+    assert_false(s_exists("%s", staging));
+    assert_int_equal(kt_kcache_sweep(s_root, false, err, sizeof(err)), 0);
+
+    /* A staging folder without a bzImage (a build that made none): refused,
+     * the entry there stays intact. */
+    s_stage(staging, sizeof(staging), 3);
+    snprintf(p, sizeof(p), "%s/bzImage", staging);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(kt_kcache_replace(s_root, staging, &m, NULL, err, sizeof(err)), -ENOENT);
+    memset(e, 0, sizeof(*e));
+    assert_int_equal(kt_kcache_lookup(s_root, m.key, NULL, e, err, sizeof(err)), 0);
+    assert_false(e->corrupt);
+    assert_int_equal(s_entry_salt(m.key), 2);
+    kt_kcache_rm_rf(staging);
+
+    /* Over a corrupt entry. */
+    snprintf(p, sizeof(p), "%s/%s/vmlinux", s_root, m.key);
+    assert_int_equal(truncate(p, 3), 0);
+    s_stage(staging, sizeof(staging), 4);
+    assert_int_equal(kt_kcache_replace(s_root, staging, &m, NULL, err, sizeof(err)), 0);
+    memset(e, 0, sizeof(*e));
+    assert_int_equal(kt_kcache_lookup(s_root, m.key, NULL, e, err, sizeof(err)), 0);
+    assert_false(e->corrupt);
+    assert_int_equal(s_entry_salt(m.key), 4);
+    assert_int_equal(kt_kcache_sweep(s_root, false, err, sizeof(err)), 0);
+    free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys),    cmocka_unit_test(test_install_and_lookup),
         cmocka_unit_test(test_dirty_refused), cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_lock),    cmocka_unit_test(test_clean),
-        cmocka_unit_test(test_sweep),
+        cmocka_unit_test(test_sweep),   cmocka_unit_test(test_replace),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
