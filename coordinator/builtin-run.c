@@ -656,7 +656,7 @@ int builtin_run(int argc, char **argv)
         for (unsigned i = 0; r == 0 && i < run.n_cells; i++) {
             const kt_cellspec_t *sp = &run.cells[i].spec;
             r = kt_store_cell_add(store, run.run_id, sp->cell_id, sp->cell_name, sp->kernel_label,
-                                  sp->kernel_commit);
+                                  sp->kernel_version, sp->kernel_commit);
             todo[i] = true;
         }
         n_todo = run.n_cells;

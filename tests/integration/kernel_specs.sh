@@ -177,6 +177,11 @@ sidecar=$(find "$tmp/res/$run_id" -name '*.ktstr.json' | head -n1)
 check "the sidecar carries label, version and commit" \
     test "$(jq -r '"\(.kernel_label) \(.kernel_version) \(.kernel_commit)"' "$sidecar")" = "6.12.117 6.12.117 abcdef1"
 check "the sidecar lies in {label}-{commit}/" test -n "$(find "$tmp/res/$run_id/6.12.117-abcdef1" -name '*.ktstr.json')"
+if command -v sqlite3 >/dev/null; then
+    check "the run store's cells carry label, version and commit" \
+        test "$(sqlite3 -readonly -batch -noheader "$tmp/res/ktstr.db" \
+            "SELECT DISTINCT kernel_label || ' ' || kernel_version || ' ' || kernel_commit FROM cells")" = "6.12.117 6.12.117 abcdef1"
+fi
 
 # A spec that fails stops the run before anything runs.
 "$KT_COORD" run --kernel "$k_git" --kernel 6.12..nope --gauntlet "$tmp/g.yaml" --executor null \
