@@ -32,9 +32,11 @@ static void s_usage(FILE *f)
             "           unless --force; a dirty tree is built but not cached; --deb\n"
             "           fetches a Debian kernel image package with apt instead\n"
             "  list     key, version, source, commit, size, built_at; marks: corrupt (never\n"
-            "           used), stale (built with another kconfig fragment than --kconfig)\n"
+            "           used), stale (built with another kconfig fragment than --kconfig);\n"
+            "           and how many staging folders interrupted builds left over\n"
             "  clean    remove every entry; --keep N: all but the newest N; --corrupt: the\n"
-            "           corrupt ones (both: both)\n"
+            "           corrupt ones (both: both); always the leftover staging folders\n"
+            "           (.tmp-*) that no running build holds\n"
             "  resolve  what each spec expands to (label, version, commit, key, cached),\n"
             "           building nothing\n"
             "Specs: git+URL#REF, A..B (release tags of --kernel-repo, else cached kernels),\n"
@@ -132,6 +134,16 @@ static int s_list(int argc, char **argv)
         json_decref(arr);
     }
     free(v);
+    /* Counting takes the staging folders' locks for a moment: a build
+     * starting meanwhile waits, never fails. */
+    int left = kt_kcache_sweep(root, false, err, sizeof(err));
+    if (left < 0)
+        fprintf(stderr, "ktstr-coord kernel list: %s, ignoring\n", err);
+    else if (left > 0)
+        fprintf(json ? stderr : stdout,
+                "%d staging folder(s) left over by interrupted builds in %s: `ktstr-coord "
+                "kernel clean` removes them\n",
+                left, root);
     return corrupt ? 1 : 0;
 }
 
@@ -178,7 +190,16 @@ static int s_clean(int argc, char **argv)
         fprintf(stderr, "ktstr-coord kernel clean: %s\n", err);
         return 2;
     }
+    /* Whatever the flags: a staging folder nobody holds is a crashed
+     * build's, of no use to anyone. */
+    int swept = kt_kcache_sweep(root, true, err, sizeof(err));
+    if (swept < 0) {
+        fprintf(stderr, "ktstr-coord kernel clean: removed %d kernel(s); %s\n", r, err);
+        return 2;
+    }
     printf("removed %d kernel(s) from %s\n", r, root);
+    if (swept)
+        printf("removed %d leftover staging folder(s)\n", swept);
     return 0;
 }
 

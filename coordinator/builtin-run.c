@@ -180,19 +180,24 @@ static int s_resume_cells(kt_coord_run_t *run, json_t *cells, char *err, size_t 
 /* ---- kernels ---- */
 
 /* The run's kernels, and the folders of dirty-tree builds to remove when
- * the run ends (they are never cached). */
+ * the run ends (they are never cached), with the staging locks that keep
+ * `kernel clean` off them until then. */
 typedef struct s_kernels {
     kt_coord_kernel_t *kernels;
     unsigned n;
     char (*tmp_dirs)[4096];
+    int *tmp_locks;
     unsigned n_tmp;
 } s_kernels_t;
 
 static void s_kernels_free(s_kernels_t *k)
 {
-    for (unsigned i = 0; i < k->n_tmp; i++)
+    for (unsigned i = 0; i < k->n_tmp; i++) {
         kt_kcache_rm_rf(k->tmp_dirs[i]);
+        close(k->tmp_locks[i]);
+    }
     free(k->tmp_dirs);
+    free(k->tmp_locks);
     free(k->kernels);
     memset(k, 0, sizeof(*k));
 }
@@ -235,15 +240,18 @@ static int s_kernels_ready(const s_opts_t *o, const kt_gauntlet_t *g, s_kernels_
     if (r == 0 && n) {
         ret->kernels = calloc(n, sizeof(*ret->kernels));
         ret->tmp_dirs = calloc(n, sizeof(*ret->tmp_dirs));
-        if (!ret->kernels || !ret->tmp_dirs)
+        ret->tmp_locks = calloc(n, sizeof(*ret->tmp_locks));
+        if (!ret->kernels || !ret->tmp_dirs || !ret->tmp_locks)
             r = -ENOMEM;
     }
     for (unsigned i = 0; r == 0 && i < n; i++) {
         if (v[i].need != KT_KRES_READY) {
             r = kt_kernels_build(&ko, &v[i], err, err_len);
-            if (v[i].tmp_dir[0])
+            if (v[i].tmp_dir[0]) {
+                ret->tmp_locks[ret->n_tmp] = v[i].tmp_lock;
                 snprintf(ret->tmp_dirs[ret->n_tmp++], sizeof(ret->tmp_dirs[0]), "%s",
                          v[i].tmp_dir);
+            }
             if (r < 0)
                 break;
         }
@@ -648,7 +656,7 @@ int builtin_run(int argc, char **argv)
         for (unsigned i = 0; r == 0 && i < run.n_cells; i++) {
             const kt_cellspec_t *sp = &run.cells[i].spec;
             r = kt_store_cell_add(store, run.run_id, sp->cell_id, sp->cell_name, sp->kernel_label,
-                                  sp->kernel_commit);
+                                  sp->kernel_version, sp->kernel_commit);
             todo[i] = true;
         }
         n_todo = run.n_cells;

@@ -361,7 +361,7 @@ int builtin_selftests(int argc, char **argv)
     for (unsigned i = 0; r == 0 && i < run.n_cells; i++) {
         const kt_cellspec_t *sp = &run.cells[i].spec;
         r = kt_store_cell_add(store, run.run_id, sp->cell_id, sp->cell_name, sp->kernel_label,
-                              sp->kernel_commit);
+                              sp->kernel_version, sp->kernel_commit);
         todo[i] = true;
     }
     if (r < 0) {

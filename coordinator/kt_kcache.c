@@ -28,6 +28,8 @@
 
 #define S_META "metadata.json"
 #define S_META_MAX (1u << 20)
+#define S_STAGING_PREFIX ".tmp-"
+#define S_STAGING_LOCK ".staging.lock"
 
 static const char *const s_source_names[] = {"tarball", "git", "local", "deb"};
 
@@ -130,15 +132,86 @@ int kt_kcache_key(enum kt_kcache_source s, const char *name, const char *commit,
     return kt_kspec_key_valid(buf) ? 0 : -EINVAL;
 }
 
-int kt_kcache_staging(const char *root, char *buf, size_t len, char *err, size_t err_len)
+/* The folder-wide staging lock: held shared while a staging folder is made
+ * and locked, exclusive while the sweep looks, so the sweep never sees a
+ * folder between its mkdtemp and its flock. */
+static int s_staging_lock(const char *root, int how, int *ret_fd, char *err, size_t err_len)
 {
-    int w = snprintf(buf, len, "%s/.tmp-XXXXXX", root);
-    if (w < 0 || (size_t)w >= len)
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof(p), "%s/" S_STAGING_LOCK, root) >= (int)sizeof(p))
         return s_fail(err, err_len, -ENAMETOOLONG, "kernel cache '%s': path too long", root);
-    if (!mkdtemp(buf))
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return s_fail(err, err_len, -errno, "kernel cache: cannot open '%s': %s", p,
+                      strerror(errno));
+    while (flock(fd, how) < 0) {
+        if (errno == EINTR)
+            continue;
+        int e = errno;
+        close(fd);
+        return s_fail(err, err_len, -e, "kernel cache: cannot lock '%s': %s", p, strerror(e));
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* An exclusive flock on the folder itself (it follows the folder through
+ * renames); blocking unless nb. -EWOULDBLOCK when nb and someone holds it. */
+static int s_lock_dir(const char *dir, bool nb, int *ret_fd)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    while (flock(fd, LOCK_EX | (nb ? LOCK_NB : 0)) < 0) {
+        if (errno == EINTR)
+            continue;
+        int e = errno;
+        close(fd);
+        return e == EAGAIN ? -EWOULDBLOCK : -e;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* Keeps the sweep off dir while it moves to a .tmp- name: our lock, or
+ * else someone else's (whoever installed it may not have closed its
+ * staging lock yet; waiting for it could wait for ourselves). */
+static int s_hold_dir(const char *dir, int *ret_fd)
+{
+    int r = s_lock_dir(dir, true, ret_fd);
+    if (r == -EWOULDBLOCK) {
+        *ret_fd = -1;
+        return 0;
+    }
+    return r;
+}
+
+/* mkdtemp(tmpl) and its lock, under the shared staging lock. */
+static int s_staging_make(const char *root, char *tmpl, int *ret_lock, char *err, size_t err_len)
+{
+    _cleanup_close_ int gl = -1;
+    int r = s_staging_lock(root, LOCK_SH, &gl, err, err_len);
+    if (r < 0)
+        return r;
+    if (!mkdtemp(tmpl))
         return s_fail(err, err_len, -errno, "kernel cache '%s': cannot make a staging folder: %s",
                       root, strerror(errno));
+    r = s_lock_dir(tmpl, false, ret_lock);
+    if (r < 0) {
+        rmdir(tmpl);
+        return s_fail(err, err_len, r, "kernel cache: cannot lock the staging folder '%s': %s",
+                      tmpl, strerror(-r));
+    }
     return 0;
+}
+
+int kt_kcache_staging(const char *root, char *buf, size_t len, int *ret_lock, char *err,
+                      size_t err_len)
+{
+    int w = snprintf(buf, len, "%s/" S_STAGING_PREFIX "XXXXXX", root);
+    if (w < 0 || (size_t)w >= len)
+        return s_fail(err, err_len, -ENAMETOOLONG, "kernel cache '%s': path too long", root);
+    return s_staging_make(root, buf, ret_lock, err, err_len);
 }
 
 static int s_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -413,15 +486,21 @@ static void s_now_iso(char *buf, size_t len)
 }
 
 /* Moves root/key out of the way (to a .tmp- name, so that a crash leaves
- * something clean removes) and removes it. Called under the key's lock. */
+ * something the sweep removes) and removes it. Called under the key's
+ * lock. The entry is locked before it moves: the sweep leaves it to us. */
 static int s_discard(const char *root, const char *key)
 {
     char from[PATH_MAX], to[PATH_MAX];
     if (snprintf(from, sizeof(from), "%s/%s", root, key) >= (int)sizeof(from) ||
-        snprintf(to, sizeof(to), "%s/.tmp-rm-XXXXXX", root) >= (int)sizeof(to))
+        snprintf(to, sizeof(to), "%s/" S_STAGING_PREFIX "rm-XXXXXX", root) >= (int)sizeof(to))
         return -ENAMETOOLONG;
-    if (!mkdtemp(to))
-        return -errno;
+    _cleanup_close_ int held = -1;
+    int r = s_hold_dir(from, &held);
+    if (r < 0)
+        return r;
+    _cleanup_close_ int empty = -1;
+    if ((r = s_staging_make(root, to, &empty, NULL, 0)) < 0)
+        return r;
     /* rename(2) onto an empty folder replaces it. */
     if (rename(from, to) < 0) {
         int e = errno;
@@ -431,8 +510,47 @@ static int s_discard(const char *root, const char *key)
     return kt_kcache_rm_rf(to);
 }
 
-int kt_kcache_install(const char *root, const char *staging, const kt_kcache_meta_t *meta,
-                      kt_kcache_entry_t *ret, char *err, size_t err_len)
+/* staging takes dst's place in one step (renameat2 RENAME_EXCHANGE), the
+ * old entry moved to staging's name and removed; where the file system
+ * cannot exchange, the old entry is moved aside first and put back if
+ * staging cannot follow. Called under the key's lock. */
+static int s_replace(const char *root, const char *staging, const char *dst)
+{
+    _cleanup_close_ int held = -1;
+    int r = s_hold_dir(dst, &held);
+    if (r < 0)
+        return r;
+    if (renameat2(AT_FDCWD, staging, AT_FDCWD, dst, RENAME_EXCHANGE) == 0) {
+        kt_kcache_rm_rf(staging);
+        return 0;
+    }
+    if (errno != EINVAL && errno != ENOSYS)
+        return -errno;
+    char aside[PATH_MAX];
+    if (snprintf(aside, sizeof(aside), "%s/" S_STAGING_PREFIX "rm-XXXXXX", root) >=
+        (int)sizeof(aside))
+        return -ENAMETOOLONG;
+    _cleanup_close_ int empty = -1;
+    if ((r = s_staging_make(root, aside, &empty, NULL, 0)) < 0)
+        return r;
+    if (rename(dst, aside) < 0) {
+        r = -errno;
+        rmdir(aside);
+        return r;
+    }
+    if (rename(staging, dst) < 0) {
+        r = -errno;
+        if (rename(aside, dst) < 0)
+            kt_log_error("kernel cache: cannot put '%s' back as '%s': %s", aside, dst,
+                         strerror(errno));
+        return r;
+    }
+    kt_kcache_rm_rf(aside);
+    return 0;
+}
+
+static int s_install(const char *root, const char *staging, const kt_kcache_meta_t *meta,
+                     bool replace, kt_kcache_entry_t *ret, char *err, size_t err_len)
 {
     if (!root || !staging || !meta)
         return -EINVAL;
@@ -459,7 +577,11 @@ int kt_kcache_install(const char *root, const char *staging, const kt_kcache_met
     char dst[PATH_MAX];
     if (snprintf(dst, sizeof(dst), "%s/%s", root, meta->key) >= (int)sizeof(dst))
         return s_fail(err, err_len, -ENAMETOOLONG, "kernel cache: path too long");
-    if (stat(dst, &st) == 0) {
+    bool exists = stat(dst, &st) == 0;
+    if (exists && replace) {
+        /* Replaced below, once staging is complete: a failure before then
+         * leaves the old entry as it was. */
+    } else if (exists) {
         r = s_verify(dst, meta->key, have);
         if (r == 0 && !have->corrupt) {
             /* Someone else installed it while we built: theirs stands. */
@@ -489,9 +611,17 @@ int kt_kcache_install(const char *root, const char *staging, const kt_kcache_met
     r = s_write_meta(staging, doc, err, err_len);
     if (r < 0)
         return r;
-    if (chmod(staging, 0755) < 0 || rename(staging, dst) < 0)
+    if (chmod(staging, 0755) < 0)
+        return s_fail(err, err_len, -errno, "kernel cache '%s': %s", staging, strerror(errno));
+    if (exists && replace) {
+        r = s_replace(root, staging, dst);
+        if (r < 0)
+            return s_fail(err, err_len, r, "kernel cache: cannot replace '%s' with '%s': %s", dst,
+                          staging, strerror(-r));
+    } else if (rename(staging, dst) < 0) {
         return s_fail(err, err_len, -errno, "kernel cache: cannot move '%s' to '%s': %s",
                       staging, dst, strerror(errno));
+    }
     if (ret) {
         memset(have, 0, sizeof(*have));
         r = s_verify(dst, meta->key, have);
@@ -501,6 +631,18 @@ int kt_kcache_install(const char *root, const char *staging, const kt_kcache_met
         *ret = *have;
     }
     return 0;
+}
+
+int kt_kcache_install(const char *root, const char *staging, const kt_kcache_meta_t *meta,
+                      kt_kcache_entry_t *ret, char *err, size_t err_len)
+{
+    return s_install(root, staging, meta, false, ret, err, err_len);
+}
+
+int kt_kcache_replace(const char *root, const char *staging, const kt_kcache_meta_t *meta,
+                      kt_kcache_entry_t *ret, char *err, size_t err_len)
+{
+    return s_install(root, staging, meta, true, ret, err, err_len);
 }
 
 static int s_entry_cmp(const void *a, const void *b)
@@ -614,4 +756,42 @@ int kt_kcache_clean(const char *root, int keep, bool corrupt, char *err, size_t 
     }
     free(v);
     return r < 0 ? r : removed;
+}
+
+int kt_kcache_sweep(const char *root, bool rm, char *err, size_t err_len)
+{
+    _cleanup_close_ int gl = -1;
+    int r = s_staging_lock(root, LOCK_EX, &gl, err, err_len);
+    if (r < 0)
+        return r;
+    DIR *d = opendir(root);
+    if (!d)
+        return s_fail(err, err_len, -errno, "kernel cache '%s': %s", root, strerror(errno));
+    int found = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d))) {
+        if (strncmp(de->d_name, S_STAGING_PREFIX, strlen(S_STAGING_PREFIX)) != 0)
+            continue;
+        char dir[PATH_MAX];
+        if (snprintf(dir, sizeof(dir), "%s/%s", root, de->d_name) >= (int)sizeof(dir))
+            continue;
+        _cleanup_close_ int held = -1;
+        int l = s_lock_dir(dir, true, &held);
+        if (l == -EWOULDBLOCK || l == -ENOENT || l == -ENOTDIR || l == -ELOOP)
+            continue; /* in use, gone meanwhile, or not a folder */
+        if (l < 0) {
+            r = s_fail(err, err_len, l, "kernel cache: cannot lock '%s': %s", dir,
+                       strerror(-l));
+            break;
+        }
+        /* Nobody holds it: whoever made it is gone. */
+        if (rm && (l = kt_kcache_rm_rf(dir)) < 0) {
+            r = s_fail(err, err_len, l, "kernel cache: cannot remove '%s': %s", dir,
+                       strerror(-l));
+            break;
+        }
+        found++;
+    }
+    closedir(d);
+    return r < 0 ? r : found;
 }

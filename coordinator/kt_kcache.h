@@ -5,7 +5,9 @@
  * in kernels/.tmp-XXXXXX, its metadata written last, and renamed into
  * place under an flock on kernels/.lock-{key}, so a reader sees a whole
  * entry or none. An entry whose files or metadata do not match is corrupt:
- * reported, never used. */
+ * reported, never used. Each staging folder is flock'ed (the folder
+ * itself) by its maker for as long as it is in use, so a folder left by a
+ * crashed build is one nobody holds: kt_kcache_sweep removes those. */
 #pragma once
 
 #include <stdbool.h>
@@ -63,8 +65,16 @@ int kt_kcache_root(char *buf, size_t len, char *err, size_t err_len);
 int kt_kcache_key(enum kt_kcache_source s, const char *name, const char *commit,
                   const char *kconfig_hash, char *buf, size_t len);
 
-/* A new empty staging folder root/.tmp-XXXXXX; -errno. */
-int kt_kcache_staging(const char *root, char *buf, size_t len, char *err, size_t err_len);
+/* A new empty staging folder root/.tmp-XXXXXX, locked while *ret_lock is
+ * open: the caller closes it once the folder is installed or removed (or,
+ * for a build used uncached, when the run is done with it). -errno. */
+int kt_kcache_staging(const char *root, char *buf, size_t len, int *ret_lock, char *err,
+                      size_t err_len);
+
+/* Staging folders (root/.tmp-*) that no live process holds: left by a
+ * crash. Removes them when rm, else only counts them; returns how
+ * many, or -errno. */
+int kt_kcache_sweep(const char *root, bool rm, char *err, size_t err_len);
 
 /* Installs staging (which must hold a bzImage) as meta->key: under the
  * key's lock, an intact entry already there wins (staging is removed,
@@ -74,6 +84,12 @@ int kt_kcache_staging(const char *root, char *buf, size_t len, char *err, size_t
  * (-EPERM): a dirty tree is never cached. ret (may be NULL) gets the
  * installed entry. */
 int kt_kcache_install(const char *root, const char *staging, const kt_kcache_meta_t *meta,
+                      kt_kcache_entry_t *ret, char *err, size_t err_len);
+
+/* As kt_kcache_install, but an entry already there (intact or not) is
+ * replaced by staging in one step once staging is complete (a forced
+ * rebuild): a failure leaves the old entry as it was. Returns 0. */
+int kt_kcache_replace(const char *root, const char *staging, const kt_kcache_meta_t *meta,
                       kt_kcache_entry_t *ret, char *err, size_t err_len);
 
 /* Reads and verifies root/key. -ENOENT when absent; 0 with ret->corrupt

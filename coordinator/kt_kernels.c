@@ -812,8 +812,9 @@ static int s_copy(const char *from, const char *to)
  * config-* and System.map-* into a cache entry of source kind deb. */
 static int s_fetch_deb(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t err_len)
 {
-    char work[PATH_MAX], stage[PATH_MAX];
-    int r = kt_kcache_staging(o->cache_root, work, sizeof(work), err, err_len);
+    char work[PATH_MAX], stage[PATH_MAX] = "";
+    _cleanup_close_ int work_lock = -1, stage_lock = -1;
+    int r = kt_kcache_staging(o->cache_root, work, sizeof(work), &work_lock, err, err_len);
     if (r < 0)
         return r;
     char pkg[KT_KSPEC_MAX];
@@ -867,7 +868,7 @@ static int s_fetch_deb(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size
     snprintf(m.source_loc, sizeof(m.source_loc), "%s", pkg);
     r = kt_kcache_key(KT_KCACHE_DEB, m.version, NULL, NULL, m.key, sizeof(m.key));
     if (r == 0)
-        r = kt_kcache_staging(o->cache_root, stage, sizeof(stage), err, err_len);
+        r = kt_kcache_staging(o->cache_root, stage, sizeof(stage), &stage_lock, err, err_len);
     char dst[PATH_MAX + 16];
     if (r == 0) {
         snprintf(dst, sizeof(dst), "%s/bzImage", stage);
@@ -886,15 +887,19 @@ static int s_fetch_deb(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size
         r = s_copy(smap, dst);
     }
     kt_kcache_rm_rf(work);
-    if (r < 0)
+    if (r < 0) {
+        if (stage[0])
+            kt_kcache_rm_rf(stage);
         return s_fail(err, err_len, r, "kernel spec '%s': cannot stage %s: %s", k->spec, pkg,
                       strerror(-r));
+    }
     kt_kcache_entry_t *e = calloc(1, sizeof(*e));
     if (!e)
         return -ENOMEM;
-    if (o->force)
-        kt_kcache_remove(o->cache_root, m.key, NULL, 0);
-    r = kt_kcache_install(o->cache_root, stage, &m, e, err, err_len);
+    /* --force: the new entry replaces the old in one step, never leaving
+     * the key without one. */
+    r = o->force ? kt_kcache_replace(o->cache_root, stage, &m, e, err, err_len)
+                 : kt_kcache_install(o->cache_root, stage, &m, e, err, err_len);
     if (r < 0) {
         kt_kcache_rm_rf(stage);
         free(e);
@@ -936,10 +941,13 @@ static int s_checkout(const kt_kernels_opts_t *o, kt_kres_t *k, const char *dir,
                       k->repo, s_git_msg());
     git_oid oid;
     _cleanup_(s_object_freep) git_object *commit = NULL;
-    if (git_oid_fromstr(&oid, k->oid) < 0 ||
-        git_object_lookup(&commit, repo, &oid, GIT_OBJECT_COMMIT) < 0)
+    /* A cached entry (a --force rebuild of a key or version spec) records
+     * the short hash only. */
+    const char *id = k->oid[0] ? k->oid : k->commit;
+    if (git_oid_fromstrn(&oid, id, strlen(id)) < 0 ||
+        git_object_lookup_prefix(&commit, repo, &oid, strlen(id), GIT_OBJECT_COMMIT) < 0)
         return s_fail(err, err_len, -ENOENT, "kernel spec '%s': commit %s not in '%s': %s",
-                      k->spec, k->oid, k->repo, s_git_msg());
+                      k->spec, id, k->repo, s_git_msg());
     git_checkout_options opts = GIT_CHECKOUT_OPTIONS_INIT;
     opts.checkout_strategy = GIT_CHECKOUT_FORCE;
     opts.target_directory = dir;
@@ -973,16 +981,18 @@ int kt_kernels_build(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t
                   k->spec, k->ref[0] ? k->ref : k->repo, k->commit);
 #else
     char src[PATH_MAX] = "", out[PATH_MAX];
+    _cleanup_close_ int src_lock = -1, out_lock = -1;
     int r;
     if (k->source == KT_KCACHE_GIT) {
-        if ((r = kt_kcache_staging(o->cache_root, src, sizeof(src), err, err_len)) < 0)
+        if ((r = kt_kcache_staging(o->cache_root, src, sizeof(src), &src_lock, err, err_len)) <
+            0)
             return r;
         if ((r = s_checkout(o, k, src, err, err_len)) < 0) {
             kt_kcache_rm_rf(src);
             return r;
         }
     }
-    if ((r = kt_kcache_staging(o->cache_root, out, sizeof(out), err, err_len)) < 0) {
+    if ((r = kt_kcache_staging(o->cache_root, out, sizeof(out), &out_lock, err, err_len)) < 0) {
         if (src[0])
             kt_kcache_rm_rf(src);
         return r;
@@ -1002,8 +1012,10 @@ int kt_kernels_build(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t
     }
     snprintf(k->version, sizeof(k->version), "%s", res.version);
     if (!k->key[0]) {
-        /* A dirty tree (or one outside git): this run only. */
+        /* A dirty tree (or one outside git): this run only; its lock
+         * goes with it, so the sweep leaves it alone until then. */
         snprintf(k->tmp_dir, sizeof(k->tmp_dir), "%s", out);
+        k->tmp_lock = TAKE_FD(out_lock);
         if (snprintf(k->path, sizeof(k->path), "%.4000s/bzImage", out) >= (int)sizeof(k->path))
             return s_fail(err, err_len, -ENAMETOOLONG, "'%s': path too long", out);
         k->need = KT_KRES_READY;
@@ -1031,12 +1043,16 @@ int kt_kernels_build(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t
     for (unsigned i = 0; i < res.n_sched_progs && i < KT_KCACHE_MAX_PROGS; i++)
         snprintf(m.sched_progs[m.n_sched_progs++], sizeof(m.sched_progs[0]), "%s",
                  res.sched_progs[i]);
-    if (o->force)
-        kt_kcache_remove(o->cache_root, m.key, NULL, 0);
     kt_kcache_entry_t *e = calloc(1, sizeof(*e));
-    if (!e)
+    if (!e) {
+        kt_kcache_rm_rf(out);
         return -ENOMEM;
-    r = kt_kcache_install(o->cache_root, out, &m, e, err, err_len);
+    }
+    /* --force: the old entry stays until this build is complete, then the
+     * new one takes its place in one step; a failed rebuild (above, or
+     * here) leaves the old entry as it was. */
+    r = o->force ? kt_kcache_replace(o->cache_root, out, &m, e, err, err_len)
+                 : kt_kcache_install(o->cache_root, out, &m, e, err, err_len);
     if (r < 0) {
         kt_kcache_rm_rf(out);
         free(e);

@@ -45,6 +45,7 @@ typedef struct kt_kres {
     char ref[KT_KSPEC_REF_MAX];
     char oid[41];             /* the full commit id, "" when not known yet (remote) */
     char tmp_dir[4096];       /* a dirty build's folder: the caller removes it after the run */
+    int tmp_lock;             /* with tmp_dir set: its staging lock, the caller closes it after */
 } kt_kres_t;
 
 /* The fragment's hash (as the build pipeline computes it); -errno. */

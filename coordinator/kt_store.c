@@ -2,7 +2,8 @@
  *
  *   runs(run_id, started_ms, ended_ms, status, resumes, inputs_json)
  *   cells(run_id, cell_id, name, kernel_label, kernel_commit,
- *         current_attempt, result_id)        result_id: the accepted result
+ *         current_attempt, result_id,        result_id: the accepted result
+ *         kernel_version)                    (schema 2; added to a schema 1 store)
  *   attempts(run_id, cell_id, attempt, worker, state, why, begun_ms, ended_ms)
  *         state: running -> fenced (a newer attempt began) | lost | done
  *   results(id, run_id, cell_id, attempt, worker, verdict, reason,
@@ -31,7 +32,7 @@
 
 #include "kt_cleanup.h"
 
-#define S_SCHEMA_VERSION 1
+#define S_SCHEMA_VERSION 2
 #define S_BUSY_MS 10000
 /* Bounds on what callers hand in: the store holds what a run produces, not
  * arbitrary blobs. */
@@ -68,8 +69,9 @@ static const char *const s_sql[S__COUNT] = {
                      "inputs_json = COALESCE(inputs_json, ?2) WHERE run_id = ?1",
     [S_RUN_END] = "UPDATE runs SET status = ?2, ended_ms = ?3 WHERE run_id = ?1",
     [S_RUN_INPUTS] = "SELECT inputs_json FROM runs WHERE run_id = ?1",
-    [S_CELL_ADD] = "INSERT INTO cells(run_id, cell_id, name, kernel_label, kernel_commit) "
-                   "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(run_id, cell_id) DO NOTHING",
+    [S_CELL_ADD] = "INSERT INTO cells(run_id, cell_id, name, kernel_label, kernel_commit, "
+                   "kernel_version) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+                   "ON CONFLICT(run_id, cell_id) DO NOTHING",
     [S_CELL_GET] =
         "SELECT current_attempt, result_id FROM cells WHERE run_id = ?1 AND cell_id = ?2",
     [S_CELL_SET_CURRENT] =
@@ -95,6 +97,18 @@ static const char *const s_sql[S__COUNT] = {
                        "WHERE run_id = ?1 AND cell_id = ?2",
 };
 
+#define S_VERDICTS_VIEW                                                                            \
+    "SELECT c.run_id, c.cell_id, c.name, c.kernel_label, c.kernel_commit, c.kernel_version,"       \
+    "       r.attempt, r.worker, r.verdict, r.reason, r.sidecar_path, r.received_ms"               \
+    "  FROM cells c JOIN results r ON r.id = c.result_id"
+
+/* Schema 1 -> 2: cells.kernel_version, and the view that shows it. A
+ * column already there (a migration that another process finished) is
+ * left alone. */
+static const char s_migrate_1_2[] = "DROP VIEW IF EXISTS verdicts;"
+                                    "CREATE VIEW verdicts AS " S_VERDICTS_VIEW ";"
+                                    "UPDATE schema_version SET version = 2;";
+
 static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS runs("
@@ -112,6 +126,7 @@ static const char s_schema[] =
     "  kernel_commit TEXT,"
     "  current_attempt INTEGER NOT NULL DEFAULT 0,"
     "  result_id INTEGER REFERENCES results(id),"
+    "  kernel_version TEXT,"
     "  PRIMARY KEY(run_id, cell_id));"
     "CREATE TABLE IF NOT EXISTS attempts("
     "  run_id TEXT NOT NULL,"
@@ -141,10 +156,7 @@ static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS metrics("
     "  result_id INTEGER PRIMARY KEY REFERENCES results(id),"
     "  json TEXT NOT NULL);"
-    "CREATE VIEW IF NOT EXISTS verdicts AS"
-    "  SELECT c.run_id, c.cell_id, c.name, c.kernel_label, c.kernel_commit,"
-    "         r.attempt, r.worker, r.verdict, r.reason, r.sidecar_path, r.received_ms"
-    "  FROM cells c JOIN results r ON r.id = c.result_id;";
+    "CREATE VIEW IF NOT EXISTS verdicts AS " S_VERDICTS_VIEW ";";
 
 struct kt_store {
     sqlite3 *db;
@@ -271,7 +283,45 @@ void kt_store_close(kt_store_t **s_p)
     *s_p = NULL;
 }
 
-/* Creates the schema or checks the version of an existing one. */
+/* Whether table has column (PRAGMA table_info); -errno on failure. */
+static int s_has_column(kt_store_t *s, const char *table, const char *column)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return s_fail(s, rc, sql);
+    int found = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *name = sqlite3_column_text(st, 1);
+        if (name && strcmp((const char *)name, column) == 0)
+            found = 1;
+    }
+    int r = rc == SQLITE_DONE ? found : s_fail(s, rc, sql);
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* Brings a store of an older schema up to this one, in the caller's
+ * transaction. */
+static int s_migrate(kt_store_t *s, int64_t version)
+{
+    if (version != 1)
+        return s_fail_msg(s, -EPROTO,
+                          "the run store has schema version %lld, this ktstr-coord knows %d "
+                          "and can migrate from 1",
+                          (long long)version, S_SCHEMA_VERSION);
+    int r = s_has_column(s, "cells", "kernel_version");
+    if (r == 0)
+        r = s_exec(s, "ALTER TABLE cells ADD COLUMN kernel_version TEXT");
+    if (r < 0)
+        return r;
+    return s_exec(s, s_migrate_1_2);
+}
+
+/* Creates the schema, migrates an older one or checks the version of an
+ * existing one. */
 static int s_schema_setup(kt_store_t *s)
 {
     int r = s_exec(s, "BEGIN IMMEDIATE");
@@ -300,10 +350,12 @@ static int s_schema_setup(kt_store_t *s)
                  S_SCHEMA_VERSION);
         if ((r = s_exec(s, sql)) < 0)
             goto out;
-    } else if (version != S_SCHEMA_VERSION) {
+    } else if (version > S_SCHEMA_VERSION) {
         r = s_fail_msg(s, -EPROTO,
                        "the run store has schema version %lld, this ktstr-coord knows %d",
                        (long long)version, S_SCHEMA_VERSION);
+        goto out;
+    } else if (version < S_SCHEMA_VERSION && (r = s_migrate(s, version)) < 0) {
         goto out;
     }
     r = s_exec(s, "COMMIT");
@@ -454,7 +506,8 @@ int kt_store_run_inputs(kt_store_t *s, const char *run_id, char **ret_json)
 }
 
 int kt_store_cell_add(kt_store_t *s, const char *run_id, const char *cell_id, const char *name,
-                      const char *kernel_label, const char *kernel_commit)
+                      const char *kernel_label, const char *kernel_version,
+                      const char *kernel_commit)
 {
     if (!s || !s_id_ok(run_id) || !s_id_ok(cell_id) || !name)
         return -EINVAL;
@@ -464,7 +517,8 @@ int kt_store_cell_add(kt_store_t *s, const char *run_id, const char *cell_id, co
         (r = s_bind_text(s, st, 2, cell_id, 255)) < 0 ||
         (r = s_bind_text(s, st, 3, name, 1024)) < 0 ||
         (r = s_bind_text(s, st, 4, kernel_label, 1024)) < 0 ||
-        (r = s_bind_text(s, st, 5, kernel_commit, 1024)) < 0)
+        (r = s_bind_text(s, st, 5, kernel_commit, 1024)) < 0 ||
+        (r = s_bind_text(s, st, 6, kernel_version, 1024)) < 0)
         return r;
     /* One statement: its own transaction. A missing run is a foreign key
      * error. */

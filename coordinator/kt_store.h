@@ -9,9 +9,10 @@
 
 typedef struct kt_store kt_store_t;
 
-/* Opens (creating it and its schema when new) the store at path; several
- * processes may hold it open. -errno; kt_store_open_why also says why
- * (SQLite's message, a schema version from a newer ktstr-coord). */
+/* Opens (creating it and its schema when new, migrating an older schema)
+ * the store at path; several processes may hold it open. -errno;
+ * kt_store_open_why also says why (SQLite's message, a schema version from
+ * a newer ktstr-coord). */
 int kt_store_open(const char *path, kt_store_t **ret);
 int kt_store_open_why(const char *path, kt_store_t **ret, char *err, size_t err_len);
 void kt_store_close(kt_store_t **s_p);
@@ -25,9 +26,11 @@ int kt_store_run_end(kt_store_t *s, const char *run_id, const char *status);
 /* A run's inputs (run.json text as given to kt_store_run_begin); caller
  * owns *ret_json. -ENOENT for a run the store does not know. */
 int kt_store_run_inputs(kt_store_t *s, const char *run_id, char **ret_json);
-/* Register a cell of a run (idempotent). */
+/* Register a cell of a run (idempotent) with its kernel's label, release
+ * and commit (each may be NULL: unknown). */
 int kt_store_cell_add(kt_store_t *s, const char *run_id, const char *cell_id, const char *name,
-                      const char *kernel_label, const char *kernel_commit);
+                      const char *kernel_label, const char *kernel_version,
+                      const char *kernel_commit);
 /* An attempt was assigned to a worker; older attempts of the cell are fenced.
  * Attempts start at 1; -ESTALE for one older than the cell's current. */
 int kt_store_attempt_begin(kt_store_t *s, const char *run_id, const char *cell_id, unsigned attempt,

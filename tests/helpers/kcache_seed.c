@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kt_cleanup.h"
 #include "kt_kcache.h"
 #include "kt_kernel.h"
 #include "kt_kernels.h"
@@ -30,8 +31,9 @@ int main(int argc, char **argv)
         return 2;
     }
     char root[PATH_MAX], err[1024], staging[PATH_MAX], dst[PATH_MAX + 16];
+    _cleanup_close_ int lock = -1;
     if (kt_kcache_root(root, sizeof(root), err, sizeof(err)) < 0 ||
-        kt_kcache_staging(root, staging, sizeof(staging), err, sizeof(err)) < 0) {
+        kt_kcache_staging(root, staging, sizeof(staging), &lock, err, sizeof(err)) < 0) {
         fprintf(stderr, "kt-kcache-seed: %s\n", err);
         return 1;
     }

@@ -177,6 +177,11 @@ sidecar=$(find "$tmp/res/$run_id" -name '*.ktstr.json' | head -n1)
 check "the sidecar carries label, version and commit" \
     test "$(jq -r '"\(.kernel_label) \(.kernel_version) \(.kernel_commit)"' "$sidecar")" = "6.12.117 6.12.117 abcdef1"
 check "the sidecar lies in {label}-{commit}/" test -n "$(find "$tmp/res/$run_id/6.12.117-abcdef1" -name '*.ktstr.json')"
+if command -v sqlite3 >/dev/null; then
+    check "the run store's cells carry label, version and commit" \
+        test "$(sqlite3 -readonly -batch -noheader "$tmp/res/ktstr.db" \
+            "SELECT DISTINCT kernel_label || ' ' || kernel_version || ' ' || kernel_commit FROM cells")" = "6.12.117 6.12.117 abcdef1"
+fi
 
 # A spec that fails stops the run before anything runs.
 "$KT_COORD" run --kernel "$k_git" --kernel 6.12..nope --gauntlet "$tmp/g.yaml" --executor null \
@@ -199,11 +204,55 @@ if [ ! -f "$KT_SRC/coordinator/kt_kbuild.c" ]; then
 fi
 
 # ---- clean ----
+# A staging folder a crashed build left (no process holds its lock).
+mkdir "$KTSTR_CACHE_DIR/kernels/.tmp-crashed" && : >"$KTSTR_CACHE_DIR/kernels/.tmp-crashed/bzImage"
+"$KT_COORD" kernel list >"$tmp/list" 2>&1
+check "list mentions the leftover staging folder" \
+    grep -q "^1 staging folder(s) left over by interrupted builds" "$tmp/list"
 out=$("$KT_COORD" kernel clean --corrupt)
-check "clean --corrupt removes the corrupt one ($out)" test "$out" = "removed 1 kernel(s) from $KTSTR_CACHE_DIR/kernels"
+check "clean --corrupt removes the corrupt one and the leftover ($out)" \
+    test "$out" = "removed 1 kernel(s) from $KTSTR_CACHE_DIR/kernels
+removed 1 leftover staging folder(s)"
+check "the leftover is gone" test ! -e "$KTSTR_CACHE_DIR/kernels/.tmp-crashed"
 out=$("$KT_COORD" kernel clean --keep 1)
 check "clean --keep 1 removes all but the newest ($out)" test "$out" = "removed 1 kernel(s) from $KTSTR_CACHE_DIR/kernels"
 check "the newest built stays" test "$("$KT_COORD" kernel list --json | jq -r '[.[].key] | join(" ")')" = "$k_old"
+
+# ---- build --force over a cached kernel ----
+# A fake source tree in git (enough for kernel build to accept it; its
+# Makefile has no targets, so the build fails at its first make), its key
+# seeded with the fixture: build reuses it; --force tries to rebuild, fails
+# in make, and the cached entry is still there, intact and unchanged.
+if [ -f "$KT_SRC/coordinator/kt_kbuild.c" ]; then
+    src=$tmp/fake-src
+    mkdir -p "$src/scripts/kconfig"
+    echo 'mainmenu "fake kernel"' >"$src/Kconfig"
+    printf 'VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\n' >"$src/Makefile"
+    printf '#!/bin/sh\nexit 1\n' >"$src/scripts/kconfig/merge_config.sh"
+    repo=$src git_ init -q
+    repo=$src git_ add -A
+    repo=$src git_ commit -qm "fake kernel"
+    sha=$(repo=$src short HEAD)
+    k_src=$("$KT_KCACHE_SEED" "$fixture" local - "$sha" "$KTSTR_KCONFIG" 2025-01-04T00:00:00Z)
+    check "seeded the fake tree's key ($k_src)" test "$k_src" = "local-$sha-x86_64-kc$kc"
+    before=$(sha256sum "$KTSTR_CACHE_DIR/kernels/$k_src/bzImage" "$KTSTR_CACHE_DIR/kernels/$k_src/metadata.json")
+    "$KT_COORD" kernel build --source "$src" -q >"$tmp/b.out" 2>&1
+    rc=$?
+    check "kernel build of a cached tree exits 0 (got $rc)" test "$rc" -eq 0
+    check "and reuses the entry: $(head -c 200 "$tmp/b.out")" grep -qx "$k_src (cached)" "$tmp/b.out"
+    "$KT_COORD" kernel build --source "$src" --force -q >"$tmp/b.out" 2>&1
+    rc=$?
+    check "kernel build --force exits 2 when the rebuild fails (got $rc)" test "$rc" -eq 2
+    check "it tried: the error names the failed build step: $(head -c 200 "$tmp/b.out")" \
+        grep -q "make tinyconfig failed" "$tmp/b.out"
+    check "the cached entry is unchanged" \
+        test "$(sha256sum "$KTSTR_CACHE_DIR/kernels/$k_src/bzImage" "$KTSTR_CACHE_DIR/kernels/$k_src/metadata.json")" = "$before"
+    check "and intact" test "$("$KT_COORD" kernel list --json | jq -r --arg k "$k_src" '.[] | select(.key == $k) | .corrupt')" = false
+    check "the failed build left no staging folder" \
+        test -z "$(find "$KTSTR_CACHE_DIR/kernels" -maxdepth 1 -name '.tmp-*')"
+    "$KT_COORD" kernel build --source "$src" -q >"$tmp/b.out" 2>&1
+    check "a build after it still reuses the entry" grep -qx "$k_src (cached)" "$tmp/b.out"
+fi
 
 if [ "$fails" -ne 0 ]; then
     echo "$fails check(s) failed"

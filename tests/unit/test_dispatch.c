@@ -207,7 +207,8 @@ static void t_env_init(t_env_t *e, unsigned n, const kt_topology_t *topos)
     assert_int_equal(kt_store_run_begin(e->store, run->run_id, "{}"), 0);
     for (unsigned i = 0; i < n; i++)
         assert_int_equal(kt_store_cell_add(e->store, run->run_id, run->cells[i].spec.cell_id,
-                                           run->cells[i].spec.cell_name, "6.12.117", NULL),
+                                           run->cells[i].spec.cell_name, "6.12.117", NULL,
+                                           NULL),
                          0);
 }
 

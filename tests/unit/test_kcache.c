@@ -2,8 +2,9 @@
  * metadata with every file's sha256, an intact entry wins over a second
  * install), the per-key lock (an install waits for it), a dirty tree
  * refused, corrupt entries detected (a truncated file, broken metadata, a
- * missing bzImage) and replaced on the next install, the stale mark, and
- * clean (--keep N, --corrupt, everything). */
+ * missing bzImage) and replaced on the next install, the stale mark,
+ * clean (--keep N, --corrupt, everything), the sweep of staging folders
+ * left by dead builds, and a forced rebuild's replace. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -59,7 +60,10 @@ static int s_teardown(void **state)
 static void s_stage(char *dir, size_t len, unsigned salt)
 {
     char err[512];
-    assert_int_equal(kt_kcache_staging(s_root, dir, len, err, sizeof(err)), 0);
+    int lock = -1;
+    assert_int_equal(kt_kcache_staging(s_root, dir, len, &lock, err, sizeof(err)), 0);
+    /* Dropped at once: these tests install or abandon it in this process. */
+    close(lock);
     char p[4096];
     snprintf(p, sizeof(p), "%s/bzImage", dir);
     kt_test_fake_bzimage(p, "6.12.117", salt);
@@ -352,12 +356,149 @@ static void test_clean(void **state)
                      -ENOENT);
 }
 
+/* Staging folders left over: one a live build holds (this process, its
+ * lock open) survives the sweep; one whose maker died (a child that exits
+ * without cleaning up, as a crash would) is removed; entries and lock
+ * files are never touched. */
+static void test_sweep(void **state)
+{
+    (void)state;
+    kt_test_rm_rf(s_root);
+    assert_int_equal(mkdir(s_root, 0755), 0);
+    char err[512] = "", held[1100], dead[1100], staging[1100];
+    kt_kcache_meta_t m;
+    s_meta(&m, "3f2a9c1", S_KC);
+    s_stage(staging, sizeof(staging), 1);
+    assert_int_equal(kt_kcache_install(s_root, staging, &m, NULL, err, sizeof(err)), 0);
+
+    int lock = -1;
+    assert_int_equal(kt_kcache_staging(s_root, held, sizeof(held), &lock, err, sizeof(err)), 0);
+    assert_true(lock >= 0);
+    kt_test_writef(strcat(strcpy(staging, held), "/build.log"), "building\n");
+
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int l;
+        char d[1100], p[1200];
+        if (kt_kcache_staging(s_root, d, sizeof(d), &l, err, sizeof(err)) < 0)
+            _exit(1);
+        snprintf(p, sizeof(p), "%s/bzImage", d);
+        FILE *f = fopen(p, "w");
+        if (f)
+            fclose(f);
+        if (write(pipefd[1], d, strlen(d) + 1) < 0)
+            _exit(1);
+        _exit(0); /* the lock goes with the process */
+    }
+    close(pipefd[1]);
+    ssize_t got = read(pipefd[0], dead, sizeof(dead) - 1);
+    close(pipefd[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(got > 0);
+    dead[got] = '\0';
+    assert_true(s_exists("%s/bzImage", dead));
+
+    /* Counting removes nothing. */
+    assert_int_equal(kt_kcache_sweep(s_root, false, err, sizeof(err)), 1);
+    assert_true(s_exists("%s", dead));
+    /* The dead build's folder goes, the held one stays with its files. */
+    int r = kt_kcache_sweep(s_root, true, err, sizeof(err));
+    if (r != 1)
+        fail_msg("sweep: %d %s", r, err);
+    assert_false(s_exists("%s", dead));
+    assert_true(s_exists("%s/build.log", held));
+    assert_true(s_exists("%s/.lock-%s", s_root, m.key));
+    kt_kcache_entry_t *e = calloc(1, sizeof(*e));
+    assert_non_null(e);
+    assert_int_equal(kt_kcache_lookup(s_root, m.key, NULL, e, err, sizeof(err)), 0);
+    assert_false(e->corrupt);
+    free(e);
+    assert_int_equal(kt_kcache_sweep(s_root, false, err, sizeof(err)), 0);
+    /* Released: now it is a leftover too. */
+    close(lock);
+    assert_int_equal(kt_kcache_sweep(s_root, true, err, sizeof(err)), 1);
+    assert_false(s_exists("%s", held));
+    assert_int_equal(kt_kcache_sweep(s_root, true, err, sizeof(err)), 0);
+}
+
+/* The config's salt line of an entry ("# N"), to tell builds apart. */
+static unsigned s_entry_salt(const char *key)
+{
+    char p[4096], line[128];
+    unsigned salt = 0;
+    snprintf(p, sizeof(p), "%s/%s/config", s_root, key);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "# %u", &salt) == 1)
+            break;
+    fclose(f);
+    return salt;
+}
+
+/* A forced rebuild's install: the new entry takes the old one's place
+ * (intact or corrupt, or none); staging that cannot be installed leaves the
+ * old entry as it was; nothing is left over. */
+static void test_replace(void **state)
+{
+    (void)state;
+    kt_test_rm_rf(s_root);
+    assert_int_equal(mkdir(s_root, 0755), 0);
+    char err[512] = "", staging[1100], p[4096];
+    kt_kcache_meta_t m;
+    s_meta(&m, "4444444", S_KC);
+    s_stage(staging, sizeof(staging), 1);
+    assert_int_equal(kt_kcache_replace(s_root, staging, &m, NULL, err, sizeof(err)), 0);
+    assert_int_equal(s_entry_salt(m.key), 1);
+
+    kt_kcache_entry_t *e = calloc(1, sizeof(*e));
+    assert_non_null(e);
+    s_stage(staging, sizeof(staging), 2);
+    int r = kt_kcache_replace(s_root, staging, &m, e, err, sizeof(err));
+    if (r != 0)
+        fail_msg("replace: %d %s", r, err);
+    assert_false(e->corrupt);
+    assert_int_equal(s_entry_salt(m.key), 2);
+    assert_false(s_exists("%s", staging));
+    assert_int_equal(kt_kcache_sweep(s_root, false, err, sizeof(err)), 0);
+
+    /* A staging folder without a bzImage (a build that made none): refused,
+     * the entry there stays intact. */
+    s_stage(staging, sizeof(staging), 3);
+    snprintf(p, sizeof(p), "%s/bzImage", staging);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(kt_kcache_replace(s_root, staging, &m, NULL, err, sizeof(err)), -ENOENT);
+    memset(e, 0, sizeof(*e));
+    assert_int_equal(kt_kcache_lookup(s_root, m.key, NULL, e, err, sizeof(err)), 0);
+    assert_false(e->corrupt);
+    assert_int_equal(s_entry_salt(m.key), 2);
+    kt_kcache_rm_rf(staging);
+
+    /* Over a corrupt entry. */
+    snprintf(p, sizeof(p), "%s/%s/vmlinux", s_root, m.key);
+    assert_int_equal(truncate(p, 3), 0);
+    s_stage(staging, sizeof(staging), 4);
+    assert_int_equal(kt_kcache_replace(s_root, staging, &m, NULL, err, sizeof(err)), 0);
+    memset(e, 0, sizeof(*e));
+    assert_int_equal(kt_kcache_lookup(s_root, m.key, NULL, e, err, sizeof(err)), 0);
+    assert_false(e->corrupt);
+    assert_int_equal(s_entry_salt(m.key), 4);
+    assert_int_equal(kt_kcache_sweep(s_root, false, err, sizeof(err)), 0);
+    free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys),    cmocka_unit_test(test_install_and_lookup),
         cmocka_unit_test(test_dirty_refused), cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_lock),    cmocka_unit_test(test_clean),
+        cmocka_unit_test(test_sweep),   cmocka_unit_test(test_replace),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

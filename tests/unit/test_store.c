@@ -1,7 +1,8 @@
 /* The run store: schema and WAL, exactly-once results (a fenced attempt's
  * late result and a duplicate are stale), resume after reopening, errors
- * for unknown runs/cells, schema version checks, and several handles and
- * processes writing one store at once. */
+ * for unknown runs/cells, schema version checks, several handles and
+ * processes writing one store at once, each cell's kernel release, and the
+ * migration of a schema 1 store. */
 #include <errno.h>
 #include <setjmp.h>
 #include <sqlite3.h>
@@ -85,7 +86,7 @@ static void test_schema_and_wal(void **state)
     char mode[32];
     s_text_query("PRAGMA journal_mode", mode, sizeof(mode));
     assert_string_equal(mode, "wal");
-    assert_int_equal(s_query_int("SELECT version FROM schema_version"), 1);
+    assert_int_equal(s_query_int("SELECT version FROM schema_version"), 2);
     assert_int_equal(s_query_int("SELECT COUNT(*) FROM sqlite_master WHERE name IN "
                                  "('runs','cells','attempts','results','metrics','verdicts')"),
                      6);
@@ -108,7 +109,7 @@ static void test_schema_and_wal(void **state)
     char why[512], want[4200];
     assert_int_equal(kt_store_open_why(s_db, &s, why, sizeof(why)), -EPROTO);
     snprintf(want, sizeof(want),
-             "'%s': the run store has schema version 99, this ktstr-coord knows 1", s_db);
+             "'%s': the run store has schema version 99, this ktstr-coord knows 2", s_db);
     assert_string_equal(why, want);
 
     /* Not a database. */
@@ -128,7 +129,7 @@ static void s_cell(kt_store_t *s, const char *run, const char *cell)
 {
     char name[128];
     snprintf(name, sizeof(name), "gauntlet/steady/tiny-1llc/eevdf/%s", cell);
-    assert_int_equal(kt_store_cell_add(s, run, cell, name, "6.12.117", "3f2a9c1"), 0);
+    assert_int_equal(kt_store_cell_add(s, run, cell, name, "6.12.117", "6.12.117", "3f2a9c1"), 0);
 }
 
 static void test_exactly_once(void **state)
@@ -219,7 +220,7 @@ static void test_exactly_once(void **state)
     assert_int_equal(n, 3);
 
     /* Unknown runs and cells. */
-    assert_int_equal(kt_store_cell_add(s, "nope", "c1", "x", NULL, NULL), -ENOENT);
+    assert_int_equal(kt_store_cell_add(s, "nope", "c1", "x", NULL, NULL, NULL), -ENOENT);
     assert_int_equal(kt_store_attempt_begin(s, "run1", "zz", 1, "w1"), -ENOENT);
     assert_int_equal(kt_store_result(s, "run1", "zz", 1, "w1", "pass", NULL, NULL, NULL, &acc),
                      -ENOENT);
@@ -406,6 +407,150 @@ static void test_random_interleaving(void **state)
     kt_store_close(&s);
 }
 
+/* A cell's kernel: label, release and commit in cells and the verdicts
+ * view; the release may be unknown (NULL). */
+static void test_kernel_version(void **state)
+{
+    (void)state;
+    kt_store_t *s = NULL;
+    assert_int_equal(kt_store_open(s_db, &s), 0);
+    assert_int_equal(kt_store_run_begin(s, "r1", "{}"), 0);
+    assert_int_equal(
+        kt_store_cell_add(s, "r1", "c1", "g/steady/tiny/eevdf/lts", "lts", "6.12.117", "3f2a9c1"),
+        0);
+    assert_int_equal(kt_store_cell_add(s, "r1", "c2", "g/steady/tiny/eevdf/x", "x", NULL, NULL), 0);
+    assert_int_equal(kt_store_attempt_begin(s, "r1", "c1", 1, "w1"), 0);
+    bool acc = false;
+    assert_int_equal(kt_store_result(s, "r1", "c1", 1, "w1", "pass", NULL, NULL, NULL, &acc), 0);
+    assert_true(acc);
+    kt_store_close(&s);
+    char got[128];
+    s_text_query("SELECT kernel_label || ' ' || kernel_version || ' ' || kernel_commit FROM cells "
+                 "WHERE cell_id = 'c1'",
+                 got, sizeof(got));
+    assert_string_equal(got, "lts 6.12.117 3f2a9c1");
+    s_text_query("SELECT kernel_version FROM cells WHERE cell_id = 'c2'", got, sizeof(got));
+    assert_string_equal(got, "(null)");
+    s_text_query("SELECT kernel_version || ' ' || verdict FROM verdicts WHERE cell_id = 'c1'", got,
+                 sizeof(got));
+    assert_string_equal(got, "6.12.117 pass");
+}
+
+/* The schema of version 1 (before cells.kernel_version), as ktstr-coord
+ * made it, to check the migration of an existing store. */
+static const char s_schema_v1[] =
+    "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS runs("
+    "  run_id TEXT PRIMARY KEY,"
+    "  started_ms INTEGER NOT NULL,"
+    "  ended_ms INTEGER,"
+    "  status TEXT NOT NULL,"
+    "  resumes INTEGER NOT NULL DEFAULT 0,"
+    "  inputs_json TEXT);"
+    "CREATE TABLE IF NOT EXISTS cells("
+    "  run_id TEXT NOT NULL REFERENCES runs(run_id),"
+    "  cell_id TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  kernel_label TEXT,"
+    "  kernel_commit TEXT,"
+    "  current_attempt INTEGER NOT NULL DEFAULT 0,"
+    "  result_id INTEGER REFERENCES results(id),"
+    "  PRIMARY KEY(run_id, cell_id));"
+    "CREATE TABLE IF NOT EXISTS attempts("
+    "  run_id TEXT NOT NULL,"
+    "  cell_id TEXT NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  worker TEXT,"
+    "  state TEXT NOT NULL,"
+    "  why TEXT,"
+    "  begun_ms INTEGER NOT NULL,"
+    "  ended_ms INTEGER,"
+    "  PRIMARY KEY(run_id, cell_id, attempt),"
+    "  FOREIGN KEY(run_id, cell_id) REFERENCES cells(run_id, cell_id));"
+    "CREATE TABLE IF NOT EXISTS results("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id TEXT NOT NULL,"
+    "  cell_id TEXT NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  worker TEXT,"
+    "  verdict TEXT NOT NULL,"
+    "  reason TEXT,"
+    "  sidecar_path TEXT,"
+    "  received_ms INTEGER NOT NULL,"
+    "  stale INTEGER NOT NULL,"
+    "  stale_why TEXT,"
+    "  FOREIGN KEY(run_id, cell_id) REFERENCES cells(run_id, cell_id));"
+    "CREATE INDEX IF NOT EXISTS results_by_cell ON results(run_id, cell_id);"
+    "CREATE TABLE IF NOT EXISTS metrics("
+    "  result_id INTEGER PRIMARY KEY REFERENCES results(id),"
+    "  json TEXT NOT NULL);"
+    "CREATE VIEW IF NOT EXISTS verdicts AS"
+    "  SELECT c.run_id, c.cell_id, c.name, c.kernel_label, c.kernel_commit,"
+    "         r.attempt, r.worker, r.verdict, r.reason, r.sidecar_path, r.received_ms"
+    "  FROM cells c JOIN results r ON r.id = c.result_id;";
+
+/* A schema 1 store with a run, a cell and its verdict: opening it adds
+ * kernel_version (NULL for the old cell), recreates the view with it,
+ * keeps every row, and records version 2; new cells carry their release;
+ * opening it again changes nothing. */
+static void test_migrate_v1(void **state)
+{
+    (void)state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(s_db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, s_schema_v1, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "INSERT INTO schema_version(version) VALUES(1);"
+                     "INSERT INTO runs(run_id, started_ms, status, resumes, inputs_json) "
+                     "VALUES('old', 1, 'done', 0, '{}');"
+                     "INSERT INTO cells(run_id, cell_id, name, kernel_label, kernel_commit, "
+                     "current_attempt) VALUES('old', 'c1', 'g/c1', '6.12.117', 'abcdef1', 1);"
+                     "INSERT INTO results(id, run_id, cell_id, attempt, worker, verdict, "
+                     "received_ms, stale) VALUES(1, 'old', 'c1', 1, 'w1', 'pass', 2, 0);"
+                     "UPDATE cells SET result_id = 1 WHERE cell_id = 'c1';",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(s_query_int("SELECT COUNT(*) FROM pragma_table_info('cells') WHERE name = "
+                                 "'kernel_version'"),
+                     0);
+
+    kt_store_t *s = NULL;
+    char why[512] = "";
+    int r = kt_store_open_why(s_db, &s, why, sizeof(why));
+    if (r != 0)
+        fail_msg("open of a schema 1 store: %d %s", r, why);
+    assert_int_equal(s_query_int("SELECT version FROM schema_version"), 2);
+    assert_int_equal(s_query_int("SELECT COUNT(*) FROM schema_version"), 1);
+    char got[128];
+    s_text_query("SELECT kernel_label || ' ' || kernel_commit || ' ' || "
+                 "COALESCE(kernel_version, 'null') FROM cells WHERE cell_id = 'c1'",
+                 got, sizeof(got));
+    assert_string_equal(got, "6.12.117 abcdef1 null");
+    s_text_query("SELECT verdict || ' ' || COALESCE(kernel_version, 'null') FROM verdicts "
+                 "WHERE run_id = 'old'",
+                 got, sizeof(got));
+    assert_string_equal(got, "pass null");
+    char buf[32];
+    assert_int_equal(kt_store_cell_verdict(s, "old", "c1", buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "pass");
+
+    assert_int_equal(kt_store_run_begin(s, "new", "{}"), 0);
+    assert_int_equal(kt_store_cell_add(s, "new", "c1", "g/c1", "lts", "6.12.117", "3f2a9c1"), 0);
+    kt_store_close(&s);
+    s_text_query("SELECT kernel_version FROM cells WHERE run_id = 'new'", got, sizeof(got));
+    assert_string_equal(got, "6.12.117");
+
+    /* Opened again: already version 2, nothing to do. */
+    assert_int_equal(kt_store_open(s_db, &s), 0);
+    kt_store_close(&s);
+    assert_int_equal(s_query_int("SELECT COUNT(*) FROM pragma_table_info('cells') WHERE name = "
+                                 "'kernel_version'"),
+                     1);
+    assert_int_equal(s_query_int("SELECT COUNT(*) FROM cells"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +559,8 @@ int main(void)
         cmocka_unit_test_setup(test_resume, s_fresh),
         cmocka_unit_test_setup(test_concurrent_opens, s_fresh),
         cmocka_unit_test_setup(test_random_interleaving, s_fresh),
+        cmocka_unit_test_setup(test_kernel_version, s_fresh),
+        cmocka_unit_test_setup(test_migrate_v1, s_fresh),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
