@@ -3,6 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kt_cleanup.h"
@@ -28,4 +32,49 @@ int kt_read_small_file(const char *path, char *buf, size_t len)
     }
     buf[off] = '\0';
     return (int)off;
+}
+
+int kt_read_file_bounded(const char *path, size_t max, char **ret_buf, size_t *ret_len)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EINVAL;
+    if ((unsigned long long)st.st_size > max)
+        return -EFBIG;
+    /* Read up to one byte past the limit: the file may grow after fstat. */
+    _cleanup_free_ char *buf = malloc(max + 2);
+    if (!buf)
+        return -ENOMEM;
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, max + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > max)
+            return -EFBIG;
+    }
+    buf[len] = '\0';
+    *ret_len = len;
+    *ret_buf = TAKE_PTR(buf);
+    return 0;
+}
+
+void kt_read_file_error(int r, const char *path, size_t max, char *err, size_t err_len)
+{
+    if (r == -EINVAL)
+        snprintf(err, err_len, "%s: not a regular file", path);
+    else if (r == -EFBIG)
+        snprintf(err, err_len, "%s: larger than the limit of %zu bytes", path, max);
+    else
+        snprintf(err, err_len, "%s: %s", path, strerror(-r));
 }

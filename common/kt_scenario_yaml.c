@@ -59,6 +59,7 @@
 
 #include "kt_checks.h"
 #include "kt_cleanup.h"
+#include "kt_fileio.h"
 #include "kt_yaml.h"
 
 /* A scenario file is a few hundred bytes; anything this big is a mistake. */
@@ -1718,52 +1719,13 @@ int kt_scenario_yaml_load(const char *path, kt_scenario_t *ret, char *err, size_
         err = dummy;
         err_len = sizeof(dummy);
     }
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        snprintf(err, err_len, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        snprintf(err, err_len, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(err, err_len, "%s: not a regular file", path);
-        return -EINVAL;
-    }
-    if (st.st_size > S_MAX_FILE_SIZE) {
-        snprintf(err, err_len, "%s: %lld bytes, larger than the limit of %u", path,
-                 (long long)st.st_size, S_MAX_FILE_SIZE);
-        return -EFBIG;
-    }
-    /* Read up to one byte past the limit: the file may grow after fstat. */
-    _cleanup_free_ char *buf = malloc(S_MAX_FILE_SIZE + 2);
-    if (!buf) {
-        snprintf(err, err_len, "%s: out of memory", path);
-        return -ENOMEM;
-    }
+    _cleanup_free_ char *buf = NULL;
     size_t len = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, S_MAX_FILE_SIZE + 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            snprintf(err, err_len, "%s: %s", path, strerror(e));
-            return -e;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len > S_MAX_FILE_SIZE) {
-            snprintf(err, err_len, "%s: larger than the limit of %u bytes", path, S_MAX_FILE_SIZE);
-            return -EFBIG;
-        }
+    int r = kt_read_file_bounded(path, S_MAX_FILE_SIZE, &buf, &len);
+    if (r < 0) {
+        kt_read_file_error(r, path, S_MAX_FILE_SIZE, err, err_len);
+        return r;
     }
-    buf[len] = '\0';
     /* A payload's relative binary resolves against the file's folder. */
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s", path);

@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "kt_cleanup.h"
+#include "kt_fileio.h"
 #include "kt_kspec.h"
 #include "kt_scenario_yaml.h"
 #include "kt_yaml.h"
@@ -1009,49 +1010,12 @@ int kt_gauntlet_load(const char *path, kt_gauntlet_t **ret, char *err, size_t er
     }
     if (!path || !ret)
         return -EINVAL;
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        snprintf(err, err_len, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        snprintf(err, err_len, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(err, err_len, "%s: not a regular file", path);
-        return -EINVAL;
-    }
-    if (st.st_size > S_MAX_FILE_SIZE) {
-        snprintf(err, err_len, "%s: %lld bytes, larger than the limit of %u", path,
-                 (long long)st.st_size, S_MAX_FILE_SIZE);
-        return -EFBIG;
-    }
-    _cleanup_free_ char *buf = malloc(S_MAX_FILE_SIZE + 2);
-    if (!buf) {
-        snprintf(err, err_len, "%s: out of memory", path);
-        return -ENOMEM;
-    }
+    _cleanup_free_ char *buf = NULL;
     size_t len = 0;
-    for (;;) {
-        ssize_t k = read(fd, buf + len, S_MAX_FILE_SIZE + 1 - len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            int e = errno;
-            snprintf(err, err_len, "%s: %s", path, strerror(e));
-            return -e;
-        }
-        if (k == 0)
-            break;
-        len += (size_t)k;
-        if (len > S_MAX_FILE_SIZE) {
-            snprintf(err, err_len, "%s: larger than the limit of %u bytes", path, S_MAX_FILE_SIZE);
-            return -EFBIG;
-        }
+    int rr = kt_read_file_bounded(path, S_MAX_FILE_SIZE, &buf, &len);
+    if (rr < 0) {
+        kt_read_file_error(rr, path, S_MAX_FILE_SIZE, err, err_len);
+        return rr;
     }
     /* Relative paths inside resolve against the file's folder. */
     char real[PATH_MAX];

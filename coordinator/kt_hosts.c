@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "kt_cleanup.h"
+#include "kt_fileio.h"
 
 #define S_LINE_MAX 1024
 #define S_FILE_MAX (1u << 20)
@@ -305,39 +306,12 @@ int kt_hosts_load(const char *path, kt_host_t **ret, unsigned *ret_n, char *err,
         err = dummy;
         err_len = sizeof(dummy);
     }
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        snprintf(err, err_len, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, err_len, "%s: not a regular file", path);
-        return -EINVAL;
-    }
-    _cleanup_free_ char *buf = malloc(S_FILE_MAX + 1);
-    if (!buf) {
-        snprintf(err, err_len, "%s: out of memory", path);
-        return -ENOMEM;
-    }
+    _cleanup_free_ char *buf = NULL;
     size_t len = 0;
-    for (;;) {
-        ssize_t k = read(fd, buf + len, S_FILE_MAX + 1 - len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            int e = errno;
-            snprintf(err, err_len, "%s: %s", path, strerror(e));
-            return -e;
-        }
-        if (k == 0)
-            break;
-        len += (size_t)k;
-        if (len > S_FILE_MAX) {
-            snprintf(err, err_len, "%s: larger than the limit of %u bytes", path, S_FILE_MAX);
-            return -EFBIG;
-        }
+    int r = kt_read_file_bounded(path, S_FILE_MAX, &buf, &len);
+    if (r < 0) {
+        kt_read_file_error(r, path, S_FILE_MAX, err, err_len);
+        return r;
     }
     return kt_hosts_parse(buf, len, path, ret, ret_n, err, err_len);
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "kt_cleanup.h"
+#include "kt_fileio.h"
 #include "kt_hash.h"
 #include "kt_kernel.h"
 
@@ -82,39 +83,7 @@ const kt_kbuild_option_t *kt_kbuild_required(size_t *ret_n)
 
 /* ---- bounded reads ---- */
 
-/* Reads a whole regular file of at most max bytes; caller owns *ret_buf
- * (NUL-terminated). */
-static int s_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)
-{
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode))
-        return -EINVAL;
-    if ((uint64_t)st.st_size > max)
-        return -EFBIG;
-    _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf)
-        return -ENOMEM;
-    size_t len = 0;
-    while (len < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    *ret_len = len;
-    *ret_buf = TAKE_PTR(buf);
-    return 0;
-}
+#define s_read_file kt_read_file_bounded
 
 /* Appends to err at its current end, never overrunning it. */
 static void s_append(char *err, size_t err_len, const char *fmt, ...)
