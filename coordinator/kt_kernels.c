@@ -810,6 +810,33 @@ static int s_copy(const char *from, const char *to)
 
 /* deb:PACKAGE: apt-get download, dpkg-deb -x, then boot/vmlinuz-*, its
  * config-* and System.map-* into a cache entry of source kind deb. */
+/* Installs the staging dir stage as the cache entry of m and points k at
+ * it. Under --force the new entry replaces the old in one step: the key is
+ * never without one, and a failed rebuild leaves the old as it was. The
+ * staging dir is removed on failure. */
+static int s_install(const kt_kernels_opts_t *o, kt_kres_t *k, const char *stage,
+                     const kt_kcache_meta_t *m, char *err, size_t err_len)
+{
+    kt_kcache_entry_t *e = calloc(1, sizeof(*e));
+    if (!e) {
+        kt_kcache_rm_rf(stage);
+        return -ENOMEM;
+    }
+    int r = o->force ? kt_kcache_replace(o->cache_root, stage, m, e, err, err_len)
+                     : kt_kcache_install(o->cache_root, stage, m, e, err, err_len);
+    if (r < 0) {
+        kt_kcache_rm_rf(stage);
+        free(e);
+        return r;
+    }
+    char spec[KT_KSPEC_MAX], label[64];
+    snprintf(spec, sizeof(spec), "%s", k->spec);
+    snprintf(label, sizeof(label), "%s", k->label);
+    s_from_entry(e, spec, label, k);
+    free(e);
+    return 0;
+}
+
 static int s_fetch_deb(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t err_len)
 {
     char work[PATH_MAX], stage[PATH_MAX] = "";
@@ -893,24 +920,7 @@ static int s_fetch_deb(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size
         return s_fail(err, err_len, r, "kernel spec '%s': cannot stage %s: %s", k->spec, pkg,
                       strerror(-r));
     }
-    kt_kcache_entry_t *e = calloc(1, sizeof(*e));
-    if (!e)
-        return -ENOMEM;
-    /* --force: the new entry replaces the old in one step, never leaving
-     * the key without one. */
-    r = o->force ? kt_kcache_replace(o->cache_root, stage, &m, e, err, err_len)
-                 : kt_kcache_install(o->cache_root, stage, &m, e, err, err_len);
-    if (r < 0) {
-        kt_kcache_rm_rf(stage);
-        free(e);
-        return r;
-    }
-    char spec[KT_KSPEC_MAX], label[64];
-    snprintf(spec, sizeof(spec), "%s", k->spec);
-    snprintf(label, sizeof(label), "%s", k->label);
-    s_from_entry(e, spec, label, k);
-    free(e);
-    return 0;
+    return s_install(o, k, stage, &m, err, err_len);
 }
 
 #ifdef KT_HAVE_KBUILD
@@ -1043,28 +1053,10 @@ int kt_kernels_build(const kt_kernels_opts_t *o, kt_kres_t *k, char *err, size_t
     for (unsigned i = 0; i < res.n_sched_progs && i < KT_KCACHE_MAX_PROGS; i++)
         snprintf(m.sched_progs[m.n_sched_progs++], sizeof(m.sched_progs[0]), "%s",
                  res.sched_progs[i]);
-    kt_kcache_entry_t *e = calloc(1, sizeof(*e));
-    if (!e) {
-        kt_kcache_rm_rf(out);
-        return -ENOMEM;
-    }
-    /* --force: the old entry stays until this build is complete, then the
-     * new one takes its place in one step; a failed rebuild (above, or
-     * here) leaves the old entry as it was. */
-    r = o->force ? kt_kcache_replace(o->cache_root, out, &m, e, err, err_len)
-                 : kt_kcache_install(o->cache_root, out, &m, e, err, err_len);
-    if (r < 0) {
-        kt_kcache_rm_rf(out);
-        free(e);
+    if ((r = s_install(o, k, out, &m, err, err_len)) < 0)
         return r;
-    }
-    char spec[KT_KSPEC_MAX], label[64];
-    snprintf(spec, sizeof(spec), "%s", k->spec);
-    snprintf(label, sizeof(label), "%s", k->label);
-    s_from_entry(e, spec, label, k);
-    free(e);
     if (!o->quiet)
-        fprintf(stderr, "kernel %s: installed as %s\n", spec, k->key);
+        fprintf(stderr, "kernel %s: installed as %s\n", k->spec, k->key);
     return 0;
 #endif
 }
