@@ -86,4 +86,25 @@ expect "policies: each worker ran under its cgroup's policy and rt priority" eq 
     "fifo=fifo/10 rr=rr/5 batch=batch/0 idle=idle/0 normal=normal/0"
 expect "policies: the real-time workers worked" eq \
     "$(field '[.cgroups[] | select(.name == "fifo" or .name == "rr") | .work_units > 0] | all')" true
+# Per-phase fairness: cg_0's two workers pinned one to CPU 0 and one to
+# CPU 1, three crowd workers pinned to CPU 0: in each phase of the steps,
+# the worker sharing CPU 0 gets about a quarter of the other's share.
+cat > "$TMP/unfair_phases.yaml" <<'YAML'
+name: unfair_phases
+duration: 3s
+cgroups:
+  - {name: cg_0, workers: 2, affinity: single}
+  - {name: crowd, workers: 3, affinity: "exact:0"}
+steps:
+  - hold: 0.5
+  - ops: [{op: set_cpuset, cgroup: crowd, cpuset: "0"}]
+    hold: 0.5
+YAML
+run_cell unfair_phases --kernel "$KERNEL" --topology tiny-2llc --scenario "$TMP/unfair_phases.yaml" \
+    --scheduler "$BIN/scx_simple"
+expect "unequal shares inside a phase: fail" eq "$(field .verdict)" fail
+expect "...on fairness_spread alone" eq \
+    "$(field '[.checks[] | select(.passed == false) | .name] | unique | join(",")')" fairness_spread
+expect "...naming the phase after the step" contains \
+    "$(field '[.checks[] | select(.passed == false) | .detail] | join(";")')" "phase 2 (after steps[1]): on-CPU share"
 finish
