@@ -7,5 +7,7 @@ run_cell qmap --kernel "$KERNEL" --topology tiny-2llc --scenario steady \
 expect "exit status 1 (fail)" eq "$RC" 1
 expect "verdict fail" eq "$(field .verdict)" fail
 expect "reason names the stall" contains "$(field .reason)" "runnable task stall"
+# The line the kernel prints after "disabled (...)" says which task stalled.
+expect "reason carries the kernel's message line" contains "$(field .reason)" "failed to run for"
 expect "kernel log kept" contains "$(field '.kernel_log | join(" ")')" "qmap"
 finish

@@ -91,6 +91,8 @@ typedef struct s_cell {
     uint64_t sched_fail_ms;
     char sched_kmsg_reason[512];     /* the kernel's words */
     bool sched_kmsg_detail;          /* the line after "disabled" was added */
+    bool sched_kmsg_want_detail;     /* "disabled" at KERN_ERR: the kernel's
+                                        message line follows it */
     char sched_exit_reason[384];
     char sched_state_reason[128];
     bool kernel_failed;
@@ -327,9 +329,13 @@ __attribute__((noreturn)) static void s_finish(s_cell_t *c, const char *watchdog
             pause();
     }
     /* Give the kernel a moment to say why the scheduler failed. */
-    if (c->sched_failed && !c->sched_kmsg_reason[0] && !watchdog) {
+    if (c->sched_failed && !c->sched_kmsg_detail && !watchdog) {
         uint64_t until = c->t0_ms + c->sched_fail_ms + S_REASON_GRACE_MS;
-        while (!c->sched_kmsg_reason[0] && kt_guest_sys_now_ms() < until) {
+        /* An error exit prints "disabled (runtime error)" and then the
+         * message that says what went wrong (the scx_bpf_error text, the
+         * stalled task): wait for that line too, which follows at once. */
+        while ((!c->sched_kmsg_reason[0] || c->sched_kmsg_want_detail) &&
+               !c->sched_kmsg_detail && kt_guest_sys_now_ms() < until) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_nsec += 50 * 1000000L;
@@ -405,8 +411,10 @@ static void s_monitor_kmsg(s_cell_t *c)
         pthread_mutex_lock(&c->lock);
         kt_guest_result_klog(&c->res, rec.text);
         if (kind == KT_KMSG_SCHED_DISABLED && c->sched_watched) {
-            if (!c->sched_kmsg_reason[0])
+            if (!c->sched_kmsg_reason[0]) {
                 snprintf(c->sched_kmsg_reason, sizeof(c->sched_kmsg_reason), "%s", rec.text);
+                c->sched_kmsg_want_detail = rec.level <= 3;
+            }
             if (s_sched_fail_locked(c, "kmsg"))
                 snprintf(event, sizeof(event), "scheduler failure detected (kernel log): %.110s",
                          rec.text);
@@ -415,6 +423,7 @@ static void s_monitor_kmsg(s_cell_t *c)
             /* `sched_ext: qmap: kworker/1:1[42] failed to run for 5.1s` */
             c->sched_kmsg_detail = true;
             s_append(c->sched_kmsg_reason, sizeof(c->sched_kmsg_reason), "; ", rec.text);
+            pthread_cond_broadcast(&c->cond);
         } else if (kind == KT_KMSG_KERNEL_PROBLEM && !c->kernel_failed) {
             c->kernel_failed = true;
             snprintf(c->kernel_reason, sizeof(c->kernel_reason), "kernel: %.280s", rec.text);
