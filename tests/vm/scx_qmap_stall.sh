@@ -9,5 +9,10 @@ expect "verdict fail" eq "$(field .verdict)" fail
 expect "reason names the stall" contains "$(field .reason)" "runnable task stall"
 # The line the kernel prints after "disabled (...)" says which task stalled.
 expect "reason carries the kernel's message line" contains "$(field .reason)" "failed to run for"
+expect "scheduler_state.exit names the kind" eq "$(field .scheduler_state.exit.kind)" "runnable task stall"
+expect "scheduler_state.exit is an error exit" eq "$(field .scheduler_state.exit.error)" true
+expect "scheduler_state.exit.message names the task" \
+    contains "$(field .scheduler_state.exit.message)" "failed to run for"
+expect "scheduler_state.exit has a backtrace" test "$(field '.scheduler_state.exit.backtrace | length')" -gt 0
 expect "kernel log kept" contains "$(field '.kernel_log | join(" ")')" "qmap"
 finish

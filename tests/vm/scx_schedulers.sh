@@ -22,6 +22,9 @@ for s in simple central flatcg; do
         expect "scx_central (known bug): reason has the kernel's disable line" \
             contains "$(field .reason)" 'BPF scheduler "central" disabled (runtime error)'
         expect "scx_central (known bug): no check is blamed" eq "$(field '.failed_check_list | length')" 0
+        expect "scx_central (known bug): exit kind" eq "$(field .scheduler_state.exit.kind)" "runtime error"
+        expect "scx_central (known bug): exit message" \
+            contains "$(field .scheduler_state.exit.message)" "$KNOWN_CENTRAL_BUG"
         run_cell "scx_${s}_again" --kernel "$KERNEL" --topology tiny-2llc --scenario steady \
             --scheduler "$BIN/scx_$s" --duration 3
     fi
@@ -30,5 +33,6 @@ for s in simple central flatcg; do
     expect "scx_$s: sidecar names the scheduler" eq "$(field .scheduler)" "scx_$s"
     expect "scx_$s: sched_ext ops read from the kernel" eq "$(field .scheduler_state.ops)" "$s"
     expect "scx_$s: still enabled at the end" eq "$(field .scheduler_state.state)" enabled
+    expect "scx_$s: no exit report from the kernel" eq "$(field .scheduler_state.exit)" null
 done
 finish

@@ -53,6 +53,7 @@
 #define S_MONITOR_PERIOD_MS 50
 #define S_REAP_PERIOD_MS 1000
 #define S_REASON_GRACE_MS 1000
+#define S_BACKTRACE_GRACE_MS 100
 
 /* Above any worker's (fifo / rr workers get 1..KT_RT_PRIORITY_MAX). */
 #define S_PRIO_SUPERVISOR 99
@@ -317,6 +318,19 @@ static void s_compose_locked(s_cell_t *c, const char *watchdog)
     kt_guest_outbuf_tail(&c->sched_out, s->output, sizeof(s->output));
 }
 
+/* Waits on c->cond for at most ms. Lock held. */
+static void s_cond_wait_ms(s_cell_t *c, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+}
+
 /* Sends the result once (main at the end, or the watchdog), waits briefly
  * for the host's ack and powers off. */
 __attribute__((noreturn)) static void s_finish(s_cell_t *c, const char *watchdog)
@@ -336,15 +350,12 @@ __attribute__((noreturn)) static void s_finish(s_cell_t *c, const char *watchdog
          * stalled task): wait for that line too, which follows at once. */
         while ((!c->sched_kmsg_reason[0] || c->sched_kmsg_want_detail) &&
                !c->sched_kmsg_detail && kt_guest_sys_now_ms() < until) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += 50 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+            s_cond_wait_ms(c, 50);
         }
+        /* Its backtrace follows the message at once. */
+        uint64_t bt_until = kt_guest_sys_now_ms() + S_BACKTRACE_GRACE_MS;
+        while (kt_scx_exit_open(&c->res.sched.exit) && kt_guest_sys_now_ms() < bt_until)
+            s_cond_wait_ms(c, 20);
         /* The watchdog may have finished while the lock was released. */
         if (c->result_sent) {
             pthread_mutex_unlock(&c->lock);
@@ -405,8 +416,14 @@ static void s_monitor_kmsg(s_cell_t *c)
         if (r <= 0)
             return;
         enum kt_kmsg_kind kind = kt_kmsg_classify(rec.text);
-        if (kind == KT_KMSG_OTHER)
+        pthread_mutex_lock(&c->lock);
+        bool in_exit = c->sched_watched && kt_scx_exit_feed(&c->res.sched.exit, &rec);
+        pthread_mutex_unlock(&c->lock);
+        if (kind == KT_KMSG_OTHER) {
+            if (in_exit)
+                pthread_cond_broadcast(&c->cond);
             continue;
+        }
         char event[KT_GUEST_EVENT_LEN] = "";
         pthread_mutex_lock(&c->lock);
         kt_guest_result_klog(&c->res, rec.text);
@@ -632,16 +649,7 @@ static bool s_wait_or_fail(s_cell_t *c, uint64_t until_ms)
     pthread_mutex_lock(&c->lock);
     while (!c->sched_failed && kt_guest_sys_now_ms() < until_ms) {
         uint64_t left = until_ms - kt_guest_sys_now_ms();
-        if (left > 50)
-            left = 50;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += (long)left * 1000000L;
-        while (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+        s_cond_wait_ms(c, left > 50 ? 50 : (long)left);
     }
     bool failed = c->sched_failed;
     pthread_mutex_unlock(&c->lock);

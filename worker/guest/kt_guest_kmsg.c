@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -122,4 +123,55 @@ int kt_kmsg_read(int fd, kt_kmsg_record_t *ret)
         break;
     }
     return r;
+}
+
+enum { S_EXIT_NONE = 0, S_EXIT_HEAD, S_EXIT_MESSAGE, S_EXIT_DONE };
+
+bool kt_scx_exit_feed(kt_scx_exit_t *e, const kt_kmsg_record_t *rec)
+{
+    const char *t = rec->text;
+    if (e->stage_ == S_EXIT_DONE)
+        return false;
+    if (e->stage_ == S_EXIT_NONE) {
+        if (kt_kmsg_classify(t) != KT_KMSG_SCHED_DISABLED)
+            return false;
+        const char *open = strstr(t, " disabled (");
+        const char *close = open ? strrchr(open, ')') : NULL;
+        if (open && close) {
+            open += strlen(" disabled (");
+            snprintf(e->kind, sizeof(e->kind), "%.*s", (int)(close - open), open);
+        }
+        e->seen = true;
+        e->error = rec->level <= 3;
+        e->ts_us = rec->ts_us;
+        /* Nothing follows a normal unregistration. */
+        e->stage_ = e->error ? S_EXIT_HEAD : S_EXIT_DONE;
+        return true;
+    }
+    /* stack_trace_print() indents each frame. */
+    if (t[0] == ' ') {
+        while (*t == ' ')
+            t++;
+        if (e->n_bt < KT_SCX_EXIT_BT_MAX)
+            snprintf(e->bt[e->n_bt++], KT_SCX_EXIT_FRAME_LEN, "%s", t);
+        else
+            e->bt_truncated = true;
+        e->stage_ = S_EXIT_MESSAGE;
+        return true;
+    }
+    /* `sched_ext: central: the message`, right after the head line. */
+    if (e->stage_ == S_EXIT_HEAD && strncmp(t, "sched_ext: ", 11) == 0 &&
+        kt_kmsg_classify(t) == KT_KMSG_SCHED_EXT) {
+        const char *m = strstr(t + 11, ": ");
+        snprintf(e->message, sizeof(e->message), "%s", m ? m + 2 : t + 11);
+        e->stage_ = S_EXIT_MESSAGE;
+        return true;
+    }
+    e->stage_ = S_EXIT_DONE;
+    return false;
+}
+
+bool kt_scx_exit_open(const kt_scx_exit_t *e)
+{
+    return e->seen && e->error && e->stage_ != S_EXIT_DONE;
 }

@@ -4,6 +4,7 @@
  * hung tasks, RCU stalls: a failure in any cell). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,3 +40,34 @@ int kt_kmsg_open_tail(void);
  * records were overwritten before they were read (reading may go on),
  * other -errno on failure. */
 int kt_kmsg_read(int fd, kt_kmsg_record_t *ret);
+
+/* The kernel's report of a BPF scheduler's exit, as 6.12's
+ * scx_ops_disable_workfn() prints it:
+ *   sched_ext: BPF scheduler "central" disabled (runtime error)   <- kind
+ *   sched_ext: central: SCX_DSQ_LOCAL[_ON] cannot move ...         <- message
+ *      task_can_run_on_remote_rq+0x4b/0x8d                        <- backtrace
+ *      ...
+ * An error exit (KERN_ERR) carries the message (when the scheduler or the
+ * kernel gave one) and the backtrace of where it was raised; a normal
+ * unregistration prints the first line only. */
+#define KT_SCX_EXIT_BT_MAX 16
+#define KT_SCX_EXIT_FRAME_LEN 96
+
+typedef struct kt_scx_exit {
+    bool seen;                 /* a "disabled (...)" line was read */
+    bool error;                /* printed at KERN_ERR or above: an error exit */
+    char kind[64];             /* the words in parentheses */
+    char message[384];         /* the next line, without "sched_ext: NAME: " */
+    unsigned n_bt;
+    char bt[KT_SCX_EXIT_BT_MAX][KT_SCX_EXIT_FRAME_LEN];
+    bool bt_truncated;         /* more frames than KT_SCX_EXIT_BT_MAX */
+    uint64_t ts_us;            /* the kernel's timestamp of the first line */
+    unsigned stage_;           /* where the parser is: private */
+} kt_scx_exit_t;
+
+/* Feeds one kernel log record, in order. Only the first exit report is kept
+ * (the one that failed the cell). True when the record was part of it. */
+bool kt_scx_exit_feed(kt_scx_exit_t *e, const kt_kmsg_record_t *rec);
+
+/* True while an error exit report may still get lines (message, frames). */
+bool kt_scx_exit_open(const kt_scx_exit_t *e);

@@ -426,6 +426,25 @@ static void s_pack_bpf(msgpack_packer *pk, const kt_guest_bpf_t *b)
     kt_mp_pack_kv_double(pk, "ns_per_call", b ? kt_guest_bpf_struct_ops_ns_per_call(b) : 0.0);
 }
 
+/* The kernel's report of the scheduler's exit, or nil when it gave none. */
+static void s_pack_scx_exit(msgpack_packer *pk, const kt_scx_exit_t *e)
+{
+    if (!e->seen) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    msgpack_pack_map(pk, 6);
+    s_kv_str(pk, "kind", e->kind);
+    kt_mp_pack_kv_bool(pk, "error", e->error);
+    s_kv_str(pk, "message", e->message);
+    kt_mp_pack_str(pk, "backtrace");
+    msgpack_pack_array(pk, e->n_bt);
+    for (unsigned i = 0; i < e->n_bt; i++)
+        s_str(pk, e->bt[i]);
+    kt_mp_pack_kv_bool(pk, "backtrace_truncated", e->bt_truncated);
+    kt_mp_pack_kv_double(pk, "kernel_ts_ms", (double)e->ts_us / 1000.0);
+}
+
 int kt_guest_result_pack(const kt_guest_result_t *r, msgpack_sbuffer *out)
 {
     msgpack_packer pk;
@@ -444,7 +463,7 @@ int kt_guest_result_pack(const kt_guest_result_t *r, msgpack_sbuffer *out)
     s_pack_topo(&pk, &r->topo);
 
     kt_mp_pack_str(&pk, "scheduler");
-    msgpack_pack_map(&pk, 7);
+    msgpack_pack_map(&pk, 8);
     s_kv_str(&pk, "name", r->sched.name);
     s_kv_str(&pk, "ops", r->sched.ops);
     s_kv_str(&pk, "state", r->sched.state[0] ? r->sched.state : "none");
@@ -452,6 +471,8 @@ int kt_guest_result_pack(const kt_guest_result_t *r, msgpack_sbuffer *out)
     kt_mp_pack_kv_bool(&pk, "exited", r->sched.exited);
     kt_mp_pack_kv_i64(&pk, "exit_status", r->sched.exit_status);
     s_kv_str(&pk, "output", r->sched.output);
+    kt_mp_pack_str(&pk, "exit");
+    s_pack_scx_exit(&pk, &r->sched.exit);
 
     kt_mp_pack_str(&pk, "kernel_log");
     msgpack_pack_array(&pk, r->n_klog);

@@ -11,6 +11,7 @@
 
 #include "kt_checks.h"
 #include "kt_guest_bpf.h"
+#include "kt_guest_kmsg.h"
 #include "kt_guest_payload.h"
 #include "kt_guest_sched.h"
 #include "kt_guest_topo.h"
@@ -49,6 +50,7 @@ typedef struct kt_guest_sched_info {
     bool exited;                         /* the process ended during the cell */
     int exit_status;                     /* exit code, -signal, 0 while running */
     char output[KT_GUEST_SCHED_OUTPUT_MAX]; /* last 4 KiB of stdout + stderr */
+    kt_scx_exit_t exit;                  /* the kernel's exit report, "exit" */
 } kt_guest_sched_info_t;
 
 typedef struct kt_guest_result {

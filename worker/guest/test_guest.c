@@ -282,6 +282,75 @@ static void test_kmsg_classify(void **state)
     }
 }
 
+static kt_kmsg_record_t s_rec(unsigned level, uint64_t ts_us, const char *text)
+{
+    kt_kmsg_record_t r = {.level = level, .ts_us = ts_us};
+    snprintf(r.text, sizeof(r.text), "%s", text);
+    return r;
+}
+
+/* The exit report as the 6.12 kernel printed it when scx_central moved a
+ * migration-disabled task (seen in CI), then a normal unregistration. */
+static void test_scx_exit(void **state)
+{
+    (void)state;
+    kt_scx_exit_t e = {0};
+    kt_kmsg_record_t r = s_rec(4, 10, "sched_ext: \"central\" does not implement cgroup cpu.weight");
+    assert_false(kt_scx_exit_feed(&e, &r));
+    assert_false(e.seen);
+    r = s_rec(3, 3323000, "sched_ext: BPF scheduler \"central\" disabled (runtime error)");
+    assert_true(kt_scx_exit_feed(&e, &r));
+    r = s_rec(3, 3323001, "sched_ext: central: SCX_DSQ_LOCAL[_ON] cannot move migration "
+                          "disabled kt:cg_1:0[64] from CPU 3 to 0");
+    assert_true(kt_scx_exit_feed(&e, &r));
+    for (unsigned i = 0; i < KT_SCX_EXIT_BT_MAX + 2; i++) {
+        char frame[64];
+        snprintf(frame, sizeof(frame), "   frame_%u+0x19/0x3d", i);
+        r = s_rec(4, 3323002, frame);
+        assert_true(kt_scx_exit_feed(&e, &r));
+        assert_true(kt_scx_exit_open(&e));
+    }
+    r = s_rec(6, 3323100, "reboot: Power down");
+    assert_false(kt_scx_exit_feed(&e, &r));
+    /* A later report is not the one that failed the cell. */
+    r = s_rec(3, 3400000, "sched_ext: BPF scheduler \"central\" disabled (scx_bpf_error)");
+    assert_false(kt_scx_exit_feed(&e, &r));
+    assert_false(kt_scx_exit_open(&e));
+    assert_true(e.seen);
+    assert_true(e.error);
+    assert_string_equal(e.kind, "runtime error");
+    assert_string_equal(e.message, "SCX_DSQ_LOCAL[_ON] cannot move migration disabled "
+                                   "kt:cg_1:0[64] from CPU 3 to 0");
+    assert_int_equal(e.n_bt, KT_SCX_EXIT_BT_MAX);
+    assert_true(e.bt_truncated);
+    assert_string_equal(e.bt[0], "frame_0+0x19/0x3d");
+    assert_int_equal(e.ts_us, 3323000);
+
+    /* A stall: no frames after the message still closes on the next line. */
+    kt_scx_exit_t st = {0};
+    r = s_rec(3, 1, "sched_ext: BPF scheduler \"qmap\" disabled (runnable task stall)");
+    assert_true(kt_scx_exit_feed(&st, &r));
+    r = s_rec(3, 2, "sched_ext: qmap: kworker/u8:1[42] failed to run for 5.120s");
+    assert_true(kt_scx_exit_feed(&st, &r));
+    r = s_rec(3, 3, "sched_ext: qmap: something else");
+    assert_false(kt_scx_exit_feed(&st, &r));
+    assert_string_equal(st.kind, "runnable task stall");
+    assert_string_equal(st.message, "kworker/u8:1[42] failed to run for 5.120s");
+    assert_int_equal(st.n_bt, 0);
+
+    /* A normal unregistration (KERN_INFO) has no message and no frames. */
+    kt_scx_exit_t u = {0};
+    r = s_rec(6, 1, "sched_ext: BPF scheduler \"simple\" disabled (unregistered from user space)");
+    assert_true(kt_scx_exit_feed(&u, &r));
+    r = s_rec(4, 2, "   not_a_frame+0x1/0x2");
+    assert_false(kt_scx_exit_feed(&u, &r));
+    assert_false(u.error);
+    assert_false(kt_scx_exit_open(&u));
+    assert_string_equal(u.kind, "unregistered from user space");
+    assert_string_equal(u.message, "");
+    assert_int_equal(u.n_bt, 0);
+}
+
 /* ---- channel ---- */
 
 static void test_chan_find(void **state)
@@ -606,6 +675,13 @@ static void test_result_pack(void **state)
     r->sched.exit_status = -9;
     snprintf(r->sched.output, sizeof(r->sched.output), "EXIT: runnable task stall\n");
     kt_guest_result_klog(r, "sched_ext: BPF scheduler \"qmap\" disabled (runnable task stall)");
+    kt_kmsg_record_t kr = s_rec(3, 5120000, "sched_ext: BPF scheduler \"qmap\" disabled "
+                                            "(runnable task stall)");
+    assert_true(kt_scx_exit_feed(&r->sched.exit, &kr));
+    kr = s_rec(3, 5120001, "sched_ext: qmap: kt:cg_0:1[77] failed to run for 5.120s");
+    assert_true(kt_scx_exit_feed(&r->sched.exit, &kr));
+    kr = s_rec(4, 5120002, "  scx_watchdog_workfn+0x1c0/0x1f0");
+    assert_true(kt_scx_exit_feed(&r->sched.exit, &kr));
     for (unsigned e = 0; e < KT_GUEST_TIMELINE_MAX + 72; e++)
         kt_guest_result_event(r, e, "event %u", e);
     assert_int_equal(r->n_timeline, KT_GUEST_TIMELINE_MAX);
@@ -645,9 +721,20 @@ static void test_result_pack(void **state)
     s_assert_keys(s_get(o, "observed_topology"), topo_keys, 6);
     s_str_eq(s_get(o, "observed_topology"), "label", "1n2l2c1t");
     static const char *const sched_keys[] = {"name", "ops", "state", "enable_ms", "exited",
-                                             "exit_status", "output"};
+                                             "exit_status", "output", "exit"};
     const msgpack_object *so = s_get(o, "scheduler");
-    s_assert_keys(so, sched_keys, 7);
+    s_assert_keys(so, sched_keys, 8);
+    static const char *const exit_keys[] = {"kind",      "error",
+                                            "message",   "backtrace",
+                                            "backtrace_truncated", "kernel_ts_ms"};
+    const msgpack_object *eo = s_get(so, "exit");
+    s_assert_keys(eo, exit_keys, 6);
+    s_str_eq(eo, "kind", "runnable task stall");
+    s_str_eq(eo, "message", "kt:cg_0:1[77] failed to run for 5.120s");
+    assert_int_equal(s_get(eo, "backtrace")->via.array.size, 1);
+    double ets;
+    assert_int_equal(kt_mp_get_double(eo, "kernel_ts_ms", &ets), 0);
+    assert_true(ets > 5119.9 && ets < 5120.1);
     int64_t es;
     assert_int_equal(kt_mp_get_i64(so, "exit_status", &es), 0);
     assert_int_equal(es, -9);
@@ -856,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_topo_shapes),     cmocka_unit_test(test_topo_fallbacks),
         cmocka_unit_test(test_topo_errors),     cmocka_unit_test(test_topo_host),
         cmocka_unit_test(test_kmsg_parse),      cmocka_unit_test(test_kmsg_classify),
+        cmocka_unit_test(test_scx_exit),
         cmocka_unit_test(test_chan_find),       cmocka_unit_test(test_chan_roundtrip),
         cmocka_unit_test(test_chan_send_bounded), cmocka_unit_test(test_outbuf),
         cmocka_unit_test(test_sched_spawn),     cmocka_unit_test(test_cgroup_setup),
