@@ -8,3 +8,5 @@ int builtin_keygen(int argc, char **argv);
 int builtin_selftests(int argc, char **argv);
 int builtin_scenarios(int argc, char **argv);
 int builtin_kernel(int argc, char **argv);
+int builtin_history(int argc, char **argv);
+int builtin_compare(int argc, char **argv);

@@ -28,6 +28,7 @@
 
 #include "kt_cleanup.h"
 #include "kt_log.h"
+#include "kt_metrics.h"
 #include "kt_sidecar.h"
 #include "kt_wire.h"
 
@@ -446,14 +447,14 @@ static void s_store_attempt_lost(s_dispatch_t *d, unsigned ci, unsigned attempt,
  * store, the dispatcher's own fencing decides (accepted = expect). */
 static int s_store_result(s_dispatch_t *d, unsigned ci, unsigned attempt, const char *worker,
                           const char *verdict, const char *reason, const char *sidecar_path,
-                          bool expect, bool *accepted)
+                          const char *metrics_json, bool expect, bool *accepted)
 {
     *accepted = expect;
     if (!d->cfg->store)
         return 0;
     bool acc = false;
     int r = kt_store_result(d->cfg->store, d->run->run_id, d->run->cells[ci].spec.cell_id,
-                            attempt, worker, verdict, reason, sidecar_path, NULL, &acc);
+                            attempt, worker, verdict, reason, sidecar_path, metrics_json, &acc);
     if (r < 0) {
         s_note(d, "run store: result of %s attempt %u not recorded: %s", s_cname(d, ci), attempt,
                strerror(-r));
@@ -472,7 +473,8 @@ static void s_deferred_flush(s_dispatch_t *d, unsigned ci)
             continue;
         }
         bool acc;
-        s_store_result(d, ci, s->attempt, s->worker, s->verdict, s->reason, NULL, false, &acc);
+        s_store_result(d, ci, s->attempt, s->worker, s->verdict, s->reason, NULL, NULL, false,
+                       &acc);
         if (acc)
             s_note(d, "run store took a stale result of %s attempt %u as the cell's result",
                    s_cname(d, ci), s->attempt);
@@ -647,8 +649,8 @@ static void s_cell_error(s_dispatch_t *d, unsigned ci, const char *reason)
             s_note(d, "%s: sidecar not written: %s", cc->spec.cell_name, strerror(-r));
     }
     bool acc;
-    s_store_result(d, ci, attempt, "coordinator", "error", reason, path[0] ? path : NULL, true,
-                   &acc);
+    s_store_result(d, ci, attempt, "coordinator", "error", reason, path[0] ? path : NULL, NULL,
+                   true, &acc);
     s_cell_done(d, ci, "error");
     if (d->cfg->events.cell_done)
         d->cfg->events.cell_done(d->cfg->events.userdata, cc, attempt, "coordinator", "error",
@@ -1166,7 +1168,7 @@ static void s_on_result(s_dispatch_t *d, s_worker_t *w, const kt_msg_t *m)
         } else {
             bool acc;
             s_store_result(d, ci, res->attempt, w->worker_id, res->verdict, res->reason, NULL,
-                           false, &acc);
+                           NULL, false, &acc);
         }
         s_note(d, "stale result for %s attempt %u from %s (%s; current attempt %u): recorded, "
                   "not counted",
@@ -1198,8 +1200,11 @@ static void s_on_result(s_dispatch_t *d, s_worker_t *w, const kt_msg_t *m)
             s_note(d, "%s: sidecar not written: %s", cc->spec.cell_name, strerror(-wr));
     }
     bool acc;
+    /* The figures the store keeps for compare and history. */
+    _cleanup_free_ char *metrics =
+        d->cfg->store ? kt_metrics_json(res->sidecar, res->sidecar_len) : NULL;
     int sr = s_store_result(d, ci, res->attempt, w->worker_id, res->verdict, res->reason,
-                            path[0] ? path : NULL, true, &acc);
+                            path[0] ? path : NULL, metrics, true, &acc);
     if (sr < 0) {
         /* Not recorded: no ack; the cell runs again rather than vanish. */
         if (current)

@@ -58,8 +58,19 @@ enum {
     S_VERDICT_GET,
     S_STALE_COUNT,
     S_LAST_ATTEMPT,
+    S_RUN_ROWS,
+    S_HISTORY_ROWS,
+    S_RUNS,
     S__COUNT,
 };
+
+/* A cell's accepted result with its run's start and its figures. */
+#define S_ROWS_SELECT                                                                              \
+    "SELECT c.run_id, ru.started_ms, c.cell_id, c.name, c.kernel_label, c.kernel_version, "        \
+    "       c.kernel_commit, r.attempt, r.worker, r.verdict, r.reason, r.sidecar_path, m.json "    \
+    "  FROM cells c JOIN runs ru ON ru.run_id = c.run_id "                                         \
+    "  JOIN results r ON r.id = c.result_id "                                                      \
+    "  LEFT JOIN metrics m ON m.result_id = r.id "
 
 static const char *const s_sql[S__COUNT] = {
     [S_RUN_GET] = "SELECT status FROM runs WHERE run_id = ?1",
@@ -95,6 +106,20 @@ static const char *const s_sql[S__COUNT] = {
     [S_STALE_COUNT] = "SELECT COUNT(*) FROM results WHERE run_id = ?1 AND stale = 1",
     [S_LAST_ATTEMPT] = "SELECT COALESCE(MAX(attempt), 0) FROM attempts "
                        "WHERE run_id = ?1 AND cell_id = ?2",
+    [S_RUN_ROWS] = S_ROWS_SELECT "WHERE c.run_id = ?1 ORDER BY c.name, c.cell_id",
+    [S_HISTORY_ROWS] = S_ROWS_SELECT
+    "WHERE c.name GLOB ?1 AND c.run_id IN "
+    "(SELECT run_id FROM runs ORDER BY started_ms DESC, run_id DESC LIMIT ?2) "
+    "ORDER BY c.name, ru.started_ms, c.run_id",
+    [S_RUNS] = "SELECT ru.run_id, ru.started_ms, ru.ended_ms, ru.status, "
+               "(SELECT COUNT(*) FROM cells c WHERE c.run_id = ru.run_id), "
+               "(SELECT COUNT(*) FROM cells c JOIN results r ON r.id = c.result_id "
+               "  WHERE c.run_id = ru.run_id AND r.verdict = 'pass'), "
+               "(SELECT COUNT(*) FROM cells c JOIN results r ON r.id = c.result_id "
+               "  WHERE c.run_id = ru.run_id AND r.verdict = 'fail'), "
+               "(SELECT COUNT(*) FROM cells c JOIN results r ON r.id = c.result_id "
+               "  WHERE c.run_id = ru.run_id AND r.verdict = 'error') "
+               "FROM runs ru ORDER BY ru.started_ms, ru.run_id",
 };
 
 #define S_VERDICTS_VIEW                                                                            \
@@ -743,4 +768,123 @@ int kt_store_last_attempt(kt_store_t *s, const char *run_id, const char *cell_id
     if (!s || !s_id_ok(run_id) || !s_id_ok(cell_id) || !ret)
         return -EINVAL;
     return s_count(s, S_LAST_ATTEMPT, run_id, cell_id, ret);
+}
+
+/* ---- queries ---- */
+
+static const char *s_col(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+static int s_rows(kt_store_t *s, sqlite3_stmt *st, kt_store_row_fn fn, void *userdata,
+                  unsigned *ret_n)
+{
+    int rc, r = 0;
+    unsigned n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        kt_store_row_t row = {
+            .run_id = s_col(st, 0),
+            .run_started_ms = sqlite3_column_int64(st, 1),
+            .cell_id = s_col(st, 2),
+            .name = s_col(st, 3),
+            .kernel_label = s_col(st, 4),
+            .kernel_version = s_col(st, 5),
+            .kernel_commit = s_col(st, 6),
+            .attempt = (unsigned)sqlite3_column_int64(st, 7),
+            .worker = s_col(st, 8),
+            .verdict = s_col(st, 9),
+            .reason = s_col(st, 10),
+            .sidecar_path = s_col(st, 11),
+            .metrics_json = s_col(st, 12),
+        };
+        n++;
+        if ((r = fn(&row, userdata)) != 0)
+            break;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = s_fail(s, rc, "reading results");
+    sqlite3_reset(st);
+    if (ret_n)
+        *ret_n = n;
+    return r;
+}
+
+int kt_store_run_rows(kt_store_t *s, const char *run_id, kt_store_row_fn fn, void *userdata)
+{
+    if (!s || !s_id_ok(run_id) || !fn)
+        return -EINVAL;
+    sqlite3_stmt *st = s_stmt(s, S_RUN_GET);
+    int r = s_bind_text(s, st, 1, run_id, 255);
+    if (r < 0)
+        return r;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return s_fail_msg(s, -ENOENT, "no run '%s' in the store", run_id);
+    if (rc != SQLITE_ROW)
+        return s_fail(s, rc, "run lookup");
+    st = s_stmt(s, S_RUN_ROWS);
+    if ((r = s_bind_text(s, st, 1, run_id, 255)) < 0)
+        return r;
+    return s_rows(s, st, fn, userdata, NULL);
+}
+
+int kt_store_history(kt_store_t *s, const char *glob, unsigned last_runs, kt_store_row_fn fn,
+                     void *userdata, unsigned *ret_n)
+{
+    if (!s || !fn)
+        return -EINVAL;
+    sqlite3_stmt *st = s_stmt(s, S_HISTORY_ROWS);
+    int r = s_bind_text(s, st, 1, glob && *glob ? glob : "*", 4096);
+    if (r < 0)
+        return r;
+    sqlite3_bind_int64(st, 2, last_runs ? (int64_t)last_runs : -1);
+    return s_rows(s, st, fn, userdata, ret_n);
+}
+
+int kt_store_runs(kt_store_t *s, kt_store_run_fn fn, void *userdata)
+{
+    if (!s || !fn)
+        return -EINVAL;
+    sqlite3_stmt *st = s_stmt(s, S_RUNS);
+    int rc, r = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        kt_store_run_t run = {
+            .run_id = s_col(st, 0),
+            .started_ms = sqlite3_column_int64(st, 1),
+            .ended_ms = sqlite3_column_int64(st, 2),
+            .status = s_col(st, 3),
+            .cells = (unsigned)sqlite3_column_int64(st, 4),
+            .pass = (unsigned)sqlite3_column_int64(st, 5),
+            .fail = (unsigned)sqlite3_column_int64(st, 6),
+            .error = (unsigned)sqlite3_column_int64(st, 7),
+        };
+        if ((r = fn(&run, userdata)) != 0)
+            break;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = s_fail(s, rc, "reading runs");
+    sqlite3_reset(st);
+    return r;
+}
+
+int kt_store_open_results(const char *results_dir, kt_store_t **ret, char *err, size_t err_len)
+{
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s/ktstr.db", results_dir) >= (int)sizeof(path)) {
+        snprintf(err, err_len, "'%s': path too long", results_dir);
+        return -ENAMETOOLONG;
+    }
+    if (access(path, F_OK) < 0) {
+        int r = -errno;
+        snprintf(err, err_len, "no run store at %s: %s (give --results DIR of the runs)", path,
+                 strerror(-r));
+        return r;
+    }
+    char why[512] = "";
+    int r = kt_store_open_why(path, ret, why, sizeof(why));
+    if (r < 0)
+        snprintf(err, err_len, "%s", why[0] ? why : strerror(-r));
+    return r;
 }

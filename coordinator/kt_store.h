@@ -15,6 +15,9 @@ typedef struct kt_store kt_store_t;
  * a newer ktstr-coord). */
 int kt_store_open(const char *path, kt_store_t **ret);
 int kt_store_open_why(const char *path, kt_store_t **ret, char *err, size_t err_len);
+/* The store of a results folder that runs have written: -ENOENT (err says
+ * there is none, naming the path) rather than creating an empty one. */
+int kt_store_open_results(const char *results_dir, kt_store_t **ret, char *err, size_t err_len);
 void kt_store_close(kt_store_t **s_p);
 /* The last failure's text (SQLite's message and what was being done). */
 const char *kt_store_error(const kt_store_t *s);
@@ -51,3 +54,40 @@ int kt_store_cell_verdict(kt_store_t *s, const char *run_id, const char *cell_id
 int kt_store_stale_count(kt_store_t *s, const char *run_id, unsigned *ret);
 /* Highest attempt number recorded for a cell (0 when none). */
 int kt_store_last_attempt(kt_store_t *s, const char *run_id, const char *cell_id, unsigned *ret);
+
+/* ---- queries (ktstr-coord history and compare) ---- */
+
+/* A cell's accepted result. Strings may be NULL (unknown); they live until
+ * the callback returns. */
+typedef struct kt_store_row {
+    const char *run_id;
+    int64_t run_started_ms;
+    const char *cell_id, *name;
+    const char *kernel_label, *kernel_version, *kernel_commit;
+    unsigned attempt;
+    const char *worker, *verdict, *reason, *sidecar_path;
+    const char *metrics_json; /* kt_metrics' object; NULL when none was kept */
+} kt_store_row_t;
+
+/* A callback returning non-zero stops the walk; the walk returns that. */
+typedef int (*kt_store_row_fn)(const kt_store_row_t *row, void *userdata);
+
+/* Every cell of a run that has a result, by name. -ENOENT (and
+ * kt_store_error says so) for a run the store does not know. */
+int kt_store_run_rows(kt_store_t *s, const char *run_id, kt_store_row_fn fn, void *userdata);
+
+/* The results of the cells whose name matches glob (SQLite GLOB: * ? [..];
+ * NULL or "" for all) in the last_runs newest runs (0: all), by name, then
+ * oldest run first. *ret_n (may be NULL): how many rows were walked. */
+int kt_store_history(kt_store_t *s, const char *glob, unsigned last_runs, kt_store_row_fn fn,
+                     void *userdata, unsigned *ret_n);
+
+typedef struct kt_store_run {
+    const char *run_id, *status;
+    int64_t started_ms, ended_ms; /* ended 0 while running or interrupted */
+    unsigned cells, pass, fail, error;
+} kt_store_run_t;
+typedef int (*kt_store_run_fn)(const kt_store_run_t *run, void *userdata);
+
+/* Every run, oldest first. */
+int kt_store_runs(kt_store_t *s, kt_store_run_fn fn, void *userdata);

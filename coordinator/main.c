@@ -18,6 +18,8 @@ static const struct {
     {"selftests", builtin_selftests, "run the kernel's sched_ext selftests, one cell per test"},
     {"scenarios", builtin_scenarios, "list the built-in scenarios, or print one as YAML"},
     {"kernel", builtin_kernel, "the kernel cache: build, list, clean, resolve SPEC..."},
+    {"history", builtin_history, "each cell's verdicts and figures across the stored runs"},
+    {"compare", builtin_compare, "two stored runs side by side: regressions, fixes, figures"},
 };
 
 static void s_usage(FILE *f)

@@ -242,9 +242,22 @@ static void t_host(kt_host_t *h, const char *name, const char *endpoint)
     snprintf(h->endpoint, sizeof(h->endpoint), "%s", endpoint);
 }
 
-/* Every cell done exactly once, and the store agrees. */
+static int t_count_metrics(const kt_store_row_t *row, void *userdata)
+{
+    unsigned *n = userdata;
+    *n += row->metrics_json != NULL && row->metrics_json[0] == '{';
+    return 0;
+}
+
+/* Every cell done exactly once, and the store agrees and kept the figures
+ * (kt_metrics) of each sidecar a worker sent. */
 static void t_check_exactly_once(t_env_t *e, const char *want_verdict)
 {
+    unsigned with_metrics = 0, from_workers = 0;
+    assert_int_equal(kt_store_run_rows(e->store, e->run.run_id, t_count_metrics, &with_metrics), 0);
+    for (unsigned i = 0; i < e->run.n_cells; i++)
+        from_workers += e->assigned[i] > 0; /* else the coordinator's own error */
+    assert_int_equal(with_metrics, from_workers);
     for (unsigned i = 0; i < e->run.n_cells; i++) {
         assert_int_equal(e->done[i], 1);
         if (want_verdict)
