@@ -1,4 +1,5 @@
-/* libfyaml helpers shared by the YAML readers. */
+/* libfyaml helpers shared by the YAML readers (scenarios, gauntlets), and
+ * the strict reader both are built on (kt_yaml_ctx_t and what takes it). */
 #pragma once
 
 #include <libfyaml.h>
@@ -38,8 +39,9 @@ typedef struct kt_yaml_ctx {
     /* The gauntlet reader's wording, kept so that its messages do not
      * change: a message is cut at 1023 bytes (else 511), an alias without an
      * anchor is not named, an unknown key is shown cut at 60 bytes without
-     * "...", and a key holding a NUL byte is an unknown key (else an error
-     * of its own). */
+     * "...", a key holding a NUL byte is an unknown key (else an error of
+     * its own), and libfyaml errors without a position read as they always
+     * did (kt_yaml_doc_load). */
     bool gauntlet_wording;
 } kt_yaml_ctx_t;
 
