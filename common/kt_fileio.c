@@ -78,3 +78,24 @@ void kt_read_file_error(int r, const char *path, size_t max, char *err, size_t e
     else
         snprintf(err, err_len, "%s: %s", path, strerror(-r));
 }
+
+int kt_read_file_reported(const char *path, size_t max, char **ret_buf, size_t *ret_len, char *err,
+                          size_t err_len)
+{
+    int r = kt_read_file_bounded(path, max, ret_buf, ret_len);
+    if (r < 0 && err)
+        kt_read_file_error(r, path, max, err, err_len);
+    return r;
+}
+
+void kt_path_dir(const char *path, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        snprintf(buf, len, ".");
+    else if (slash == buf)
+        buf[1] = '\0';
+    else
+        *slash = '\0';
+}

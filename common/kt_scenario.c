@@ -70,6 +70,14 @@ bool kt_work_type_wakes(enum kt_work_type type)
     return (unsigned)type < KT_WORK__COUNT && s_work_types[type].wakes;
 }
 
+bool kt_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= KT_NAME_MAX || !strcmp(name, ".") || !strcmp(name, ".."))
+        return false;
+    return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
 bool kt_cgroup_name_valid(const char *name)
 {
     if (!name[0] || name[0] == '/' || strlen(name) >= KT_NAME_MAX)

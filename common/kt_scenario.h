@@ -88,6 +88,10 @@ enum kt_sched_policy {
     KT_POLICY_RR,
 };
 
+/* A name of a scenario, scheduler, flag or payload (it names cells and
+ * files): 1 to KT_NAME_MAX - 1 of A-Z a-z 0-9 _ . -, not "." or "..". */
+bool kt_name_valid(const char *name);
+
 /* A cgroup name of a plan: a name, or nested names joined by '/' ("a/b"),
  * no empty, "." or ".." part, shorter than KT_NAME_MAX. */
 bool kt_cgroup_name_valid(const char *name);

@@ -46,24 +46,18 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <libfyaml.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "kt_checks.h"
 #include "kt_cleanup.h"
 #include "kt_fileio.h"
 #include "kt_yaml.h"
 
-/* A scenario file is a few hundred bytes; anything this big is a mistake. */
-#define S_MAX_FILE_SIZE (1u << 20)
 #define S_PATH_MAX 96
 /* Bounds of the values; the wire decoder (proto/kt_chanmsg.c) uses the same. */
 #define S_MAX_DURATION_MS (24u * 3600u * 1000u)
@@ -74,153 +68,39 @@
 #define S_MAX_MIGRATION_RATIO 1e6
 #define S_MAX_MEMORY_MIB (1u << 20)
 
-typedef struct s_ctx {
-    const char *origin;
-    char *err;
-    size_t err_len;
-    /* The folder a payload's relative binary resolves against, and where it
-     * must exist; NULL (text from memory): kept as written, unchecked. */
-    const char *base_dir;
-} s_ctx_t;
-
-/* Formats "origin:line:col: message" at node (or at fallback when node has
- * no position, as an empty value has none) and returns -EINVAL. */
-__attribute__((format(printf, 4, 5))) static int
-s_fail(s_ctx_t *c, struct fy_node *node, struct fy_node *fallback, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    /* Values are quoted in messages: keep control characters out of them,
-     * an error is one line. */
-    for (char *p = msg; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    int line, col;
-    if (kt_yaml_node_pos(node, &line, &col) || kt_yaml_node_pos(fallback, &line, &col))
-        snprintf(c->err, c->err_len, "%s:%d:%d: %s", c->origin, line, col, msg);
-    else
-        snprintf(c->err, c->err_len, "%s: %s", c->origin, msg);
-    return -EINVAL;
-}
-
-/* The node an alias names; NULL (with the error set) for an unknown anchor. */
-static struct fy_node *s_target(s_ctx_t *c, struct fy_node *n, struct fy_node *key,
-                                const char *path)
-{
-    if (!n || !fy_node_is_alias(n))
-        return n;
-    struct fy_node *target = fy_node_resolve_alias(n);
-    if (!target) {
-        size_t len;
-        const char *a = fy_node_get_scalar(n, &len);
-        s_fail(c, n, key, "%s: alias '*%.*s' names no anchor", path,
-               a ? (int)(len > 64 ? 64 : len) : 0, a ? a : "");
-    }
-    return target;
-}
-
-/* Follows an alias to its anchored node, in place. */
-static int s_deref(s_ctx_t *c, struct fy_node **n, struct fy_node *key, const char *path)
-{
-    struct fy_node *t = s_target(c, *n, key, path);
-    if (*n && !t)
-        return -EINVAL;
-    *n = t;
-    return 0;
-}
-
-/* The text of a non-null scalar value, NUL-terminated in buf and cut to
- * fit (*ret_fits says whether it did). plain tells whether it was written
- * without quotes: only plain scalars are numbers and booleans. Errors name
- * what was expected. */
-static int s_value(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
-                   const char *what, char *buf, size_t buf_len, bool *ret_fits, bool *ret_plain)
-{
-    struct fy_node *t = n;
-    int r = s_deref(c, &t, key, path);
-    if (r < 0)
-        return r;
-    if (kt_yaml_is_null(t))
-        return s_fail(c, n, key, "%s: expected %s, got nothing", path, what);
-    if (!fy_node_is_scalar(t))
-        return s_fail(c, n, key, "%s: expected %s, got %s", path, what, kt_yaml_kind(t));
-    size_t len;
-    const char *s = fy_node_get_scalar(t, &len);
-    if (!s)
-        return s_fail(c, n, key, "%s: expected %s", path, what);
-    if (memchr(s, '\0', len))
-        return s_fail(c, n, key, "%s: contains a NUL byte", path);
-    *ret_fits = len < buf_len;
-    if (len >= buf_len)
-        len = buf_len - 1;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    if (ret_plain)
-        *ret_plain = fy_node_get_style(t) == FYNS_PLAIN;
-    return 0;
-}
-
 /* A string value that must fit buf. */
-static int s_string(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_string(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                     const char *what, char *buf, size_t buf_len)
 {
     bool fits;
-    int r = s_value(c, n, key, path, what, buf, buf_len, &fits, NULL);
+    int r = kt_yaml_value(c, n, key, path, what, buf, buf_len, &fits, NULL);
     if (r < 0)
         return r;
     if (!fits)
-        return s_fail(c, n, key, "%s: longer than %zu bytes", path, buf_len - 1);
+        return kt_yaml_fail(c, n, key, "%s: longer than %zu bytes", path, buf_len - 1);
     return 0;
 }
 
-/* True for a plain scalar spelling a boolean; *ret gets its value. */
-static bool s_is_bool(struct fy_node *n, bool *ret)
-{
-    if (n && fy_node_is_alias(n))
-        n = fy_node_resolve_alias(n);
-    if (!n || !fy_node_is_scalar(n) || fy_node_get_style(n) != FYNS_PLAIN)
-        return false;
-    size_t len;
-    const char *s = fy_node_get_scalar(n, &len);
-    if (!s)
-        return false;
-    static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False",
-                                                                           "FALSE"};
-    for (size_t i = 0; i < KT_ARRAY_SIZE(t); i++) {
-        if (len == strlen(t[i]) && memcmp(s, t[i], len) == 0) {
-            *ret = true;
-            return true;
-        }
-        if (len == strlen(f[i]) && memcmp(s, f[i], len) == 0) {
-            *ret = false;
-            return true;
-        }
-    }
-    return false;
-}
-
-static int s_bool(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, bool *ret)
+static int s_bool(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  bool *ret)
 {
     char buf[40];
     bool fits;
-    int r = s_value(c, n, key, path, "true or false", buf, sizeof(buf), &fits, NULL);
+    int r = kt_yaml_value(c, n, key, path, "true or false", buf, sizeof(buf), &fits, NULL);
     if (r < 0)
         return r;
-    if (!s_is_bool(n, ret))
-        return s_fail(c, n, key, "%s: expected true or false, got '%s%s'", path, buf,
-                      fits ? "" : "...");
+    if (!kt_yaml_is_bool(n, ret))
+        return kt_yaml_fail(c, n, key, "%s: expected true or false, got '%s%s'", path, buf,
+                            fits ? "" : "...");
     return 0;
 }
 
-static int s_int(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, long long lo,
-                 long long hi, long long *ret)
+static int s_int(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                 long long lo, long long hi, long long *ret)
 {
     char buf[40];
     bool fits, plain;
-    int r = s_value(c, n, key, path, "an integer", buf, sizeof(buf), &fits, &plain);
+    int r = kt_yaml_value(c, n, key, path, "an integer", buf, sizeof(buf), &fits, &plain);
     if (r < 0)
         return r;
     const char *p = buf;
@@ -228,18 +108,18 @@ static int s_int(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char 
         p++;
     bool ok = fits && plain && *p && strspn(p, "0123456789") == strlen(p);
     if (!ok)
-        return s_fail(c, n, key, "%s: expected an integer, got %s'%s%s'", path,
-                      plain ? "" : "the string ", buf, fits ? "" : "...");
+        return kt_yaml_fail(c, n, key, "%s: expected an integer, got %s'%s%s'", path,
+                            plain ? "" : "the string ", buf, fits ? "" : "...");
     errno = 0;
     long long v = strtoll(buf, NULL, 10);
     if (errno == ERANGE || v < lo || v > hi)
-        return s_fail(c, n, key, "%s: %s is out of range %lld..%lld", path, buf, lo, hi);
+        return kt_yaml_fail(c, n, key, "%s: %s is out of range %lld..%lld", path, buf, lo, hi);
     *ret = v;
     return 0;
 }
 
-static int s_uint(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, unsigned lo,
-                  unsigned hi, unsigned *ret)
+static int s_uint(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  unsigned lo, unsigned hi, unsigned *ret)
 {
     long long v;
     int r = s_int(c, n, key, path, lo, hi, &v);
@@ -249,12 +129,12 @@ static int s_uint(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char
     return 0;
 }
 
-static int s_number(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, double lo,
-                    double hi, double *ret)
+static int s_number(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                    double lo, double hi, double *ret)
 {
     char buf[40];
     bool fits, plain;
-    int r = s_value(c, n, key, path, "a number", buf, sizeof(buf), &fits, &plain);
+    int r = kt_yaml_value(c, n, key, path, "a number", buf, sizeof(buf), &fits, &plain);
     if (r < 0)
         return r;
     /* Decimal notation only: no hex, inf or nan. */
@@ -268,10 +148,10 @@ static int s_number(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const ch
         ok = *end == '\0' && errno != ERANGE && isfinite(v);
     }
     if (!ok)
-        return s_fail(c, n, key, "%s: expected a number, got %s'%s%s'", path,
-                      plain ? "" : "the string ", buf, fits ? "" : "...");
+        return kt_yaml_fail(c, n, key, "%s: expected a number, got %s'%s%s'", path,
+                            plain ? "" : "the string ", buf, fits ? "" : "...");
     if (v < lo || v > hi)
-        return s_fail(c, n, key, "%s: %s is out of range %g..%g", path, buf, lo, hi);
+        return kt_yaml_fail(c, n, key, "%s: %s is out of range %g..%g", path, buf, lo, hi);
     *ret = v;
     return 0;
 }
@@ -353,165 +233,61 @@ int kt_duration_parse_ms(const char *text, uint32_t *ret_ms)
     return 0;
 }
 
-static int s_duration_ms(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_duration_ms(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                          uint32_t lo, uint32_t hi, uint32_t *ret)
 {
     char buf[40];
     bool fits;
-    int r = s_value(c, n, key, path, "a duration", buf, sizeof(buf), &fits, NULL);
+    int r = kt_yaml_value(c, n, key, path, "a duration", buf, sizeof(buf), &fits, NULL);
     if (r < 0)
         return r;
     uint32_t ms;
     r = fits ? kt_duration_parse_ms(buf, &ms) : -EINVAL;
     if (r == -ERANGE || (r == 0 && (ms < lo || ms > hi)))
-        return s_fail(c, n, key, "%s: '%s' is out of range %ums..%ums", path, buf, lo, hi);
+        return kt_yaml_fail(c, n, key, "%s: '%s' is out of range %ums..%ums", path, buf, lo, hi);
     if (r < 0)
-        return s_fail(c, n, key,
-                      "%s: '%s' is not a duration (a whole number of ms, or with a unit: "
-                      "250ms, 3s, 1.5s, 2m, 1h)",
-                      path, buf);
+        return kt_yaml_fail(c, n, key,
+                            "%s: '%s' is not a duration (a whole number of ms, or with a unit: "
+                            "250ms, 3s, 1.5s, 2m, 1h)",
+                            path, buf);
     *ret = ms;
     return 0;
 }
 
-static bool s_name_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= KT_NAME_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
-        return false;
-    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
-}
-
-static int s_cgroup_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_cgroup_name(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                          char *buf, size_t len)
 {
     char tmp[KT_NAME_MAX + 16];
     bool fits;
-    int r = s_value(c, n, key, path, "a cgroup name", tmp, sizeof(tmp), &fits, NULL);
+    int r = kt_yaml_value(c, n, key, path, "a cgroup name", tmp, sizeof(tmp), &fits, NULL);
     if (r < 0)
         return r;
     if (!fits || !kt_cgroup_name_valid(tmp))
-        return s_fail(c, n, key,
-                      "%s: '%s%s' is not a valid cgroup name (names of A-Z a-z 0-9 _ . -, "
-                      "nested ones joined by '/', at most %d bytes)",
-                      path, tmp, fits ? "" : "...", KT_NAME_MAX - 1);
+        return kt_yaml_fail(c, n, key,
+                            "%s: '%s%s' is not a valid cgroup name (names of A-Z a-z 0-9 _ . -, "
+                            "nested ones joined by '/', at most %d bytes)",
+                            path, tmp, fits ? "" : "...", KT_NAME_MAX - 1);
     snprintf(buf, len, "%.*s", KT_NAME_MAX - 1, tmp);
     return 0;
 }
 
-static int s_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, char *buf,
-                  size_t len)
+static int s_name(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  char *buf, size_t len)
 {
     char tmp[KT_NAME_MAX + 16];
     bool fits;
-    int r = s_value(c, n, key, path, "a name", tmp, sizeof(tmp), &fits, NULL);
+    int r = kt_yaml_value(c, n, key, path, "a name", tmp, sizeof(tmp), &fits, NULL);
     if (r < 0)
         return r;
-    if (!fits || !s_name_valid(tmp))
-        return s_fail(c, n, key,
-                      "%s: '%s%s' is not a valid name (1 to %d of A-Z a-z 0-9 _ . -, not . or ..)",
-                      path, tmp, fits ? "" : "...", KT_NAME_MAX - 1);
+    if (!fits || !kt_name_valid(tmp))
+        return kt_yaml_fail(
+            c, n, key, "%s: '%s%s' is not a valid name (1 to %d of A-Z a-z 0-9 _ . -, not . or ..)",
+            path, tmp, fits ? "" : "...", KT_NAME_MAX - 1);
     snprintf(buf, len, "%.*s", KT_NAME_MAX - 1, tmp);
     return 0;
 }
 
-/* Keys of one mapping, matched against the known ones: an unknown key is an
- * error at the key, with the closest known key as a hint. */
-typedef struct s_field {
-    const char *name;
-    struct fy_node *key;
-    struct fy_node *value;
-} s_field_t;
-
-static unsigned s_edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 31 || lb > 31)
-        return 99;
-    unsigned d[32][32];
-    for (size_t i = 0; i <= la; i++)
-        d[i][0] = (unsigned)i;
-    for (size_t j = 0; j <= lb; j++)
-        d[0][j] = (unsigned)j;
-    for (size_t i = 1; i <= la; i++) {
-        for (size_t j = 1; j <= lb; j++) {
-            unsigned best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best)
-                best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best)
-                best = d[i][j - 1] + 1;
-            d[i][j] = best;
-        }
-    }
-    return d[la][lb];
-}
-
-static int s_fields(s_ctx_t *c, struct fy_node *map, struct fy_node *key, const char *path,
-                    const char *what, s_field_t *fields, size_t n_fields)
-{
-    int r = s_deref(c, &map, key, path);
-    if (r < 0)
-        return r;
-    if (!map || !fy_node_is_mapping(map))
-        return s_fail(c, map, key, "%s%sexpected a mapping for %s, got %s", path, *path ? ": " : "",
-                      what, kt_yaml_is_null(map) ? "nothing" : kt_yaml_kind(map));
-    void *it = NULL;
-    struct fy_node_pair *p;
-    while ((p = fy_node_mapping_iterate(map, &it))) {
-        struct fy_node *k = fy_node_pair_key(p);
-        if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || kt_yaml_is_null(k))
-            return s_fail(c, k, map, "%s%sa key in %s is %s, expected a plain name", path,
-                          *path ? ": " : "", what,
-                          !k || kt_yaml_is_null(k)    ? "empty"
-                          : fy_node_is_alias(k) ? "an alias"
-                                                : kt_yaml_kind(k));
-        char name[64];
-        bool fits;
-        if ((r = s_value(c, k, map, path, "a key", name, sizeof(name), &fits, NULL)) < 0)
-            return r;
-        size_t i = 0;
-        for (; fits && i < n_fields; i++)
-            if (strcmp(name, fields[i].name) == 0)
-                break;
-        if (fits && i < n_fields) {
-            fields[i].key = k;
-            fields[i].value = fy_node_pair_value(p);
-            continue;
-        }
-        const char *hint = NULL;
-        unsigned best = 3;
-        for (size_t j = 0; fits && j < n_fields; j++) {
-            unsigned d = s_edit_distance(name, fields[j].name);
-            if (d < best) {
-                best = d;
-                hint = fields[j].name;
-            }
-        }
-        char known[256] = "";
-        size_t off = 0;
-        for (size_t j = 0; j < n_fields && off < sizeof(known); j++)
-            off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", j ? ", " : "",
-                                    fields[j].name);
-        if (hint)
-            return s_fail(c, k, map, "%s%sunknown key '%s' in %s (did you mean '%s'?)", path,
-                          *path ? ": " : "", name, what, hint);
-        return s_fail(c, k, map, "%s%sunknown key '%s%s' in %s (known: %s)", path,
-                      *path ? ": " : "", name, fits ? "" : "...", what, known);
-    }
-    return 0;
-}
-
-static s_field_t *s_field(s_field_t *fields, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(fields[i].name, name) == 0)
-            return fields[i].value || fields[i].key ? &fields[i] : NULL;
-    return NULL;
-}
-
-#define S_F(fields, name) s_field((fields), KT_ARRAY_SIZE(fields), (name))
-
-static int s_cpuset(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_cpuset(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                     kt_cpuset_spec_t *ret)
 {
     char buf[sizeof(ret->list)];
@@ -529,8 +305,8 @@ static int s_cpuset(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const ch
         size_t nd = strspn(num, "0123456789");
         unsigned long v = nd && nd <= 4 && !num[nd] ? strtoul(num, NULL, 10) : KT_MAX_CPUS;
         if (v >= KT_MAX_CPUS)
-            return s_fail(c, n, key, "%s: '%s': expected %s:N with N in 0..%d", path, buf,
-                          llc ? "llc" : "node", KT_MAX_CPUS - 1);
+            return kt_yaml_fail(c, n, key, "%s: '%s': expected %s:N with N in 0..%d", path, buf,
+                                llc ? "llc" : "node", KT_MAX_CPUS - 1);
         cs.kind = llc ? KT_CPUSET_LLC : KT_CPUSET_NODE;
         cs.index = (unsigned)v;
     } else if (strncmp(buf, "range:", 6) == 0) {
@@ -545,10 +321,10 @@ static int s_cpuset(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const ch
         }
         if (!dots || end1 != dots || end1 == buf + 6 || !end2 || *end2 || end2 == dots + 2 ||
             !(cs.lo >= 0.0 && cs.hi <= 1.0 && cs.lo < cs.hi))
-            return s_fail(c, n, key,
-                          "%s: '%s': expected range:LO..HI, fractions of the CPUs with "
-                          "0 <= LO < HI <= 1 (e.g. range:0..0.5)",
-                          path, buf);
+            return kt_yaml_fail(c, n, key,
+                                "%s: '%s': expected range:LO..HI, fractions of the CPUs with "
+                                "0 <= LO < HI <= 1 (e.g. range:0..0.5)",
+                                path, buf);
         cs.kind = KT_CPUSET_RANGE;
     } else if (strncmp(buf, "disjoint:", 9) == 0 || strncmp(buf, "overlap:", 8) == 0) {
         /* disjoint:I/N, overlap:I/N:F */
@@ -568,12 +344,13 @@ static int s_cpuset(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const ch
             ok = q[used] == '\0';
         }
         if (!ok)
-            return s_fail(c, n, key,
-                          ov ? "%s: '%s': expected overlap:I/N:F, slice I of N widened by F of a "
-                               "slice each side (0 < F <= 1, e.g. overlap:0/2:0.5)"
-                             : "%s: '%s': expected disjoint:I/N, slice I of N equal slices (e.g. "
-                               "disjoint:1/2)",
-                          path, buf);
+            return kt_yaml_fail(
+                c, n, key,
+                ov ? "%s: '%s': expected overlap:I/N:F, slice I of N widened by F of a "
+                     "slice each side (0 < F <= 1, e.g. overlap:0/2:0.5)"
+                   : "%s: '%s': expected disjoint:I/N, slice I of N equal slices (e.g. "
+                     "disjoint:1/2)",
+                path, buf);
         cs.kind = ov ? KT_CPUSET_OVERLAP : KT_CPUSET_DISJOINT;
         cs.index = i;
         cs.of = of;
@@ -585,13 +362,14 @@ static int s_cpuset(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const ch
          * blanks and newline of sysfs text, which have no place here. */
         r = strspn(buf, "0123456789,-") == strlen(buf) ? kt_cpumask_parse(buf, &m) : -EINVAL;
         if (r == -ERANGE)
-            return s_fail(c, n, key, "%s: CPU list '%s' names a CPU over %d", path, buf,
-                          KT_MAX_CPUS - 1);
+            return kt_yaml_fail(c, n, key, "%s: CPU list '%s' names a CPU over %d", path, buf,
+                                KT_MAX_CPUS - 1);
         if (r < 0 || kt_cpumask_empty(&m))
-            return s_fail(c, n, key,
-                          "%s: '%s' is not a cpuset (all, llc:N, node:N, per-llc, range:LO..HI, "
-                          "disjoint:I/N, overlap:I/N:F, or a CPU list such as 0-3,6)",
-                          path, buf);
+            return kt_yaml_fail(
+                c, n, key,
+                "%s: '%s' is not a cpuset (all, llc:N, node:N, per-llc, range:LO..HI, "
+                "disjoint:I/N, overlap:I/N:F, or a CPU list such as 0-3,6)",
+                path, buf);
         cs.kind = KT_CPUSET_LIST;
         snprintf(cs.list, sizeof(cs.list), "%s", buf);
     }
@@ -599,12 +377,12 @@ static int s_cpuset(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const ch
     return 0;
 }
 
-static int s_work(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_work(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                   enum kt_work_type *ret)
 {
     char buf[40];
     bool fits;
-    int r = s_value(c, n, key, path, "a work type", buf, sizeof(buf), &fits, NULL);
+    int r = kt_yaml_value(c, n, key, path, "a work type", buf, sizeof(buf), &fits, NULL);
     if (r < 0)
         return r;
     if (fits && kt_work_type_parse(buf, ret) == 0)
@@ -614,26 +392,27 @@ static int s_work(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char
     for (unsigned i = 0; i < KT_WORK__COUNT && off < sizeof(known); i++)
         off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", i ? ", " : "",
                                 kt_work_type_name((enum kt_work_type)i));
-    return s_fail(c, n, key, "%s: unknown work type '%s%s' (known: %s)", path, buf,
-                  fits ? "" : "...", known);
+    return kt_yaml_fail(c, n, key, "%s: unknown work type '%s%s' (known: %s)", path, buf,
+                        fits ? "" : "...", known);
 }
 
-static int s_policy(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_policy(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                     enum kt_sched_policy *ret)
 {
     char buf[40];
     bool fits;
-    int r = s_value(c, n, key, path, "a policy", buf, sizeof(buf), &fits, NULL);
+    int r = kt_yaml_value(c, n, key, path, "a policy", buf, sizeof(buf), &fits, NULL);
     if (r < 0)
         return r;
     if (fits && kt_sched_policy_parse(buf, ret) == 0)
         return 0;
-    return s_fail(c, n, key, "%s: unknown policy '%s%s' (known: normal, batch, idle, fifo, rr)",
-                  path, buf, fits ? "" : "...");
+    return kt_yaml_fail(c, n, key,
+                        "%s: unknown policy '%s%s' (known: normal, batch, idle, fifo, rr)", path,
+                        buf, fits ? "" : "...");
 }
 
 /* inherit | random:N | llc | cross-cgroup | single | exact:LIST */
-static int s_affinity(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_affinity(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                       kt_affinity_spec_t *ret)
 {
     char buf[sizeof(ret->list) + 8];
@@ -646,8 +425,8 @@ static int s_affinity(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const 
         size_t nd = strspn(num, "0123456789");
         unsigned long v = nd && nd <= 4 && !num[nd] ? strtoul(num, NULL, 10) : 0;
         if (v < 1 || v > KT_MAX_CPUS)
-            return s_fail(c, n, key, "%s: '%s': expected random:N with N in 1..%d CPUs", path,
-                          buf, KT_MAX_CPUS);
+            return kt_yaml_fail(c, n, key, "%s: '%s': expected random:N with N in 1..%d CPUs", path,
+                                buf, KT_MAX_CPUS);
         a.kind = KT_AFFINITY_RANDOM;
         a.count = (unsigned)v;
     } else if (strncmp(buf, "exact:", 6) == 0) {
@@ -655,8 +434,8 @@ static int s_affinity(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const 
         const char *list = buf + 6;
         if (strspn(list, "0123456789,-") != strlen(list) || kt_cpumask_parse(list, &m) < 0 ||
             kt_cpumask_empty(&m))
-            return s_fail(c, n, key, "%s: '%s': expected exact:LIST, a CPU list such as 0-3,6",
-                          path, buf);
+            return kt_yaml_fail(
+                c, n, key, "%s: '%s': expected exact:LIST, a CPU list such as 0-3,6", path, buf);
         a.kind = KT_AFFINITY_EXACT;
         snprintf(a.list, sizeof(a.list), "%s", list);
     } else {
@@ -666,71 +445,72 @@ static int s_affinity(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const 
                 strcmp(buf, kt_affinity_kind_name((enum kt_affinity_kind)i)) == 0)
                 break;
         if (i == KT_AFFINITY__COUNT)
-            return s_fail(c, n, key,
-                          "%s: unknown affinity '%s' (known: inherit, random:N, llc, "
-                          "cross-cgroup, single, exact:LIST)",
-                          path, buf);
+            return kt_yaml_fail(c, n, key,
+                                "%s: unknown affinity '%s' (known: inherit, random:N, llc, "
+                                "cross-cgroup, single, exact:LIST)",
+                                path, buf);
         a.kind = (enum kt_affinity_kind)i;
     }
     *ret = a;
     return 0;
 }
 
-static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned idx,
+static int s_cgroup(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned idx,
                     kt_cgroup_spec_t *ret)
 {
     char path[32], sub[S_PATH_MAX];
     snprintf(path, sizeof(path), "cgroups[%u]", idx);
-    s_field_t f[] = {{"name"},   {"cpuset"}, {"workers"},     {"workers_per_cpu"},
-                     {"work"},   {"policy"}, {"rt_priority"}, {"nice"},
-                     {"affinity"}, {"deferred"}};
-    int r = s_fields(c, n, seq, path, "cgroup", f, KT_ARRAY_SIZE(f));
+    kt_yaml_field_t f[] = {{"name"},     {"cpuset"},  {"workers"},     {"workers_per_cpu"},
+                           {"work"},     {"policy"},  {"rt_priority"}, {"nice"},
+                           {"affinity"}, {"deferred"}};
+    int r = kt_yaml_fields(c, n, seq, path, "cgroup", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
     kt_cgroup_spec_t cg = {0};
-    s_field_t *x;
+    kt_yaml_field_t *x;
 #define S_SUB(key) (snprintf(sub, sizeof(sub), "%s.%s", path, (key)), sub)
-    if (!(x = S_F(f, "name")))
-        return s_fail(c, n, seq, "%s: missing key 'name'", path);
+    if (!(x = KT_YAML_F(f, "name")))
+        return kt_yaml_fail(c, n, seq, "%s: missing key 'name'", path);
     if ((r = s_cgroup_name(c, x->value, x->key, S_SUB("name"), cg.name, sizeof(cg.name))) < 0)
         return r;
-    if ((x = S_F(f, "rt_priority")) &&
+    if ((x = KT_YAML_F(f, "rt_priority")) &&
         (r = s_uint(c, x->value, x->key, S_SUB("rt_priority"), 1, KT_RT_PRIORITY_MAX,
                     &cg.rt_priority)) < 0)
         return r;
-    if ((x = S_F(f, "affinity")) &&
+    if ((x = KT_YAML_F(f, "affinity")) &&
         (r = s_affinity(c, x->value, x->key, S_SUB("affinity"), &cg.affinity)) < 0)
         return r;
-    if ((x = S_F(f, "deferred")) &&
+    if ((x = KT_YAML_F(f, "deferred")) &&
         (r = s_bool(c, x->value, x->key, S_SUB("deferred"), &cg.deferred)) < 0)
         return r;
-    if ((x = S_F(f, "cpuset")) &&
+    if ((x = KT_YAML_F(f, "cpuset")) &&
         (r = s_cpuset(c, x->value, x->key, S_SUB("cpuset"), &cg.cpuset)) < 0)
         return r;
-    if ((x = S_F(f, "work")) && (r = s_work(c, x->value, x->key, S_SUB("work"), &cg.work)) < 0)
+    if ((x = KT_YAML_F(f, "work")) &&
+        (r = s_work(c, x->value, x->key, S_SUB("work"), &cg.work)) < 0)
         return r;
-    if ((x = S_F(f, "policy")) &&
+    if ((x = KT_YAML_F(f, "policy")) &&
         (r = s_policy(c, x->value, x->key, S_SUB("policy"), &cg.policy)) < 0)
         return r;
     bool rt = cg.policy == KT_POLICY_FIFO || cg.policy == KT_POLICY_RR;
     if (rt && !cg.rt_priority)
-        return s_fail(c, x->value, x->key, "%s: policy %s needs rt_priority (1..96)",
-                      S_SUB("policy"), kt_sched_policy_name(cg.policy));
+        return kt_yaml_fail(c, x->value, x->key, "%s: policy %s needs rt_priority (1..96)",
+                            S_SUB("policy"), kt_sched_policy_name(cg.policy));
     if (!rt && cg.rt_priority)
-        return s_fail(c, S_F(f, "rt_priority")->key, n,
-                      "%s: rt_priority is for policies fifo and rr, not %s", path,
-                      kt_sched_policy_name(cg.policy));
+        return kt_yaml_fail(c, KT_YAML_F(f, "rt_priority")->key, n,
+                            "%s: rt_priority is for policies fifo and rr, not %s", path,
+                            kt_sched_policy_name(cg.policy));
     long long nice;
-    if ((x = S_F(f, "nice"))) {
+    if ((x = KT_YAML_F(f, "nice"))) {
         if ((r = s_int(c, x->value, x->key, S_SUB("nice"), -20, 19, &nice)) < 0)
             return r;
         cg.nice = (int)nice;
     }
-    s_field_t *w = S_F(f, "workers"), *wpc = S_F(f, "workers_per_cpu");
+    kt_yaml_field_t *w = KT_YAML_F(f, "workers"), *wpc = KT_YAML_F(f, "workers_per_cpu");
     if (w && wpc)
-        return s_fail(c, wpc->key, n, "%s: give workers or workers_per_cpu, not both", path);
+        return kt_yaml_fail(c, wpc->key, n, "%s: give workers or workers_per_cpu, not both", path);
     if (!w && !wpc)
-        return s_fail(c, n, seq, "%s: missing key 'workers' (or 'workers_per_cpu')", path);
+        return kt_yaml_fail(c, n, seq, "%s: missing key 'workers' (or 'workers_per_cpu')", path);
     if (w) {
         /* 0: a parent of nested cgroups, or filled by spawn / move_tasks
          * steps (checked at resolve). */
@@ -739,32 +519,34 @@ static int s_cgroup(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, unsigned
             return r;
         unsigned group = kt_work_type_group_size(cg.work);
         if (cg.workers % group)
-            return s_fail(c, w->value, w->key, "%s: %s workers come in groups of %u, %u given",
-                          S_SUB("workers"), kt_work_type_name(cg.work), group, cg.workers);
+            return kt_yaml_fail(c, w->value, w->key,
+                                "%s: %s workers come in groups of %u, %u given", S_SUB("workers"),
+                                kt_work_type_name(cg.work), group, cg.workers);
     } else if ((r = s_number(c, wpc->value, wpc->key, S_SUB("workers_per_cpu"), 0,
                              KT_MAX_WORKERS_PER_CGROUP, &cg.workers_per_cpu)) < 0) {
         return r;
     } else if (cg.workers_per_cpu <= 0) {
-        return s_fail(c, wpc->value, wpc->key, "%s: must be more than 0", S_SUB("workers_per_cpu"));
+        return kt_yaml_fail(c, wpc->value, wpc->key, "%s: must be more than 0",
+                            S_SUB("workers_per_cpu"));
     }
 #undef S_SUB
     *ret = cg;
     return 0;
 }
 
-static int s_cgroups(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenario_t *s,
+static int s_cgroups(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenario_t *s,
                      bool allow_empty)
 {
-    int r = s_deref(c, &n, key, "cgroups");
+    int r = kt_yaml_deref(c, &n, key, "cgroups");
     if (r < 0)
         return r;
     if (!n || !fy_node_is_sequence(n))
-        return s_fail(c, n, key, "cgroups: expected a sequence of cgroups, got %s",
-                      kt_yaml_is_null(n) ? "nothing" : kt_yaml_kind(n));
+        return kt_yaml_fail(c, n, key, "cgroups: expected a sequence of cgroups, got %s",
+                            kt_yaml_is_null(n) ? "nothing" : kt_yaml_kind(n));
     int count = fy_node_sequence_item_count(n);
     if (count < (allow_empty ? 0 : 1) || count > KT_MAX_CGROUPS)
-        return s_fail(c, n, key, "cgroups: %d entries, expected %d..%d", count,
-                      allow_empty ? 0 : 1, KT_MAX_CGROUPS);
+        return kt_yaml_fail(c, n, key, "cgroups: %d entries, expected %d..%d", count,
+                            allow_empty ? 0 : 1, KT_MAX_CGROUPS);
     void *it = NULL;
     struct fy_node *item;
     for (unsigned i = 0; (item = fy_node_sequence_iterate(n, &it)); i++) {
@@ -774,12 +556,12 @@ static int s_cgroups(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scen
         for (unsigned j = 0; j < i; j++) {
             if (strcmp(s->cgroups[j].name, cg->name) == 0) {
                 struct fy_node *m = item;
-                s_deref(c, &m, n, "");
+                kt_yaml_deref(c, &m, n, "");
                 struct fy_node *name = fy_node_mapping_lookup_value_by_string(m, "name", FY_NT);
-                return s_fail(c, name, item,
-                              "cgroups[%u].name: '%s' is already the name of "
-                              "cgroups[%u]",
-                              i, cg->name, j);
+                return kt_yaml_fail(c, name, item,
+                                    "cgroups[%u].name: '%s' is already the name of "
+                                    "cgroups[%u]",
+                                    i, cg->name, j);
             }
         }
         s->n_cgroups = i + 1;
@@ -804,62 +586,65 @@ static bool s_fault_cgroup_known(const kt_scenario_t *s, const char *name)
     return false;
 }
 
-static int s_faults(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenario_t *s)
+static int s_faults(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenario_t *s)
 {
-    int r = s_deref(c, &n, key, "faults");
+    int r = kt_yaml_deref(c, &n, key, "faults");
     if (r < 0)
         return r;
     if (kt_yaml_is_null(n))
         return 0;
     if (!fy_node_is_sequence(n))
-        return s_fail(c, n, key, "faults: expected a sequence of faults, got %s", kt_yaml_kind(n));
+        return kt_yaml_fail(c, n, key, "faults: expected a sequence of faults, got %s",
+                            kt_yaml_kind(n));
     int count = fy_node_sequence_item_count(n);
     if (count > KT_MAX_FAULTS)
-        return s_fail(c, n, key, "faults: %d entries, limit %d", count, KT_MAX_FAULTS);
+        return kt_yaml_fail(c, n, key, "faults: %d entries, limit %d", count, KT_MAX_FAULTS);
     void *it = NULL;
     struct fy_node *item;
     for (unsigned i = 0; (item = fy_node_sequence_iterate(n, &it)); i++) {
         char path[32], sub[S_PATH_MAX];
         snprintf(path, sizeof(path), "faults[%u]", i);
-        s_field_t f[] = {{"cgroup"}, {"worker"}, {"at"}};
-        if ((r = s_fields(c, item, n, path, "fault", f, KT_ARRAY_SIZE(f))) < 0)
+        kt_yaml_field_t f[] = {{"cgroup"}, {"worker"}, {"at"}};
+        if ((r = kt_yaml_fields(c, item, n, path, "fault", f, KT_ARRAY_SIZE(f))) < 0)
             return r;
         kt_fault_t *fault = &s->faults[i];
         memset(fault, 0, sizeof(*fault));
-        s_field_t *x;
-        if (!(x = S_F(f, "cgroup")))
-            return s_fail(c, item, n, "%s: missing key 'cgroup'", path);
+        kt_yaml_field_t *x;
+        if (!(x = KT_YAML_F(f, "cgroup")))
+            return kt_yaml_fail(c, item, n, "%s: missing key 'cgroup'", path);
         snprintf(sub, sizeof(sub), "%s.cgroup", path);
         if ((r = s_name(c, x->value, x->key, sub, fault->cgroup, sizeof(fault->cgroup))) < 0)
             return r;
         if (!s_fault_cgroup_known(s, fault->cgroup))
-            return s_fail(c, x->value, x->key, "%s: no cgroup named '%s'", sub, fault->cgroup);
-        if ((x = S_F(f, "worker"))) {
+            return kt_yaml_fail(c, x->value, x->key, "%s: no cgroup named '%s'", sub,
+                                fault->cgroup);
+        if ((x = KT_YAML_F(f, "worker"))) {
             snprintf(sub, sizeof(sub), "%s.worker", path);
             if ((r = s_uint(c, x->value, x->key, sub, 0, KT_MAX_WORKERS_PER_CGROUP - 1,
                             &fault->worker)) < 0)
                 return r;
         }
-        if ((x = S_F(f, "at"))) {
+        if ((x = KT_YAML_F(f, "at"))) {
             snprintf(sub, sizeof(sub), "%s.at", path);
             if ((r = s_duration_ms(c, x->value, x->key, sub, 0, S_MAX_DURATION_MS, &fault->at_ms)) <
                 0)
                 return r;
             if (fault->at_ms >= s->duration_ms)
-                return s_fail(c, x->value, x->key,
-                              "%s: %u ms is not before the end of the run (%u ms)", sub,
-                              fault->at_ms, s->duration_ms);
+                return kt_yaml_fail(c, x->value, x->key,
+                                    "%s: %u ms is not before the end of the run (%u ms)", sub,
+                                    fault->at_ms, s->duration_ms);
         }
         s->n_faults = i + 1;
     }
     return 0;
 }
 
-static int s_constraints(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_constraints_t *ret)
+static int s_constraints(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key,
+                         kt_constraints_t *ret)
 {
-    s_field_t f[] = {{"min_llcs"}, {"max_llcs"}, {"min_cpus"},    {"max_cpus"},
-                     {"min_numa"}, {"max_numa"}, {"requires_smt"}};
-    int r = s_fields(c, n, key, "constraints", "constraints", f, KT_ARRAY_SIZE(f));
+    kt_yaml_field_t f[] = {{"min_llcs"}, {"max_llcs"}, {"min_cpus"},    {"max_cpus"},
+                           {"min_numa"}, {"max_numa"}, {"requires_smt"}};
+    int r = kt_yaml_fields(c, n, key, "constraints", "constraints", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
     kt_constraints_t k = {0};
@@ -879,8 +664,9 @@ static int s_constraints(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_
     for (size_t i = 0; i < KT_ARRAY_SIZE(slots); i += 2) {
         unsigned lo = *slots[i], hi = *slots[i + 1];
         if (lo && hi && lo > hi)
-            return s_fail(c, f[i + 1].value, f[i + 1].key, "constraints.%s: %u is below %s %u",
-                          f[i + 1].name, hi, f[i].name, lo);
+            return kt_yaml_fail(c, f[i + 1].value, f[i + 1].key,
+                                "constraints.%s: %u is below %s %u", f[i + 1].name, hi, f[i].name,
+                                lo);
     }
     *ret = k;
     return 0;
@@ -891,20 +677,22 @@ static int s_constraints(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_
 /* checks.bpf_callback_ns: a mean ns per call that bounds every struct_ops
  * program (a number), or {"*": ns, <program name>: ns, ...}; false is off.
  * The value replaces whatever bpf bounds came before. */
-static int s_bpf_callback(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thresholds_t *t)
+static int s_bpf_callback(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key,
+                          kt_thresholds_t *t)
 {
     static const char path[] = "checks.bpf_callback_ns";
     bool b;
     int r;
-    if (s_is_bool(n, &b)) {
+    if (kt_yaml_is_bool(n, &b)) {
         if (b)
-            return s_fail(c, n, key, "%s: has no default: give ns per call such as 5000", path);
+            return kt_yaml_fail(c, n, key, "%s: has no default: give ns per call such as 5000",
+                                path);
         t->max_callback_ns = 0;
         t->n_callback_bounds = 0;
         return 0;
     }
     struct fy_node *map = n;
-    if ((r = s_deref(c, &map, key, path)) < 0)
+    if ((r = kt_yaml_deref(c, &map, key, path)) < 0)
         return r;
     kt_thresholds_t nt = *t;
     nt.max_callback_ns = 0;
@@ -918,7 +706,8 @@ static int s_bpf_callback(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt
         return 0;
     }
     if (fy_node_mapping_item_count(map) == 0)
-        return s_fail(c, n, key, "%s: an empty mapping: give '*' or program names with ns", path);
+        return kt_yaml_fail(c, n, key, "%s: an empty mapping: give '*' or program names with ns",
+                            path);
     void *it = NULL;
     struct fy_node_pair *p;
     while ((p = fy_node_mapping_iterate(map, &it))) {
@@ -926,8 +715,9 @@ static int s_bpf_callback(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt
         char name[64], sub[S_PATH_MAX];
         bool fits;
         if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || kt_yaml_is_null(k))
-            return s_fail(c, k, map, "%s: a key is not a program name", path);
-        if ((r = s_value(c, k, map, path, "a program name", name, sizeof(name), &fits, NULL)) < 0)
+            return kt_yaml_fail(c, k, map, "%s: a key is not a program name", path);
+        if ((r = kt_yaml_value(c, k, map, path, "a program name", name, sizeof(name), &fits,
+                               NULL)) < 0)
             return r;
         snprintf(sub, sizeof(sub), "%s.%s", path, name);
         if ((r = s_int(c, val, k, sub, 1, S_MAX_CALLBACK_NS, &v)) < 0)
@@ -938,47 +728,47 @@ static int s_bpf_callback(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt
         }
         r = fits ? kt_checks_callback_bound_add(&nt, name, (uint32_t)v) : -EINVAL;
         if (r == -E2BIG)
-            return s_fail(c, k, map, "%s: more than %d program names", path,
-                          KT_MAX_CALLBACK_BOUNDS);
+            return kt_yaml_fail(c, k, map, "%s: more than %d program names", path,
+                                KT_MAX_CALLBACK_BOUNDS);
         if (r == -EEXIST)
-            return s_fail(c, k, map, "%s: '%s' is named twice", path, name);
+            return kt_yaml_fail(c, k, map, "%s: '%s' is named twice", path, name);
         if (r < 0)
-            return s_fail(c, k, map,
-                          "%s: '%s%s' is not a BPF program name (1 to 15 of A-Z a-z 0-9 _ .) "
-                          "nor '*'",
-                          path, name, fits ? "" : "...");
+            return kt_yaml_fail(c, k, map,
+                                "%s: '%s%s' is not a BPF program name (1 to 15 of A-Z a-z 0-9 _ .) "
+                                "nor '*'",
+                                path, name, fits ? "" : "...");
     }
     *t = nt;
     return 0;
 }
 
-static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thresholds_t *t)
+static int s_checks(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thresholds_t *t)
 {
-    s_field_t f[] = {{"not_starved"},     {"cpuset_isolation"}, {"fairness_spread"},
-                     {"max_gap"},         {"wake_p99"},         {"work_rate"},
-                     {"bpf_callback_ns"}, {"wake_cv"},          {"throughput_cv"},
-                     {"iteration_rate"},  {"migration_ratio"}};
-    int r = s_fields(c, n, key, "checks", "checks", f, KT_ARRAY_SIZE(f));
+    kt_yaml_field_t f[] = {{"not_starved"},     {"cpuset_isolation"}, {"fairness_spread"},
+                           {"max_gap"},         {"wake_p99"},         {"work_rate"},
+                           {"bpf_callback_ns"}, {"wake_cv"},          {"throughput_cv"},
+                           {"iteration_rate"},  {"migration_ratio"}};
+    int r = kt_yaml_fields(c, n, key, "checks", "checks", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
-    s_field_t *x;
+    kt_yaml_field_t *x;
     bool b;
     /* Every key given marks its fields set: a layer above (the gauntlet's
      * scheduler) is overridden only where this map speaks. */
-    if ((x = S_F(f, "not_starved"))) {
+    if ((x = KT_YAML_F(f, "not_starved"))) {
         if ((r = s_bool(c, x->value, x->key, "checks.not_starved", &t->check_starved)) < 0)
             return r;
         t->set |= KT_THR_BIT(KT_THR_STARVED);
     }
-    if ((x = S_F(f, "cpuset_isolation"))) {
+    if ((x = KT_YAML_F(f, "cpuset_isolation"))) {
         if ((r = s_bool(c, x->value, x->key, "checks.cpuset_isolation", &t->check_isolation)) < 0)
             return r;
         t->set |= KT_THR_BIT(KT_THR_ISOLATION);
     }
     /* A threshold enables its check; false disables it; true keeps the
      * threshold of the layer below (the default). */
-    if ((x = S_F(f, "fairness_spread"))) {
-        if (s_is_bool(x->value, &b))
+    if ((x = KT_YAML_F(f, "fairness_spread"))) {
+        if (kt_yaml_is_bool(x->value, &b))
             t->check_spread = b;
         else if ((r = s_number(c, x->value, x->key, "checks.fairness_spread", 0, 100,
                                &t->max_spread_pct)) < 0)
@@ -989,8 +779,8 @@ static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thres
         }
         t->set |= KT_THR_BIT(KT_THR_SPREAD_ON);
     }
-    if ((x = S_F(f, "max_gap"))) {
-        if (s_is_bool(x->value, &b))
+    if ((x = KT_YAML_F(f, "max_gap"))) {
+        if (kt_yaml_is_bool(x->value, &b))
             t->check_gap = b;
         else if ((r = s_duration_ms(c, x->value, x->key, "checks.max_gap", 1, S_MAX_GAP_MS,
                                     &t->max_gap_ms)) < 0)
@@ -1001,50 +791,51 @@ static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thres
         }
         t->set |= KT_THR_BIT(KT_THR_GAP_ON);
     }
-    if ((x = S_F(f, "wake_p99"))) {
+    if ((x = KT_YAML_F(f, "wake_p99"))) {
         t->set |= KT_THR_BIT(KT_THR_WAKE_P99);
-        if (s_is_bool(x->value, &b)) {
+        if (kt_yaml_is_bool(x->value, &b)) {
             if (b)
-                return s_fail(c, x->value, x->key,
-                              "checks.wake_p99: has no default: give a latency such as 500us");
+                return kt_yaml_fail(
+                    c, x->value, x->key,
+                    "checks.wake_p99: has no default: give a latency such as 500us");
             t->max_p99_wake_us = 0;
         } else {
             char buf[40];
             bool fits;
             struct fy_node *v = x->value;
-            if ((r = s_value(c, v, x->key, "checks.wake_p99", "a latency", buf, sizeof(buf), &fits,
-                             NULL)) < 0)
+            if ((r = kt_yaml_value(c, v, x->key, "checks.wake_p99", "a latency", buf, sizeof(buf),
+                                   &fits, NULL)) < 0)
                 return r;
             uint64_t us;
             r = fits ? s_duration_us(buf, true, 0, &us) : -EINVAL;
             if (r == 0 && (us < 1 || us > S_MAX_WAKE_US))
                 r = -ERANGE;
             if (r == -ERANGE)
-                return s_fail(c, v, x->key, "checks.wake_p99: '%s' is out of range 1us..%us", buf,
-                              S_MAX_WAKE_US / 1000000);
+                return kt_yaml_fail(c, v, x->key, "checks.wake_p99: '%s' is out of range 1us..%us",
+                                    buf, S_MAX_WAKE_US / 1000000);
             if (r < 0)
-                return s_fail(c, v, x->key,
-                              "checks.wake_p99: '%s' is not a latency with a unit (500us, 2ms)",
-                              buf);
+                return kt_yaml_fail(
+                    c, v, x->key, "checks.wake_p99: '%s' is not a latency with a unit (500us, 2ms)",
+                    buf);
             t->max_p99_wake_us = (uint32_t)us;
         }
     }
-    if ((x = S_F(f, "work_rate"))) {
+    if ((x = KT_YAML_F(f, "work_rate"))) {
         t->set |= KT_THR_BIT(KT_THR_WORK_RATE);
-        if (s_is_bool(x->value, &b)) {
+        if (kt_yaml_is_bool(x->value, &b)) {
             if (b)
-                return s_fail(c, x->value, x->key,
-                              "checks.work_rate: has no default: give work units per second");
+                return kt_yaml_fail(c, x->value, x->key,
+                                    "checks.work_rate: has no default: give work units per second");
             t->min_work_rate = 0;
         } else if ((r = s_number(c, x->value, x->key, "checks.work_rate", 0, S_MAX_WORK_RATE,
                                  &t->min_work_rate)) < 0) {
             return r;
         } else if (t->min_work_rate <= 0) {
-            return s_fail(c, x->value, x->key,
-                          "checks.work_rate: must be more than 0 (false disables it)");
+            return kt_yaml_fail(c, x->value, x->key,
+                                "checks.work_rate: must be more than 0 (false disables it)");
         }
     }
-    if ((x = S_F(f, "bpf_callback_ns"))) {
+    if ((x = KT_YAML_F(f, "bpf_callback_ns"))) {
         if ((r = s_bpf_callback(c, x->value, x->key, t)) < 0)
             return r;
         t->set |= KT_THR_BIT(KT_THR_CALLBACK_NS) | KT_THR_BIT(KT_THR_CALLBACK_BOUNDS);
@@ -1066,7 +857,7 @@ static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thres
          KT_THR_MIGRATION_RATIO, S_MAX_MIGRATION_RATIO},
     };
     for (size_t i = 0; i < KT_ARRAY_SIZE(opt); i++) {
-        if (!(x = S_F(f, opt[i].key)))
+        if (!(x = KT_YAML_F(f, opt[i].key)))
             continue;
         double *v = opt[i].field == KT_THR_WAKE_CV          ? &t->max_wake_cv
                     : opt[i].field == KT_THR_THROUGHPUT_CV  ? &t->max_throughput_cv
@@ -1075,16 +866,16 @@ static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thres
         char path[40];
         snprintf(path, sizeof(path), "checks.%s", opt[i].key);
         t->set |= KT_THR_BIT(opt[i].field);
-        if (s_is_bool(x->value, &b)) {
+        if (kt_yaml_is_bool(x->value, &b)) {
             if (b)
-                return s_fail(c, x->value, x->key, "%s: has no default: give %s", path,
-                              opt[i].what);
+                return kt_yaml_fail(c, x->value, x->key, "%s: has no default: give %s", path,
+                                    opt[i].what);
             *v = 0;
         } else if ((r = s_number(c, x->value, x->key, path, 0, opt[i].max, v)) < 0) {
             return r;
         } else if (*v <= 0) {
-            return s_fail(c, x->value, x->key, "%s: must be more than 0 (false disables it)",
-                          path);
+            return kt_yaml_fail(c, x->value, x->key, "%s: must be more than 0 (false disables it)",
+                                path);
         }
     }
     return 0;
@@ -1093,8 +884,7 @@ static int s_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_thres
 int kt_thresholds_yaml_from_node(struct fy_node *node, struct fy_node *key, const char *origin,
                                  kt_thresholds_t *ret, char *err, size_t err_len)
 {
-    char dummy[1];
-    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy)};
+    kt_yaml_ctx_t c = kt_yaml_ctx(origin ? origin : "<yaml>", NULL, err, err_len);
     kt_thresholds_t t;
     kt_thresholds_default(&t);
     int r = s_checks(&c, node, key, &t);
@@ -1106,19 +896,19 @@ int kt_thresholds_yaml_from_node(struct fy_node *node, struct fy_node *key, cons
 
 /* hold: a fraction (a plain number), a duration (2s, 500ms), or
  * loop:DURATION. */
-static int s_hold(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_hold(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                   kt_step_spec_t *st)
 {
     char buf[40];
     bool fits, plain;
-    int r = s_value(c, n, key, path, "a hold", buf, sizeof(buf), &fits, &plain);
+    int r = kt_yaml_value(c, n, key, path, "a hold", buf, sizeof(buf), &fits, &plain);
     if (r < 0)
         return r;
     if (fits && strncmp(buf, "loop:", 5) == 0) {
         uint32_t ms;
         if (kt_duration_parse_ms(buf + 5, &ms) < 0 || ms < 10 || ms > S_MAX_DURATION_MS)
-            return s_fail(c, n, key, "%s: '%s': expected loop:INTERVAL, at least 10ms", path,
-                          buf);
+            return kt_yaml_fail(c, n, key, "%s: '%s': expected loop:INTERVAL, at least 10ms", path,
+                                buf);
         st->hold = KT_HOLD_LOOP;
         st->ms = ms;
         return 0;
@@ -1127,40 +917,40 @@ static int s_hold(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char
         char *end;
         double v = strtod(buf, &end);
         if (*end || !(v > 0.0 && v <= 1.0))
-            return s_fail(c, n, key, "%s: %s: a fraction of the duration must be in (0, 1]",
-                          path, buf);
+            return kt_yaml_fail(c, n, key, "%s: %s: a fraction of the duration must be in (0, 1]",
+                                path, buf);
         st->hold = KT_HOLD_FRAC;
         st->frac = v;
         return 0;
     }
     uint32_t ms;
     if (!fits || kt_duration_parse_ms(buf, &ms) < 0 || ms > S_MAX_DURATION_MS)
-        return s_fail(c, n, key,
-                      "%s: '%s%s' is not a hold (a fraction of the duration such as 0.5, a "
-                      "duration such as 2s, or loop:500ms)",
-                      path, buf, fits ? "" : "...");
+        return kt_yaml_fail(c, n, key,
+                            "%s: '%s%s' is not a hold (a fraction of the duration such as 0.5, a "
+                            "duration such as 2s, or loop:500ms)",
+                            path, buf, fits ? "" : "...");
     st->hold = KT_HOLD_FIXED;
     st->ms = ms;
     return 0;
 }
 
-static int s_op(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, const char *path,
+static int s_op(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *seq, const char *path,
                 kt_op_spec_t *ret)
 {
     char sub[S_PATH_MAX + 32];
-    s_field_t f[] = {{"op"}, {"cgroup"}, {"target"}, {"cpuset"}, {"affinity"}, {"workers"}};
-    int r = s_fields(c, n, seq, path, "op", f, KT_ARRAY_SIZE(f));
+    kt_yaml_field_t f[] = {{"op"}, {"cgroup"}, {"target"}, {"cpuset"}, {"affinity"}, {"workers"}};
+    int r = kt_yaml_fields(c, n, seq, path, "op", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
     kt_op_spec_t op = {0};
-    s_field_t *x;
+    kt_yaml_field_t *x;
 #define S_SUB(key) (snprintf(sub, sizeof(sub), "%s.%s", path, (key)), sub)
-    if (!(x = S_F(f, "op")))
-        return s_fail(c, n, seq, "%s: missing key 'op'", path);
+    if (!(x = KT_YAML_F(f, "op")))
+        return kt_yaml_fail(c, n, seq, "%s: missing key 'op'", path);
     char name[40];
     bool fits;
-    if ((r = s_value(c, x->value, x->key, S_SUB("op"), "an op", name, sizeof(name), &fits,
-                     NULL)) < 0)
+    if ((r = kt_yaml_value(c, x->value, x->key, S_SUB("op"), "an op", name, sizeof(name), &fits,
+                           NULL)) < 0)
         return r;
     if (!fits || kt_op_kind_parse(name, &op.kind) < 0) {
         char known[256] = "";
@@ -1168,12 +958,12 @@ static int s_op(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, const char *
         for (unsigned i = 0; i < KT_OP__COUNT && off < sizeof(known); i++)
             off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", i ? ", " : "",
                                     kt_op_kind_name((enum kt_op_kind)i));
-        return s_fail(c, x->value, x->key, "%s: unknown op '%s%s' (known: %s)", S_SUB("op"), name,
-                      fits ? "" : "...", known);
+        return kt_yaml_fail(c, x->value, x->key, "%s: unknown op '%s%s' (known: %s)", S_SUB("op"),
+                            name, fits ? "" : "...", known);
     }
     const char *opn = kt_op_kind_name(op.kind);
-    if (!(x = S_F(f, "cgroup")))
-        return s_fail(c, n, seq, "%s: %s needs 'cgroup'", path, opn);
+    if (!(x = KT_YAML_F(f, "cgroup")))
+        return kt_yaml_fail(c, n, seq, "%s: %s needs 'cgroup'", path, opn);
     if ((r = s_cgroup_name(c, x->value, x->key, S_SUB("cgroup"), op.cgroup, sizeof(op.cgroup))) <
         0)
         return r;
@@ -1187,79 +977,80 @@ static int s_op(s_ctx_t *c, struct fy_node *n, struct fy_node *seq, const char *
                  {"affinity", op.kind == KT_OP_SET_AFFINITY},
                  {"workers", op.kind == KT_OP_SPAWN}};
     for (unsigned i = 0; i < KT_ARRAY_SIZE(extra); i++) {
-        x = S_F(f, extra[i].key);
+        x = KT_YAML_F(f, extra[i].key);
         if (x && !extra[i].wanted)
-            return s_fail(c, x->key, n, "%s: %s takes no '%s'", path, opn, extra[i].key);
+            return kt_yaml_fail(c, x->key, n, "%s: %s takes no '%s'", path, opn, extra[i].key);
         if (!x && extra[i].wanted)
-            return s_fail(c, n, seq, "%s: %s needs '%s'", path, opn, extra[i].key);
+            return kt_yaml_fail(c, n, seq, "%s: %s needs '%s'", path, opn, extra[i].key);
     }
-    if ((x = S_F(f, "target")) &&
-        (r = s_cgroup_name(c, x->value, x->key, S_SUB("target"), op.target, sizeof(op.target))) <
-            0)
+    if ((x = KT_YAML_F(f, "target")) &&
+        (r = s_cgroup_name(c, x->value, x->key, S_SUB("target"), op.target, sizeof(op.target))) < 0)
         return r;
-    if ((x = S_F(f, "cpuset")) &&
+    if ((x = KT_YAML_F(f, "cpuset")) &&
         (r = s_cpuset(c, x->value, x->key, S_SUB("cpuset"), &op.cpuset)) < 0)
         return r;
     if (op.kind == KT_OP_SET_CPUSET &&
         (op.cpuset.kind == KT_CPUSET_ALL || op.cpuset.kind == KT_CPUSET_PER_LLC))
-        return s_fail(c, x->value, x->key, "%s: %s", S_SUB("cpuset"),
-                      op.cpuset.kind == KT_CPUSET_ALL ? "'all' is clear_cpuset"
-                                                      : "per-llc is for declared cgroups");
-    if ((x = S_F(f, "affinity")) &&
+        return kt_yaml_fail(c, x->value, x->key, "%s: %s", S_SUB("cpuset"),
+                            op.cpuset.kind == KT_CPUSET_ALL ? "'all' is clear_cpuset"
+                                                            : "per-llc is for declared cgroups");
+    if ((x = KT_YAML_F(f, "affinity")) &&
         (r = s_affinity(c, x->value, x->key, S_SUB("affinity"), &op.affinity)) < 0)
         return r;
-    if ((x = S_F(f, "workers")) && (r = s_uint(c, x->value, x->key, S_SUB("workers"), 1,
-                                               KT_MAX_WORKERS_PER_CGROUP, &op.workers)) < 0)
+    if ((x = KT_YAML_F(f, "workers")) && (r = s_uint(c, x->value, x->key, S_SUB("workers"), 1,
+                                                     KT_MAX_WORKERS_PER_CGROUP, &op.workers)) < 0)
         return r;
 #undef S_SUB
     *ret = op;
     return 0;
 }
 
-static int s_steps(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenario_t *s)
+static int s_steps(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenario_t *s)
 {
-    int r = s_deref(c, &n, key, "steps");
+    int r = kt_yaml_deref(c, &n, key, "steps");
     if (r < 0)
         return r;
     if (kt_yaml_is_null(n))
         return 0;
     if (!fy_node_is_sequence(n))
-        return s_fail(c, n, key, "steps: expected a sequence of steps, got %s", kt_yaml_kind(n));
+        return kt_yaml_fail(c, n, key, "steps: expected a sequence of steps, got %s",
+                            kt_yaml_kind(n));
     int count = fy_node_sequence_item_count(n);
     if (count > KT_MAX_STEPS)
-        return s_fail(c, n, key, "steps: %d entries, limit %d", count, KT_MAX_STEPS);
+        return kt_yaml_fail(c, n, key, "steps: %d entries, limit %d", count, KT_MAX_STEPS);
     void *it = NULL;
     struct fy_node *item;
     for (unsigned i = 0; (item = fy_node_sequence_iterate(n, &it)); i++) {
         char path[32], sub[S_PATH_MAX];
         snprintf(path, sizeof(path), "steps[%u]", i);
-        s_field_t f[] = {{"ops"}, {"hold"}};
-        if ((r = s_fields(c, item, n, path, "step", f, KT_ARRAY_SIZE(f))) < 0)
+        kt_yaml_field_t f[] = {{"ops"}, {"hold"}};
+        if ((r = kt_yaml_fields(c, item, n, path, "step", f, KT_ARRAY_SIZE(f))) < 0)
             return r;
         kt_step_spec_t *st = &s->steps[i];
         memset(st, 0, sizeof(*st));
-        s_field_t *x;
-        if (!(x = S_F(f, "hold")))
-            return s_fail(c, item, n, "%s: missing key 'hold' (0.5, 2s or loop:500ms)", path);
+        kt_yaml_field_t *x;
+        if (!(x = KT_YAML_F(f, "hold")))
+            return kt_yaml_fail(c, item, n, "%s: missing key 'hold' (0.5, 2s or loop:500ms)", path);
         snprintf(sub, sizeof(sub), "%s.hold", path);
         if ((r = s_hold(c, x->value, x->key, sub, st)) < 0)
             return r;
         if (st->hold == KT_HOLD_LOOP && (unsigned)count != i + 1)
-            return s_fail(c, x->value, x->key,
-                          "%s: a loop holds to the end of the run, so it must be the last step",
-                          sub);
-        if ((x = S_F(f, "ops"))) {
+            return kt_yaml_fail(
+                c, x->value, x->key,
+                "%s: a loop holds to the end of the run, so it must be the last step", sub);
+        if ((x = KT_YAML_F(f, "ops"))) {
             struct fy_node *ops = x->value;
             snprintf(sub, sizeof(sub), "%s.ops", path);
-            if ((r = s_deref(c, &ops, x->key, sub)) < 0)
+            if ((r = kt_yaml_deref(c, &ops, x->key, sub)) < 0)
                 return r;
             if (!kt_yaml_is_null(ops)) {
                 if (!fy_node_is_sequence(ops))
-                    return s_fail(c, ops, x->key, "%s: expected a sequence of ops, got %s", sub,
-                                  kt_yaml_kind(ops));
+                    return kt_yaml_fail(c, ops, x->key, "%s: expected a sequence of ops, got %s",
+                                        sub, kt_yaml_kind(ops));
                 int nops = fy_node_sequence_item_count(ops);
                 if (nops > KT_MAX_OPS)
-                    return s_fail(c, ops, x->key, "%s: %d ops, limit %d", sub, nops, KT_MAX_OPS);
+                    return kt_yaml_fail(c, ops, x->key, "%s: %d ops, limit %d", sub, nops,
+                                        KT_MAX_OPS);
                 void *it2 = NULL;
                 struct fy_node *o;
                 for (unsigned k = 0; (o = fy_node_sequence_iterate(ops, &it2)); k++) {
@@ -1278,7 +1069,7 @@ static int s_steps(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_scenar
 
 /* Ops name declared cgroups (or a per-llc cgroup's expansion); the rest is
  * checked against the topology at resolve. */
-static int s_steps_check(s_ctx_t *c, struct fy_node *n, const kt_scenario_t *s)
+static int s_steps_check(kt_yaml_ctx_t *c, struct fy_node *n, const kt_scenario_t *s)
 {
     for (unsigned i = 0; i < s->n_steps; i++) {
         for (unsigned k = 0; k < s->steps[i].n_ops; k++) {
@@ -1288,8 +1079,9 @@ static int s_steps_check(s_ctx_t *c, struct fy_node *n, const kt_scenario_t *s)
                                   ? op->target
                                   : NULL;
             if (bad)
-                return s_fail(c, n, NULL, "steps[%u].ops[%u] (%s): no cgroup '%s' is declared", i,
-                              k, kt_op_kind_name(op->kind), bad);
+                return kt_yaml_fail(c, n, NULL,
+                                    "steps[%u].ops[%u] (%s): no cgroup '%s' is declared", i, k,
+                                    kt_op_kind_name(op->kind), bad);
         }
     }
     return 0;
@@ -1298,8 +1090,8 @@ static int s_steps_check(s_ctx_t *c, struct fy_node *n, const kt_scenario_t *s)
 /* A payload's binary: its guest name is the file name as written (a
  * symlink such as busybox keeps its name); with a base folder, the file
  * must exist, be regular and executable, and ret gets its real path. */
-static int s_payload_binary(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
-                            kt_payload_spec_t *spec, char *ret, size_t ret_len)
+static int s_payload_binary(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key,
+                            const char *path, kt_payload_spec_t *spec, char *ret, size_t ret_len)
 {
     char raw[4096];
     int r = s_string(c, n, key, path, "a path", raw, sizeof(raw));
@@ -1311,40 +1103,24 @@ static int s_payload_binary(s_ctx_t *c, struct fy_node *n, struct fy_node *key, 
     const char *base = strrchr(raw, '/');
     base = base ? base + 1 : raw;
     if (!*base || !strcmp(base, ".") || !strcmp(base, "..") || strlen(base) >= sizeof(spec->name))
-        return s_fail(c, n, key, "%s: '%s': the file name must be 1..%zu bytes, not . or ..",
-                      path, raw, sizeof(spec->name) - 1);
+        return kt_yaml_fail(c, n, key, "%s: '%s': the file name must be 1..%zu bytes, not . or ..",
+                            path, raw, sizeof(spec->name) - 1);
     snprintf(spec->name, sizeof(spec->name), "%s", base);
     if (!c->base_dir) {
         if (rl >= ret_len)
-            return s_fail(c, n, key, "%s: longer than %zu bytes", path, ret_len - 1);
+            return kt_yaml_fail(c, n, key, "%s: longer than %zu bytes", path, ret_len - 1);
         snprintf(ret, ret_len, "%s", raw);
         return 0;
     }
-    char joined[8192];
-    snprintf(joined, sizeof(joined), "%s%s%s", raw[0] == '/' ? "" : c->base_dir,
-             raw[0] == '/' ? "" : "/", raw);
-    struct stat st;
-    if (stat(joined, &st) < 0)
-        return s_fail(c, n, key, "%s: '%s': %s", path, joined, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return s_fail(c, n, key, "%s: '%s' is not a regular file", path, joined);
-    if (access(joined, X_OK) < 0)
-        return s_fail(c, n, key, "%s: '%s' is not executable", path, joined);
-    char real[PATH_MAX];
-    if (!realpath(joined, real))
-        return s_fail(c, n, key, "%s: '%s': %s", path, joined, strerror(errno));
-    if (strlen(real) >= ret_len)
-        return s_fail(c, n, key, "%s: '%s' is longer than %zu bytes", path, real, ret_len - 1);
-    snprintf(ret, ret_len, "%s", real);
-    return 0;
+    return kt_yaml_real_path(c, n, key, path, raw, false, true, ret, ret_len);
 }
 
 /* args: a sequence of strings (one argument each) or one string split on
  * blanks with shell-like quoting. */
-static int s_payload_args(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
-                          kt_payload_spec_t *spec)
+static int s_payload_args(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key,
+                          const char *path, kt_payload_spec_t *spec)
 {
-    int r = s_deref(c, &n, key, path);
+    int r = kt_yaml_deref(c, &n, key, path);
     if (r < 0)
         return r;
     char why[256];
@@ -1353,15 +1129,16 @@ static int s_payload_args(s_ctx_t *c, struct fy_node *n, struct fy_node *key, co
         if ((r = s_string(c, n, key, path, "arguments", text, sizeof(text))) < 0)
             return r;
         if (kt_payload_args_split(spec, text, why, sizeof(why)) < 0)
-            return s_fail(c, n, key, "%s: %s", path, why);
+            return kt_yaml_fail(c, n, key, "%s: %s", path, why);
         return 0;
     }
     if (!n || !fy_node_is_sequence(n))
-        return s_fail(c, n, key, "%s: expected a sequence of arguments or a string, got %s", path,
-                      kt_yaml_is_null(n) ? "nothing" : kt_yaml_kind(n));
+        return kt_yaml_fail(c, n, key, "%s: expected a sequence of arguments or a string, got %s",
+                            path, kt_yaml_is_null(n) ? "nothing" : kt_yaml_kind(n));
     int count = fy_node_sequence_item_count(n);
     if (count < 0 || count > KT_PAYLOAD_ARGS_MAX)
-        return s_fail(c, n, key, "%s: %d arguments, limit %d", path, count, KT_PAYLOAD_ARGS_MAX);
+        return kt_yaml_fail(c, n, key, "%s: %d arguments, limit %d", path, count,
+                            KT_PAYLOAD_ARGS_MAX);
     _cleanup_free_ char *store = malloc((size_t)KT_PAYLOAD_ARGS_MAX * (KT_PAYLOAD_ARGS_BYTES + 1));
     if (!store)
         return -ENOMEM;
@@ -1377,23 +1154,24 @@ static int s_payload_args(s_ctx_t *c, struct fy_node *n, struct fy_node *key, co
         argv[i] = arg;
     }
     if (kt_payload_args_set(spec, argv, (unsigned)count) < 0)
-        return s_fail(c, n, key, "%s: arguments over %d bytes in all", path,
-                      KT_PAYLOAD_ARGS_BYTES);
+        return kt_yaml_fail(c, n, key, "%s: arguments over %d bytes in all", path,
+                            KT_PAYLOAD_ARGS_BYTES);
     return 0;
 }
 
-static int s_payload_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
-                            kt_payload_spec_t *spec)
+static int s_payload_checks(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key,
+                            const char *path, kt_payload_spec_t *spec)
 {
-    int r = s_deref(c, &n, key, path);
+    int r = kt_yaml_deref(c, &n, key, path);
     if (r < 0)
         return r;
     if (!n || !fy_node_is_sequence(n))
-        return s_fail(c, n, key, "%s: expected a sequence of checks (\"METRIC>=N\"), got %s", path,
-                      kt_yaml_is_null(n) ? "nothing" : kt_yaml_kind(n));
+        return kt_yaml_fail(c, n, key, "%s: expected a sequence of checks (\"METRIC>=N\"), got %s",
+                            path, kt_yaml_is_null(n) ? "nothing" : kt_yaml_kind(n));
     int count = fy_node_sequence_item_count(n);
     if (count < 0 || count > KT_PAYLOAD_CHECKS_MAX)
-        return s_fail(c, n, key, "%s: %d checks, limit %d", path, count, KT_PAYLOAD_CHECKS_MAX);
+        return kt_yaml_fail(c, n, key, "%s: %d checks, limit %d", path, count,
+                            KT_PAYLOAD_CHECKS_MAX);
     void *it = NULL;
     struct fy_node *item;
     for (unsigned i = 0; (item = fy_node_sequence_iterate(n, &it)); i++) {
@@ -1403,9 +1181,9 @@ static int s_payload_checks(s_ctx_t *c, struct fy_node *n, struct fy_node *key, 
             return r;
         kt_payload_check_t pc;
         if (kt_payload_check_parse(text, &pc, why, sizeof(why)) < 0)
-            return s_fail(c, item, n, "%s: %s", sub, why);
+            return kt_yaml_fail(c, item, n, "%s: %s", sub, why);
         if (kt_payload_check_add(spec, &pc) < 0)
-            return s_fail(c, item, n, "%s: more than %d checks", sub, KT_PAYLOAD_CHECKS_MAX);
+            return kt_yaml_fail(c, item, n, "%s: more than %d checks", sub, KT_PAYLOAD_CHECKS_MAX);
     }
     return 0;
 }
@@ -1416,67 +1194,68 @@ static const char *const s_payload_keys[] = {"binary",   "args",    "checks",   
                                              "tap_test", "timeout", "output_bytes"};
 #define S_PAYLOAD_EXTRA_MAX 4
 
-static int s_payload(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_payload(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                      const char *const *extra, kt_payload_spec_t *ret, char *ret_binary,
                      size_t binary_len)
 {
-    s_field_t f[KT_ARRAY_SIZE(s_payload_keys) + S_PAYLOAD_EXTRA_MAX] = {{0}};
+    kt_yaml_field_t f[KT_ARRAY_SIZE(s_payload_keys) + S_PAYLOAD_EXTRA_MAX] = {{0}};
     size_t nf = 0;
     for (; nf < KT_ARRAY_SIZE(s_payload_keys); nf++)
         f[nf].name = s_payload_keys[nf];
     for (size_t i = 0; extra && extra[i] && i < S_PAYLOAD_EXTRA_MAX; i++)
         f[nf++].name = extra[i];
-    int r = s_fields(c, n, key, path, "a payload", f, nf);
+    int r = kt_yaml_fields(c, n, key, path, "a payload", f, nf);
     if (r < 0)
         return r;
-    if ((r = s_deref(c, &n, key, path)) < 0)
+    if ((r = kt_yaml_deref(c, &n, key, path)) < 0)
         return r;
     kt_payload_spec_t spec;
     kt_payload_spec_init(&spec);
     char sub[S_PATH_MAX];
-    s_field_t *x;
-    if (!(x = s_field(f, nf, "binary")))
-        return s_fail(c, n, key, "%s: missing key 'binary' (the static binary to run)", path);
+    kt_yaml_field_t *x;
+    if (!(x = kt_yaml_field(f, nf, "binary")))
+        return kt_yaml_fail(c, n, key, "%s: missing key 'binary' (the static binary to run)", path);
     snprintf(sub, sizeof(sub), "%s.binary", path);
     if ((r = s_payload_binary(c, x->value, x->key, sub, &spec, ret_binary, binary_len)) < 0)
         return r;
     snprintf(sub, sizeof(sub), "%s.args", path);
-    if ((x = s_field(f, nf, "args")) && (r = s_payload_args(c, x->value, x->key, sub, &spec)) < 0)
+    if ((x = kt_yaml_field(f, nf, "args")) &&
+        (r = s_payload_args(c, x->value, x->key, sub, &spec)) < 0)
         return r;
     snprintf(sub, sizeof(sub), "%s.checks", path);
-    if ((x = s_field(f, nf, "checks")) &&
+    if ((x = kt_yaml_field(f, nf, "checks")) &&
         (r = s_payload_checks(c, x->value, x->key, sub, &spec)) < 0)
         return r;
-    if ((x = s_field(f, nf, "judge"))) {
+    if ((x = kt_yaml_field(f, nf, "judge"))) {
         char text[16];
         snprintf(sub, sizeof(sub), "%s.judge", path);
         bool fits;
-        if ((r = s_value(c, x->value, x->key, sub, "exit or tap", text, sizeof(text), &fits,
-                         NULL)) < 0)
+        if ((r = kt_yaml_value(c, x->value, x->key, sub, "exit or tap", text, sizeof(text), &fits,
+                               NULL)) < 0)
             return r;
         if (fits && strcmp(text, "exit") == 0)
             spec.judge = KT_PAYLOAD_JUDGE_EXIT;
         else if (fits && strcmp(text, "tap") == 0)
             spec.judge = KT_PAYLOAD_JUDGE_TAP;
         else
-            return s_fail(c, x->value, x->key, "%s: '%s%s' is not exit or tap", sub, text,
-                          fits ? "" : "...");
+            return kt_yaml_fail(c, x->value, x->key, "%s: '%s%s' is not exit or tap", sub, text,
+                                fits ? "" : "...");
     }
-    if ((x = s_field(f, nf, "tap_test"))) {
+    if ((x = kt_yaml_field(f, nf, "tap_test"))) {
         snprintf(sub, sizeof(sub), "%s.tap_test", path);
         if ((r = s_string(c, x->value, x->key, sub, "a TAP test's description", spec.tap_test,
                           sizeof(spec.tap_test))) < 0)
             return r;
         if (spec.judge != KT_PAYLOAD_JUDGE_TAP)
-            return s_fail(c, x->key, x->value, "%s: only with judge: tap", sub);
+            return kt_yaml_fail(c, x->key, x->value, "%s: only with judge: tap", sub);
     }
-    if ((x = s_field(f, nf, "timeout"))) {
+    if ((x = kt_yaml_field(f, nf, "timeout"))) {
         snprintf(sub, sizeof(sub), "%s.timeout", path);
         if ((r = s_duration_ms(c, x->value, x->key, sub, 1, KT_PAYLOAD_TIMEOUT_MAX_MS,
                                &spec.timeout_ms)) < 0)
             return r;
     }
-    if ((x = s_field(f, nf, "output_bytes"))) {
+    if ((x = kt_yaml_field(f, nf, "output_bytes"))) {
         snprintf(sub, sizeof(sub), "%s.output_bytes", path);
         if ((r = s_uint(c, x->value, x->key, sub, KT_PAYLOAD_OUTPUT_MIN, KT_PAYLOAD_OUTPUT_MAX,
                         &spec.max_output)) < 0)
@@ -1491,18 +1270,16 @@ int kt_payload_yaml_from_node(struct fy_node *node, struct fy_node *key, const c
                               kt_payload_spec_t *ret, char *ret_binary, size_t binary_len,
                               char *err, size_t err_len)
 {
-    char dummy[1];
-    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy),
-                 base_dir};
+    kt_yaml_ctx_t c = kt_yaml_ctx(origin ? origin : "<yaml>", base_dir, err, err_len);
     return s_payload(&c, node, key, path ? path : "payload", extra, ret, ret_binary, binary_len);
 }
 
-static int s_scenario(s_ctx_t *c, struct fy_node *root, kt_scenario_t *ret)
+static int s_scenario(kt_yaml_ctx_t *c, struct fy_node *root, kt_scenario_t *ret)
 {
-    s_field_t f[] = {{"name"},        {"description"}, {"duration"}, {"memory_mib"},
-                     {"constraints"}, {"checks"},      {"cgroups"},  {"faults"},
-                     {"steps"},       {"payload"}};
-    int r = s_fields(c, root, NULL, "", "scenario", f, KT_ARRAY_SIZE(f));
+    kt_yaml_field_t f[] = {{"name"},        {"description"}, {"duration"}, {"memory_mib"},
+                           {"constraints"}, {"checks"},      {"cgroups"},  {"faults"},
+                           {"steps"},       {"payload"}};
+    int r = kt_yaml_fields(c, root, NULL, "", "scenario", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
     /* kt_scenario_t is large: build it on the heap, hand it out on success. */
@@ -1511,43 +1288,45 @@ static int s_scenario(s_ctx_t *c, struct fy_node *root, kt_scenario_t *ret)
         snprintf(c->err, c->err_len, "%s: out of memory", c->origin);
         return -ENOMEM;
     }
-    s_field_t *x;
-    if (!(x = S_F(f, "name")))
-        return s_fail(c, root, NULL, "missing key 'name' in scenario");
+    kt_yaml_field_t *x;
+    if (!(x = KT_YAML_F(f, "name")))
+        return kt_yaml_fail(c, root, NULL, "missing key 'name' in scenario");
     char name[KT_NAME_MAX];
     if ((r = s_name(c, x->value, x->key, "name", name, sizeof(name))) < 0)
         return r;
     kt_scenario_init(s, name);
-    if ((x = S_F(f, "description")) && (r = s_string(c, x->value, x->key, "description", "a string",
-                                                     s->description, sizeof(s->description))) < 0)
+    if ((x = KT_YAML_F(f, "description")) &&
+        (r = s_string(c, x->value, x->key, "description", "a string", s->description,
+                      sizeof(s->description))) < 0)
         return r;
-    if ((x = S_F(f, "duration")) && (r = s_duration_ms(c, x->value, x->key, "duration", 1,
-                                                       S_MAX_DURATION_MS, &s->duration_ms)) < 0)
+    if ((x = KT_YAML_F(f, "duration")) &&
+        (r = s_duration_ms(c, x->value, x->key, "duration", 1, S_MAX_DURATION_MS,
+                           &s->duration_ms)) < 0)
         return r;
-    if ((x = S_F(f, "memory_mib"))) {
+    if ((x = KT_YAML_F(f, "memory_mib"))) {
         unsigned mib;
         if ((r = s_uint(c, x->value, x->key, "memory_mib", 1, S_MAX_MEMORY_MIB, &mib)) < 0)
             return r;
         s->memory_mib = mib;
     }
-    if ((x = S_F(f, "constraints")) &&
+    if ((x = KT_YAML_F(f, "constraints")) &&
         (r = s_constraints(c, x->value, x->key, &s->constraints)) < 0)
         return r;
-    if ((x = S_F(f, "checks")) && (r = s_checks(c, x->value, x->key, &s->thresholds)) < 0)
+    if ((x = KT_YAML_F(f, "checks")) && (r = s_checks(c, x->value, x->key, &s->thresholds)) < 0)
         return r;
-    if ((x = S_F(f, "payload")) &&
+    if ((x = KT_YAML_F(f, "payload")) &&
         (r = s_payload(c, x->value, x->key, "payload", NULL, &s->payload, s->payload_binary,
                        sizeof(s->payload_binary))) < 0)
         return r;
     /* A payload may be the whole workload: cgroups are optional then. */
     bool payload = kt_payload_present(&s->payload);
-    if (!(x = S_F(f, "cgroups")) && !payload)
-        return s_fail(c, root, NULL, "missing key 'cgroups' in scenario");
+    if (!(x = KT_YAML_F(f, "cgroups")) && !payload)
+        return kt_yaml_fail(c, root, NULL, "missing key 'cgroups' in scenario");
     if (x && (r = s_cgroups(c, x->value, x->key, s, payload)) < 0)
         return r;
-    if ((x = S_F(f, "faults")) && (r = s_faults(c, x->value, x->key, s)) < 0)
+    if ((x = KT_YAML_F(f, "faults")) && (r = s_faults(c, x->value, x->key, s)) < 0)
         return r;
-    if ((x = S_F(f, "steps")) &&
+    if ((x = KT_YAML_F(f, "steps")) &&
         ((r = s_steps(c, x->value, x->key, s)) < 0 || (r = s_steps_check(c, x->value, s)) < 0))
         return r;
     *ret = *s;
@@ -1563,74 +1342,20 @@ int kt_scenario_yaml_from_node(struct fy_node *node, const char *origin, kt_scen
 int kt_scenario_yaml_from_node_in(struct fy_node *node, const char *origin, const char *base_dir,
                                   kt_scenario_t *ret, char *err, size_t err_len)
 {
-    char dummy[1];
-    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy),
-                 base_dir};
+    kt_yaml_ctx_t c = kt_yaml_ctx(origin ? origin : "<yaml>", base_dir, err, err_len);
     if (!node)
-        return s_fail(&c, NULL, NULL, "expected a scenario mapping, got nothing");
+        return kt_yaml_fail(&c, NULL, NULL, "expected a scenario mapping, got nothing");
     return s_scenario(&c, node, ret);
 }
 
-/* YAML text is printable Unicode (YAML 1.2, 5.1): UTF-8, no C0 control
- * character but tab, LF and CR, no DEL, C1 (but NEL), surrogate or
- * non-character U+FFFE/U+FFFF. Checked before libfyaml sees the text:
- * libfyaml 0.7.12 loops forever on a directive followed by invalid UTF-8
- * ("%\x9f"), and takes control characters in plain scalars. Returns 0, or
- * -EILSEQ with the 1-based position and a description of the first bad
- * character. */
-int kt_yaml_check_text(const char *text, size_t len, int *ret_line, int *ret_col, char *what,
-                       size_t what_len)
-{
-    const unsigned char *p = (const unsigned char *)text;
-    int line = 1, col = 1;
-    for (size_t i = 0; i < len; col++) {
-        unsigned c = p[i];
-        size_t n = c < 0x80             ? 1
-                   : (c & 0xe0) == 0xc0 ? 2
-                   : (c & 0xf0) == 0xe0 ? 3
-                   : (c & 0xf8) == 0xf0 ? 4
-                                        : 0;
-        uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
-        bool ok = n != 0 && i + n <= len;
-        for (size_t k = 1; ok && k < n; k++) {
-            ok = (p[i + k] & 0xc0) == 0x80;
-            cp = cp << 6 | (p[i + k] & 0x3f);
-        }
-        /* Shortest form only, within Unicode, no surrogates. */
-        static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-        ok = ok && cp >= min_cp[n] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
-        if (!ok) {
-            snprintf(what, what_len, "invalid UTF-8 byte 0x%02x", c);
-            goto bad;
-        }
-        bool printable = cp == '\t' || cp == '\n' || cp == '\r' || (cp >= 0x20 && cp <= 0x7e) ||
-                         cp == 0x85 || (cp >= 0xa0 && cp != 0xfffe && cp != 0xffff);
-        if (!printable) {
-            snprintf(what, what_len, "character U+%04X is not allowed in YAML", (unsigned)cp);
-            goto bad;
-        }
-        if (cp == '\n') {
-            line++;
-            col = 0;
-        }
-        i += n;
-        continue;
-    bad:
-        *ret_line = line;
-        *ret_col = col;
-        return -EILSEQ;
-    }
-    return 0;
-}
-
-static void s_parser_freep(struct fy_parser **p)
-{
-    if (*p)
-        fy_parser_destroy(*p);
-}
-
 static int s_parse(const char *text, size_t len, const char *origin, const char *base_dir,
-                   kt_scenario_t *ret, char *err, size_t err_len);
+                   kt_scenario_t *ret, char *err, size_t err_len)
+{
+    kt_yaml_ctx_t c = kt_yaml_ctx(origin ? origin : "<yaml>", base_dir, err, err_len);
+    _cleanup_(kt_yaml_doc_close) kt_yaml_doc_t doc = {0};
+    int r = kt_yaml_doc_load(&c, text, len, "scenario", &doc);
+    return r < 0 ? r : s_scenario(&c, doc.root, ret);
+}
 
 int kt_scenario_yaml_parse(const char *text, size_t len, const char *origin, kt_scenario_t *ret,
                            char *err, size_t err_len)
@@ -1638,103 +1363,14 @@ int kt_scenario_yaml_parse(const char *text, size_t len, const char *origin, kt_
     return s_parse(text, len, origin, NULL, ret, err, err_len);
 }
 
-static int s_parse(const char *text, size_t len, const char *origin, const char *base_dir,
-                   kt_scenario_t *ret, char *err, size_t err_len)
-{
-    char dummy[1];
-    s_ctx_t c = {origin ? origin : "<yaml>", err ? err : dummy, err ? err_len : sizeof(dummy),
-                 base_dir};
-    if (!text)
-        return -EINVAL;
-    if (len > S_MAX_FILE_SIZE) {
-        snprintf(c.err, c.err_len, "%s: %zu bytes, larger than the limit of %u", c.origin, len,
-                 S_MAX_FILE_SIZE);
-        return -EFBIG;
-    }
-    int line, col;
-    char what[64];
-    if (kt_yaml_check_text(text, len, &line, &col, what, sizeof(what)) < 0) {
-        snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, line, col, what);
-        return -EINVAL;
-    }
-    _cleanup_(kt_yaml_diag_freep) struct fy_diag *diag = kt_yaml_diag_new();
-    if (!diag) {
-        snprintf(c.err, c.err_len, "%s: out of memory", c.origin);
-        return -ENOMEM;
-    }
-    /* Duplicate keys stay errors (libfyaml's default). */
-    struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET, .diag = diag};
-    _cleanup_(s_parser_freep) struct fy_parser *fyp = fy_parser_create(&cfg);
-    if (!fyp || fy_parser_set_string(fyp, text, len) < 0) {
-        snprintf(c.err, c.err_len, "%s: cannot set up the YAML parser", c.origin);
-        return -ENOMEM;
-    }
-    struct fy_document *doc = fy_parse_load_document(fyp);
-    if (!doc || fy_parser_get_stream_error(fyp)) {
-        void *it = NULL;
-        struct fy_diag_error *e = fy_diag_errors_iterate(diag, &it);
-        if (doc)
-            fy_parse_document_destroy(fyp, doc);
-        if (e && e->line > 0)
-            snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, e->line, e->column,
-                     e->msg ? e->msg : "invalid YAML");
-        else if (e || fy_parser_get_stream_error(fyp))
-            snprintf(c.err, c.err_len, "%s: invalid YAML%s%s", c.origin, e && e->msg ? ": " : "",
-                     e && e->msg ? e->msg : "");
-        else
-            snprintf(c.err, c.err_len, "%s: empty document: expected a scenario mapping", c.origin);
-        return -EINVAL;
-    }
-    int r;
-    struct fy_document *extra = fy_parse_load_document(fyp);
-    if (extra || fy_parser_get_stream_error(fyp)) {
-        void *it = NULL;
-        struct fy_diag_error *e = fy_diag_errors_iterate(diag, &it);
-        if (e && e->line > 0) {
-            snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, e->line, e->column,
-                     e->msg ? e->msg : "invalid YAML");
-            r = -EINVAL;
-        } else if (extra && fy_document_root(extra))
-            r = s_fail(&c, fy_document_root(extra), NULL,
-                       "a second YAML document: a scenario file holds one");
-        else
-            r = s_fail(&c, NULL, NULL, "a second YAML document: a scenario file holds one");
-        if (extra)
-            fy_parse_document_destroy(fyp, extra);
-    } else {
-        struct fy_node *root = fy_document_root(doc);
-        if (!root)
-            r = s_fail(&c, NULL, NULL, "empty document: expected a scenario mapping");
-        else
-            r = s_scenario(&c, root, ret);
-    }
-    fy_parse_document_destroy(fyp, doc);
-    return r;
-}
-
 int kt_scenario_yaml_load(const char *path, kt_scenario_t *ret, char *err, size_t err_len)
 {
-    char dummy[1];
-    if (!err) {
-        err = dummy;
-        err_len = sizeof(dummy);
-    }
-    _cleanup_free_ char *buf = NULL;
-    size_t len = 0;
-    int r = kt_read_file_bounded(path, S_MAX_FILE_SIZE, &buf, &len);
-    if (r < 0) {
-        kt_read_file_error(r, path, S_MAX_FILE_SIZE, err, err_len);
-        return r;
-    }
     /* A payload's relative binary resolves against the file's folder. */
+    _cleanup_free_ char *buf = NULL;
+    size_t len;
     char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
+    int r = kt_yaml_file_read(path, &buf, &len, dir, sizeof(dir), NULL, err, err_len);
+    if (r < 0)
+        return r;
     return s_parse(buf, len, path, dir, ret, err, err_len);
 }

@@ -50,12 +50,5 @@ int kt_payload_yaml_from_node(struct fy_node *node, struct fy_node *key, const c
 int kt_thresholds_yaml_from_node(struct fy_node *node, struct fy_node *key, const char *origin,
                                  kt_thresholds_t *ret, char *err, size_t err_len);
 
-/* YAML text must be printable Unicode (YAML 1.2, 5.1) before libfyaml sees
- * it: libfyaml 0.7.12 loops forever on some invalid UTF-8. 0, or -EILSEQ
- * with the 1-based line/column and a description of the first bad
- * character. Every reader of user YAML calls this first. */
-int kt_yaml_check_text(const char *text, size_t len, int *ret_line, int *ret_col, char *what,
-                       size_t what_len);
-
 /* Parse durations "3s", "250ms", "2m", "1.5s" or a bare number of ms. */
 int kt_duration_parse_ms(const char *text, uint32_t *ret_ms);

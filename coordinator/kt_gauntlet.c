@@ -47,15 +47,12 @@
 #include "kt_gauntlet.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <libfyaml.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "kt_cleanup.h"
 #include "kt_fileio.h"
@@ -63,7 +60,6 @@
 #include "kt_scenario_yaml.h"
 #include "kt_yaml.h"
 
-#define S_MAX_FILE_SIZE (1u << 20)
 #define S_MAX_KERNELS 64
 #define S_MAX_SCHEDS 64
 #define S_MAX_TOPOLOGIES 64
@@ -76,104 +72,40 @@
 #define S_PATH_MAX 96
 #define S_SUB_MAX 160
 
-typedef struct s_ctx {
-    const char *origin;
-    const char *base_dir;
-    char *err;
-    size_t err_len;
-} s_ctx_t;
-
-static void s_parser_freep(struct fy_parser **p)
-{
-    if (*p)
-        fy_parser_destroy(*p);
-}
-
-/* "origin:line:col: message" at node (or at fallback); returns -EINVAL. */
-__attribute__((format(printf, 4, 5))) static int
-s_fail(s_ctx_t *c, struct fy_node *node, struct fy_node *fallback, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    for (char *p = msg; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    int line, col;
-    if (kt_yaml_node_pos(node, &line, &col) || kt_yaml_node_pos(fallback, &line, &col))
-        snprintf(c->err, c->err_len, "%s:%d:%d: %s", c->origin, line, col, msg);
-    else
-        snprintf(c->err, c->err_len, "%s: %s", c->origin, msg);
-    return -EINVAL;
-}
-
-/* Follows an alias to its anchored node, in place. */
-static int s_deref(s_ctx_t *c, struct fy_node **n, struct fy_node *key, const char *path)
-{
-    if (!*n || !fy_node_is_alias(*n))
-        return 0;
-    struct fy_node *t = fy_node_resolve_alias(*n);
-    if (!t)
-        return s_fail(c, *n, key, "%s: alias names no anchor", path);
-    *n = t;
-    return 0;
-}
-
 /* A non-null scalar's text in buf; errors name what was expected. */
-static int s_string(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_string(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                     const char *what, char *buf, size_t buf_len, bool *ret_plain)
 {
-    struct fy_node *t = n;
-    int r = s_deref(c, &t, key, path);
+    const char *s;
+    size_t len;
+    int r = kt_yaml_scalar(c, n, key, path, what, &s, &len, ret_plain);
     if (r < 0)
         return r;
-    if (kt_yaml_is_null(t))
-        return s_fail(c, n, key, "%s: expected %s, got nothing", path, what);
-    if (!fy_node_is_scalar(t))
-        return s_fail(c, n, key, "%s: expected %s, got %s", path, what, kt_yaml_kind(t));
-    size_t len;
-    const char *s = fy_node_get_scalar(t, &len);
-    if (!s)
-        return s_fail(c, n, key, "%s: expected %s", path, what);
-    if (memchr(s, '\0', len))
-        return s_fail(c, n, key, "%s: contains a NUL byte", path);
     if (len >= buf_len)
-        return s_fail(c, n, key, "%s: '%.40s...' is longer than %zu bytes", path, s, buf_len - 1);
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    if (ret_plain)
-        *ret_plain = fy_node_get_style(t) == FYNS_PLAIN;
+        return kt_yaml_fail(c, n, key, "%s: '%.40s...' is longer than %zu bytes", path, s,
+                            buf_len - 1);
+    snprintf(buf, buf_len, "%.*s", (int)len, s);
     return 0;
 }
 
-static bool s_name_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= KT_NAME_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
-        return false;
-    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
-}
-
-static int s_name(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, char *buf,
-                  size_t len)
+static int s_name(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  char *buf, size_t len)
 {
     char tmp[KT_NAME_MAX + 64];
     int r = s_string(c, n, key, path, "a name", tmp, sizeof(tmp), NULL);
     if (r < 0)
         return r;
-    if (!s_name_valid(tmp))
-        return s_fail(c, n, key,
-                      "%s: '%s' is not a valid name (1 to %d of A-Z a-z 0-9 _ . -, not . or ..)",
-                      path, tmp, KT_NAME_MAX - 1);
-    snprintf(buf, len, "%s", tmp);
+    if (!kt_name_valid(tmp))
+        return kt_yaml_fail(
+            c, n, key, "%s: '%s' is not a valid name (1 to %d of A-Z a-z 0-9 _ . -, not . or ..)",
+            path, tmp, KT_NAME_MAX - 1);
+    snprintf(buf, len, "%.*s", KT_NAME_MAX - 1, tmp);
     return 0;
 }
 
 /* A whole number lo..hi written as a plain scalar. */
-static int s_uint(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, unsigned lo,
-                  unsigned hi, unsigned *ret)
+static int s_uint(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  unsigned lo, unsigned hi, unsigned *ret)
 {
     char buf[32];
     bool plain;
@@ -181,161 +113,48 @@ static int s_uint(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char
     if (r < 0)
         return r;
     if (!plain || strspn(buf, "0123456789") != strlen(buf))
-        return s_fail(c, n, key, "%s: expected an integer, got %s'%s'", path,
-                      plain ? "" : "the string ", buf);
+        return kt_yaml_fail(c, n, key, "%s: expected an integer, got %s'%s'", path,
+                            plain ? "" : "the string ", buf);
     errno = 0;
     unsigned long v = strtoul(buf, NULL, 10);
     if (errno || v < lo || v > hi)
-        return s_fail(c, n, key, "%s: %s is out of range %u..%u", path, buf, lo, hi);
+        return kt_yaml_fail(c, n, key, "%s: %s is out of range %u..%u", path, buf, lo, hi);
     *ret = (unsigned)v;
     return 0;
 }
 
-typedef struct s_field {
-    const char *name;
-    struct fy_node *key;
-    struct fy_node *value;
-} s_field_t;
-
-static unsigned s_edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 31 || lb > 31)
-        return 99;
-    unsigned d[32][32];
-    for (size_t i = 0; i <= la; i++)
-        d[i][0] = (unsigned)i;
-    for (size_t j = 0; j <= lb; j++)
-        d[0][j] = (unsigned)j;
-    for (size_t i = 1; i <= la; i++) {
-        for (size_t j = 1; j <= lb; j++) {
-            unsigned best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best)
-                best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best)
-                best = d[i][j - 1] + 1;
-            d[i][j] = best;
-        }
-    }
-    return d[la][lb];
-}
-
-/* Matches the keys of a mapping against the known ones; an unknown key is
- * an error at the key, with the closest known key as a hint. */
-static int s_fields(s_ctx_t *c, struct fy_node *map, struct fy_node *key, const char *path,
-                    const char *what, s_field_t *fields, size_t n_fields)
-{
-    int r = s_deref(c, &map, key, path);
-    if (r < 0)
-        return r;
-    if (!map || !fy_node_is_mapping(map))
-        return s_fail(c, map, key, "%s%sexpected a mapping for %s, got %s", path, *path ? ": " : "",
-                      what, kt_yaml_is_null(map) ? "nothing" : kt_yaml_kind(map));
-    void *it = NULL;
-    struct fy_node_pair *p;
-    while ((p = fy_node_mapping_iterate(map, &it))) {
-        struct fy_node *k = fy_node_pair_key(p);
-        if (!k || !fy_node_is_scalar(k) || fy_node_is_alias(k) || kt_yaml_is_null(k))
-            return s_fail(c, k, map, "%s%sa key in %s is %s, expected a plain name", path,
-                          *path ? ": " : "", what,
-                          !k || kt_yaml_is_null(k)    ? "empty"
-                          : fy_node_is_alias(k) ? "an alias"
-                                                : kt_yaml_kind(k));
-        size_t len;
-        const char *name = fy_node_get_scalar(k, &len);
-        size_t i = 0;
-        for (; name && i < n_fields; i++)
-            if (len == strlen(fields[i].name) && memcmp(name, fields[i].name, len) == 0)
-                break;
-        if (name && i < n_fields) {
-            fields[i].key = k;
-            fields[i].value = fy_node_pair_value(p);
-            continue;
-        }
-        char shown[64];
-        snprintf(shown, sizeof(shown), "%.*s", name ? (int)(len > 60 ? 60 : len) : 0,
-                 name ? name : "");
-        const char *hint = NULL;
-        unsigned best = 3;
-        for (size_t j = 0; j < n_fields; j++) {
-            unsigned d = s_edit_distance(shown, fields[j].name);
-            if (d < best) {
-                best = d;
-                hint = fields[j].name;
-            }
-        }
-        char known[256] = "";
-        size_t off = 0;
-        for (size_t j = 0; j < n_fields && off < sizeof(known); j++)
-            off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", j ? ", " : "",
-                                    fields[j].name);
-        if (hint)
-            return s_fail(c, k, map, "%s%sunknown key '%s' in %s (did you mean '%s'?)", path,
-                          *path ? ": " : "", shown, what, hint);
-        return s_fail(c, k, map, "%s%sunknown key '%s' in %s (known: %s)", path, *path ? ": " : "",
-                      shown, what, known);
-    }
-    return 0;
-}
-
-static s_field_t *s_field(s_field_t *fields, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(fields[i].name, name) == 0)
-            return fields[i].key ? &fields[i] : NULL;
-    return NULL;
-}
-
-#define S_F(fields, name) s_field((fields), KT_ARRAY_SIZE(fields), (name))
-
 /* A sequence of 1..max items (0..max when allow_empty). */
-static int s_sequence(s_ctx_t *c, struct fy_node **n, struct fy_node *key, const char *path,
+static int s_sequence(kt_yaml_ctx_t *c, struct fy_node **n, struct fy_node *key, const char *path,
                       const char *what, unsigned max, bool allow_empty, unsigned *ret_count)
 {
-    int r = s_deref(c, n, key, path);
+    int r = kt_yaml_deref(c, n, key, path);
     if (r < 0)
         return r;
     if (!*n || !fy_node_is_sequence(*n))
-        return s_fail(c, *n, key, "%s: expected a sequence of %s, got %s", path, what,
-                      kt_yaml_is_null(*n) ? "nothing" : kt_yaml_kind(*n));
+        return kt_yaml_fail(c, *n, key, "%s: expected a sequence of %s, got %s", path, what,
+                            kt_yaml_is_null(*n) ? "nothing" : kt_yaml_kind(*n));
     int count = fy_node_sequence_item_count(*n);
     if (count < 0)
-        return s_fail(c, *n, key, "%s: unreadable sequence", path);
+        return kt_yaml_fail(c, *n, key, "%s: unreadable sequence", path);
     if (count == 0 && !allow_empty)
-        return s_fail(c, *n, key, "%s: expected at least one %s", path, what);
+        return kt_yaml_fail(c, *n, key, "%s: expected at least one %s", path, what);
     if ((unsigned)count > max)
-        return s_fail(c, *n, key, "%s: %d entries, more than the limit of %u", path, count, max);
+        return kt_yaml_fail(c, *n, key, "%s: %d entries, more than the limit of %u", path, count,
+                            max);
     *ret_count = (unsigned)count;
     return 0;
 }
 
 /* A path relative to the gauntlet's folder, made absolute and checked to
  * exist (what: "a file", "a file or directory"). */
-static int s_path(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path, bool dir_ok,
-                  char *buf, size_t buf_len)
+static int s_path(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+                  bool dir_ok, char *buf, size_t buf_len)
 {
     char raw[4096];
     int r = s_string(c, n, key, path, "a path", raw, sizeof(raw), NULL);
     if (r < 0)
         return r;
-    char joined[8192];
-    if (raw[0] == '/')
-        snprintf(joined, sizeof(joined), "%s", raw);
-    else
-        snprintf(joined, sizeof(joined), "%s/%s", c->base_dir, raw);
-    struct stat st;
-    if (stat(joined, &st) < 0)
-        return s_fail(c, n, key, "%s: '%s': %s", path, joined, strerror(errno));
-    if (!S_ISREG(st.st_mode) && !(dir_ok && S_ISDIR(st.st_mode)))
-        return s_fail(c, n, key, "%s: '%s' is not a %s", path, joined,
-                      dir_ok ? "file or directory" : "regular file");
-    char real[PATH_MAX];
-    if (!realpath(joined, real))
-        return s_fail(c, n, key, "%s: '%s': %s", path, joined, strerror(errno));
-    if (strlen(real) >= buf_len)
-        return s_fail(c, n, key, "%s: '%s' is longer than %zu bytes", path, real, buf_len - 1);
-    snprintf(buf, buf_len, "%s", real);
-    return 0;
+    return kt_yaml_real_path(c, n, key, path, raw, dir_ok, false, buf, buf_len);
 }
 
 static bool s_label_valid(const char *s)
@@ -348,7 +167,7 @@ static bool s_label_valid(const char *s)
 
 /* A kernel spec (kt_kspec.h) in a string node, checked now so a typo is
  * FILE:LINE:COL; what it names is resolved by the run. */
-static int s_kernel_spec(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_kernel_spec(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                          kt_gauntlet_kernel_t *k)
 {
     int r = s_string(c, n, key, path, "a kernel spec", k->spec, sizeof(k->spec), NULL);
@@ -361,11 +180,11 @@ static int s_kernel_spec(s_ctx_t *c, struct fy_node *n, struct fy_node *key, con
     r = kt_kspec_parse(k->spec, spec, why, sizeof(why));
     free(spec);
     if (r < 0)
-        return s_fail(c, n, key, "%s: %s", path, why);
+        return kt_yaml_fail(c, n, key, "%s: %s", path, why);
     return 0;
 }
 
-static int s_kernels(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
+static int s_kernels(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
 {
     unsigned count;
     int r = s_sequence(c, &n, key, "kernels", "kernel", S_MAX_KERNELS, false, &count);
@@ -380,16 +199,16 @@ static int s_kernels(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gaun
         char path[S_PATH_MAX];
         snprintf(path, sizeof(path), "kernels[%u]", i);
         kt_gauntlet_kernel_t *k = &g->kernels[i];
-        if ((r = s_deref(c, &item, n, path)) < 0)
+        if ((r = kt_yaml_deref(c, &item, n, path)) < 0)
             return r;
         if (item && fy_node_is_mapping(item)) {
-            s_field_t f[] = {{"path"}, {"spec"}, {"label"}};
-            if ((r = s_fields(c, item, n, path, "a kernel", f, KT_ARRAY_SIZE(f))) < 0)
+            kt_yaml_field_t f[] = {{"path"}, {"spec"}, {"label"}};
+            if ((r = kt_yaml_fields(c, item, n, path, "a kernel", f, KT_ARRAY_SIZE(f))) < 0)
                 return r;
-            s_field_t *x = S_F(f, "path"), *sp = S_F(f, "spec");
+            kt_yaml_field_t *x = KT_YAML_F(f, "path"), *sp = KT_YAML_F(f, "spec");
             if (!x == !sp)
-                return s_fail(c, item, n, "%s: a kernel needs exactly one of 'path' and 'spec'",
-                              path);
+                return kt_yaml_fail(c, item, n,
+                                    "%s: a kernel needs exactly one of 'path' and 'spec'", path);
             char sub[S_SUB_MAX];
             if (x) {
                 snprintf(sub, sizeof(sub), "%.100s.path", path);
@@ -401,15 +220,16 @@ static int s_kernels(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gaun
                 if ((r = s_kernel_spec(c, sp->value, sp->key, sub, k)) < 0)
                     return r;
             }
-            if ((x = S_F(f, "label"))) {
+            if ((x = KT_YAML_F(f, "label"))) {
                 snprintf(sub, sizeof(sub), "%.100s.label", path);
                 if ((r = s_string(c, x->value, x->key, sub, "a label", k->label, sizeof(k->label),
                                   NULL)) < 0)
                     return r;
                 if (!s_label_valid(k->label))
-                    return s_fail(c, x->value, x->key,
-                                  "%s: '%s' is not a valid label (1 to 63 of A-Z a-z 0-9 _ . - +)",
-                                  sub, k->label);
+                    return kt_yaml_fail(
+                        c, x->value, x->key,
+                        "%s: '%s' is not a valid label (1 to 63 of A-Z a-z 0-9 _ . - +)", sub,
+                        k->label);
             }
         } else if (item && fy_node_is_scalar(item) && !kt_yaml_is_null(item)) {
             /* A file or folder next to the gauntlet stays a path, as before
@@ -434,15 +254,18 @@ static int s_kernels(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gaun
                 return r;
             }
         } else {
-            return s_fail(c, item, n, "%s: expected a path, a kernel spec or {path|spec, label}, "
-                          "got %s", path, kt_yaml_is_null(item) ? "nothing" : kt_yaml_kind(item));
+            return kt_yaml_fail(c, item, n,
+                                "%s: expected a path, a kernel spec or {path|spec, label}, "
+                                "got %s",
+                                path, kt_yaml_is_null(item) ? "nothing" : kt_yaml_kind(item));
         }
         for (unsigned j = 0; j < i; j++) {
             if (strcmp(g->kernels[j].spec, k->spec) == 0)
-                return s_fail(c, item, n, "%s: '%s' is already kernels[%u]", path, k->spec, j);
+                return kt_yaml_fail(c, item, n, "%s: '%s' is already kernels[%u]", path, k->spec,
+                                    j);
             if (*k->label && strcmp(g->kernels[j].label, k->label) == 0)
-                return s_fail(c, item, n, "%s: label '%s' is already used by kernels[%u]", path,
-                              k->label, j);
+                return kt_yaml_fail(c, item, n, "%s: label '%s' is already used by kernels[%u]",
+                                    path, k->label, j);
         }
         g->n_kernels++;
     }
@@ -451,7 +274,7 @@ static int s_kernels(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gaun
 
 /* A list of scheduler arguments into args[] (no blanks: the worker splits
  * on them). */
-static int s_args(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
+static int s_args(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, const char *path,
                   char (*args)[128], unsigned *ret_n)
 {
     unsigned count;
@@ -466,39 +289,40 @@ static int s_args(s_ctx_t *c, struct fy_node *n, struct fy_node *key, const char
         if ((r = s_string(c, item, n, sub, "an argument", args[i], 128, NULL)) < 0)
             return r;
         if (!args[i][0] || strpbrk(args[i], " \t\r\n\v\f"))
-            return s_fail(c, item, n,
-                          "%s: '%s': an argument may not be empty or hold blanks (the worker "
-                          "splits arguments on blanks)",
-                          sub, args[i]);
+            return kt_yaml_fail(c, item, n,
+                                "%s: '%s': an argument may not be empty or hold blanks (the worker "
+                                "splits arguments on blanks)",
+                                sub, args[i]);
     }
     *ret_n = count;
     return 0;
 }
 
-static int s_flag(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const char *path,
+static int s_flag(kt_yaml_ctx_t *c, struct fy_node *item, struct fy_node *seq, const char *path,
                   kt_gauntlet_flag_t *f)
 {
-    s_field_t fl[] = {{"name"}, {"args"}, {"requires"}};
-    int r = s_fields(c, item, seq, path, "a flag", fl, KT_ARRAY_SIZE(fl));
+    kt_yaml_field_t fl[] = {{"name"}, {"args"}, {"requires"}};
+    int r = kt_yaml_fields(c, item, seq, path, "a flag", fl, KT_ARRAY_SIZE(fl));
     if (r < 0)
         return r;
-    if ((r = s_deref(c, &item, seq, path)) < 0)
+    if ((r = kt_yaml_deref(c, &item, seq, path)) < 0)
         return r;
     char sub[S_SUB_MAX];
-    s_field_t *x = S_F(fl, "name");
+    kt_yaml_field_t *x = KT_YAML_F(fl, "name");
     if (!x)
-        return s_fail(c, item, seq, "%s: missing key 'name' in a flag", path);
+        return kt_yaml_fail(c, item, seq, "%s: missing key 'name' in a flag", path);
     snprintf(sub, sizeof(sub), "%.100s.name", path);
     if ((r = s_name(c, x->value, x->key, sub, f->name, sizeof(f->name))) < 0)
         return r;
     if (strcmp(f->name, "default") == 0)
-        return s_fail(c, x->value, x->key, "%s: 'default' names the profile with no flag", sub);
-    if ((x = S_F(fl, "args"))) {
+        return kt_yaml_fail(c, x->value, x->key, "%s: 'default' names the profile with no flag",
+                            sub);
+    if ((x = KT_YAML_F(fl, "args"))) {
         snprintf(sub, sizeof(sub), "%.100s.args", path);
         if ((r = s_args(c, x->value, x->key, sub, f->args, &f->n_args)) < 0)
             return r;
     }
-    if ((x = S_F(fl, "requires"))) {
+    if ((x = KT_YAML_F(fl, "requires"))) {
         snprintf(sub, sizeof(sub), "%.100s.requires", path);
         struct fy_node *rq = x->value;
         unsigned count;
@@ -526,50 +350,50 @@ static int s_flag_index(const kt_gauntlet_sched_t *s, const char *name)
     return -1;
 }
 
-static int s_sched(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const char *path,
+static int s_sched(kt_yaml_ctx_t *c, struct fy_node *item, struct fy_node *seq, const char *path,
                    kt_gauntlet_sched_t *s)
 {
-    s_field_t f[] = {{"name"}, {"binary"}, {"args"}, {"flags"}, {"checks"}};
-    int r = s_fields(c, item, seq, path, "a scheduler", f, KT_ARRAY_SIZE(f));
+    kt_yaml_field_t f[] = {{"name"}, {"binary"}, {"args"}, {"flags"}, {"checks"}};
+    int r = kt_yaml_fields(c, item, seq, path, "a scheduler", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
-    if ((r = s_deref(c, &item, seq, path)) < 0)
+    if ((r = kt_yaml_deref(c, &item, seq, path)) < 0)
         return r;
     char sub[S_SUB_MAX];
-    s_field_t *x = S_F(f, "name");
+    kt_yaml_field_t *x = KT_YAML_F(f, "name");
     if (!x)
-        return s_fail(c, item, seq, "%s: missing key 'name' in a scheduler", path);
+        return kt_yaml_fail(c, item, seq, "%s: missing key 'name' in a scheduler", path);
     snprintf(sub, sizeof(sub), "%.100s.name", path);
     if ((r = s_name(c, x->value, x->key, sub, s->name, sizeof(s->name))) < 0)
         return r;
     bool eevdf = strcmp(s->name, "eevdf") == 0;
     struct fy_node *name_node = x->value;
-    if ((x = S_F(f, "binary"))) {
+    if ((x = KT_YAML_F(f, "binary"))) {
         snprintf(sub, sizeof(sub), "%.100s.binary", path);
         if (eevdf)
-            return s_fail(c, x->value, x->key,
-                          "%s: eevdf is the kernel's own scheduler and takes no binary", sub);
+            return kt_yaml_fail(c, x->value, x->key,
+                                "%s: eevdf is the kernel's own scheduler and takes no binary", sub);
         if ((r = s_path(c, x->value, x->key, sub, false, s->binary, sizeof(s->binary))) < 0)
             return r;
     } else if (!eevdf) {
-        return s_fail(c, name_node, item,
-                      "%s: scheduler '%s' needs a 'binary' (only eevdf runs without one)", path,
-                      s->name);
+        return kt_yaml_fail(c, name_node, item,
+                            "%s: scheduler '%s' needs a 'binary' (only eevdf runs without one)",
+                            path, s->name);
     }
-    if ((x = S_F(f, "args"))) {
+    if ((x = KT_YAML_F(f, "args"))) {
         snprintf(sub, sizeof(sub), "%.100s.args", path);
         if (eevdf && !kt_yaml_is_null(x->value))
-            return s_fail(c, x->value, x->key, "%s: eevdf takes no arguments", sub);
+            return kt_yaml_fail(c, x->value, x->key, "%s: eevdf takes no arguments", sub);
         if ((r = s_args(c, x->value, x->key, sub, s->args, &s->n_args)) < 0)
             return r;
     }
     /* The scheduler's threshold layer, between the defaults and each
      * scenario's `checks:` (kt_thresholds_layer). */
-    if ((x = S_F(f, "checks")) &&
+    if ((x = KT_YAML_F(f, "checks")) &&
         (r = kt_thresholds_yaml_from_node(x->value, x->key, c->origin, &s->checks, c->err,
                                           c->err_len)) < 0)
         return r;
-    if (!(x = S_F(f, "flags")))
+    if (!(x = KT_YAML_F(f, "flags")))
         return 0;
     snprintf(sub, sizeof(sub), "%.100s.flags", path);
     struct fy_node *fs = x->value;
@@ -577,7 +401,7 @@ static int s_sched(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const 
     if ((r = s_sequence(c, &fs, x->key, sub, "flag", KT_GAUNTLET_MAX_FLAGS, true, &count)) < 0)
         return r;
     if (eevdf && count)
-        return s_fail(c, fs, x->key, "%s: eevdf takes no flags", sub);
+        return kt_yaml_fail(c, fs, x->key, "%s: eevdf takes no flags", sub);
     struct fy_node *items[KT_GAUNTLET_MAX_FLAGS];
     void *it = NULL;
     for (unsigned i = 0; i < count; i++) {
@@ -587,7 +411,8 @@ static int s_sched(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const 
         if ((r = s_flag(c, items[i], fs, fp, &s->flags[i])) < 0)
             return r;
         if (s_flag_index(s, s->flags[i].name) >= 0)
-            return s_fail(c, items[i], fs, "%s: flag '%s' is declared twice", fp, s->flags[i].name);
+            return kt_yaml_fail(c, items[i], fs, "%s: flag '%s' is declared twice", fp,
+                                s->flags[i].name);
         s->n_flags++;
     }
     /* requires name flags of the same scheduler, not the flag itself. */
@@ -596,9 +421,9 @@ static int s_sched(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const 
         for (unsigned j = 0; j < fl->n_requires; j++) {
             int k = s_flag_index(s, fl->requires[j]);
             if (k < 0 || (unsigned)k == i)
-                return s_fail(c, items[i], fs, "%s[%u]: flag '%s' requires '%s', %s", sub, i,
-                              fl->name, fl->requires[j],
-                              k < 0 ? "which is not a flag of this scheduler" : "itself");
+                return kt_yaml_fail(c, items[i], fs, "%s[%u]: flag '%s' requires '%s', %s", sub, i,
+                                    fl->name, fl->requires[j],
+                                    k < 0 ? "which is not a flag of this scheduler" : "itself");
         }
     }
     /* The profile name and the argument string with every flag on must fit
@@ -607,10 +432,11 @@ static int s_sched(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const 
     for (unsigned i = 0; i < s->n_flags; i++)
         name_len += strlen(s->flags[i].name) + 1;
     if (name_len > 128)
-        return s_fail(c, fs, x->key,
-                      "%s: with every flag on the profile name takes %zu bytes, more than 127 "
-                      "(use shorter flag names)",
-                      sub, name_len - 1);
+        return kt_yaml_fail(
+            c, fs, x->key,
+            "%s: with every flag on the profile name takes %zu bytes, more than 127 "
+            "(use shorter flag names)",
+            sub, name_len - 1);
     size_t total = 0;
     for (unsigned i = 0; i < s->n_args; i++)
         total += strlen(s->args[i]) + 1;
@@ -618,13 +444,13 @@ static int s_sched(s_ctx_t *c, struct fy_node *item, struct fy_node *seq, const 
         for (unsigned j = 0; j < s->flags[i].n_args; j++)
             total += strlen(s->flags[i].args[j]) + 1;
     if (total > S_MAX_ARGS_TEXT + 1)
-        return s_fail(c, fs, x->key,
-                      "%s: with every flag on the arguments take %zu bytes, more than %d", sub,
-                      total - 1, S_MAX_ARGS_TEXT);
+        return kt_yaml_fail(c, fs, x->key,
+                            "%s: with every flag on the arguments take %zu bytes, more than %d",
+                            sub, total - 1, S_MAX_ARGS_TEXT);
     return 0;
 }
 
-static int s_scheds(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
+static int s_scheds(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
 {
     unsigned count;
     int r = s_sequence(c, &n, key, "schedulers", "scheduler", S_MAX_SCHEDS, false, &count);
@@ -642,14 +468,14 @@ static int s_scheds(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gaunt
             return r;
         for (unsigned j = 0; j < i; j++)
             if (strcmp(g->scheds[j].name, g->scheds[i].name) == 0)
-                return s_fail(c, item, n, "%s: scheduler '%s' is already schedulers[%u]", path,
-                              g->scheds[i].name, j);
+                return kt_yaml_fail(c, item, n, "%s: scheduler '%s' is already schedulers[%u]",
+                                    path, g->scheds[i].name, j);
         g->n_scheds++;
     }
     return 0;
 }
 
-static int s_topologies(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
+static int s_topologies(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
 {
     unsigned count;
     int r = s_sequence(c, &n, key, "topologies", "topology", S_MAX_TOPOLOGIES, false, &count);
@@ -668,12 +494,13 @@ static int s_topologies(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_g
         kt_gauntlet_topology_t *t = &g->topologies[i];
         r = kt_topology_parse(text, &t->topo);
         if (r == -ERANGE)
-            return s_fail(c, item, n,
-                          "%s: '%s': no zero, at most %d CPUs, LLCs a multiple of the nodes", path,
-                          text, KT_MAX_CPUS);
+            return kt_yaml_fail(c, item, n,
+                                "%s: '%s': no zero, at most %d CPUs, LLCs a multiple of the nodes",
+                                path, text, KT_MAX_CPUS);
         if (r < 0)
-            return s_fail(c, item, n, "%s: '%s' is not a preset, N,L,C,T or a label like 1n2l2c1t",
-                          path, text);
+            return kt_yaml_fail(c, item, n,
+                                "%s: '%s' is not a preset, N,L,C,T or a label like 1n2l2c1t", path,
+                                text);
         const kt_topology_preset_t *p = kt_topology_preset_find(text);
         t->preset = p != NULL;
         if (p)
@@ -682,8 +509,8 @@ static int s_topologies(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_g
             kt_topology_label(&t->topo, t->name, sizeof(t->name));
         for (unsigned j = 0; j < i; j++)
             if (kt_topology_equal(&g->topologies[j].topo, &t->topo))
-                return s_fail(c, item, n, "%s: '%s' is the same shape as topologies[%u] (%s)", path,
-                              text, j, g->topologies[j].name);
+                return kt_yaml_fail(c, item, n, "%s: '%s' is the same shape as topologies[%u] (%s)",
+                                    path, text, j, g->topologies[j].name);
         g->n_topologies++;
     }
     return 0;
@@ -698,18 +525,19 @@ static bool s_is_scenario_path(const char *s)
 
 /* One scenario: a built-in name, a YAML file (relative to the gauntlet) or
  * an inline mapping (whose payload binary resolves against the gauntlet). */
-static int s_scenario_item(s_ctx_t *c, struct fy_node *item, struct fy_node *parent,
+static int s_scenario_item(kt_yaml_ctx_t *c, struct fy_node *item, struct fy_node *parent,
                            const char *path, kt_scenario_t *s)
 {
     int r;
-    if ((r = s_deref(c, &item, parent, path)) < 0)
+    if ((r = kt_yaml_deref(c, &item, parent, path)) < 0)
         return r;
     if (item && fy_node_is_mapping(item))
         return kt_scenario_yaml_from_node_in(item, c->origin, c->base_dir, s, c->err, c->err_len);
     if (!item || !fy_node_is_scalar(item) || kt_yaml_is_null(item))
-        return s_fail(c, item, parent,
-                      "%s: expected a built-in name, a YAML file or a scenario mapping, got %s",
-                      path, kt_yaml_is_null(item) ? "nothing" : kt_yaml_kind(item));
+        return kt_yaml_fail(
+            c, item, parent,
+            "%s: expected a built-in name, a YAML file or a scenario mapping, got %s", path,
+            kt_yaml_is_null(item) ? "nothing" : kt_yaml_kind(item));
     char text[4096];
     if ((r = s_string(c, item, parent, path, "a scenario", text, sizeof(text), NULL)) < 0)
         return r;
@@ -724,7 +552,7 @@ static int s_scenario_item(s_ctx_t *c, struct fy_node *item, struct fy_node *par
             return r;
         char why[1024];
         if ((r = kt_scenario_yaml_load(file, s, why, sizeof(why))) < 0)
-            return s_fail(c, item, parent, "%s: %s", path, why);
+            return kt_yaml_fail(c, item, parent, "%s: %s", path, why);
         return 0;
     }
     unsigned nb;
@@ -734,12 +562,12 @@ static int s_scenario_item(s_ctx_t *c, struct fy_node *item, struct fy_node *par
     for (unsigned j = 0; j < nb && off < sizeof(known); j++)
         off +=
             (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", j ? ", " : "", all[j].name);
-    return s_fail(c, item, parent,
-                  "%s: '%s' is not a built-in scenario (%s) nor a path to a YAML file", path, text,
-                  known);
+    return kt_yaml_fail(c, item, parent,
+                        "%s: '%s' is not a built-in scenario (%s) nor a path to a YAML file", path,
+                        text, known);
 }
 
-static int s_scenarios(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
+static int s_scenarios(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
 {
     unsigned count;
     int r = s_sequence(c, &n, key, "scenarios", "scenario", S_MAX_SCENARIOS, false, &count);
@@ -758,8 +586,8 @@ static int s_scenarios(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_ga
             return r;
         for (unsigned j = 0; j < i; j++)
             if (strcmp(g->scenarios[j].name, s->name) == 0)
-                return s_fail(c, item, n, "%s: scenario '%s' is already scenarios[%u]", path,
-                              s->name, j);
+                return kt_yaml_fail(c, item, n, "%s: scenario '%s' is already scenarios[%u]", path,
+                                    s->name, j);
         g->n_scenarios++;
     }
     return 0;
@@ -768,7 +596,7 @@ static int s_scenarios(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_ga
 /* payloads: each a payload map (kt_payload_yaml_from_node) with a name and
  * an optional scenario to run beside. Names are unique among payloads and
  * scenarios: both name cells (gauntlet/{name}/...). */
-static int s_payloads(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
+static int s_payloads(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gauntlet_t *g)
 {
     unsigned count;
     int r = s_sequence(c, &n, key, "payloads", "payload", S_MAX_PAYLOADS, false, &count);
@@ -784,7 +612,7 @@ static int s_payloads(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gau
         char path[S_PATH_MAX], sub[S_SUB_MAX];
         snprintf(path, sizeof(path), "payloads[%u]", i);
         kt_gauntlet_payload_t *p = &g->payloads[i];
-        if ((r = s_deref(c, &item, n, path)) < 0)
+        if ((r = kt_yaml_deref(c, &item, n, path)) < 0)
             return r;
         if ((r = kt_payload_yaml_from_node(item, n, c->origin, c->base_dir, path, extra, &p->spec,
                                            p->binary, sizeof(p->binary), c->err, c->err_len)) < 0)
@@ -792,20 +620,20 @@ static int s_payloads(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gau
         struct fy_node *name = fy_node_mapping_lookup_value_by_string(item, "name", FY_NT);
         struct fy_node *name_key = fy_node_mapping_lookup_key_by_string(item, "name", FY_NT);
         if (!name_key)
-            return s_fail(c, item, n, "%s: missing key 'name' (it names the payload's cells)",
-                          path);
+            return kt_yaml_fail(c, item, n, "%s: missing key 'name' (it names the payload's cells)",
+                                path);
         snprintf(sub, sizeof(sub), "%s.name", path);
         if ((r = s_name(c, name, name_key, sub, p->name, sizeof(p->name))) < 0)
             return r;
         for (unsigned j = 0; j < i; j++)
             if (strcmp(g->payloads[j].name, p->name) == 0)
-                return s_fail(c, name, name_key, "%s: payload '%s' is already payloads[%u]", sub,
-                              p->name, j);
+                return kt_yaml_fail(c, name, name_key, "%s: payload '%s' is already payloads[%u]",
+                                    sub, p->name, j);
         for (unsigned j = 0; j < g->n_scenarios; j++)
             if (strcmp(g->scenarios[j].name, p->name) == 0)
-                return s_fail(c, name, name_key,
-                              "%s: '%s' is also the name of scenarios[%u] (both name cells)", sub,
-                              p->name, j);
+                return kt_yaml_fail(c, name, name_key,
+                                    "%s: '%s' is also the name of scenarios[%u] (both name cells)",
+                                    sub, p->name, j);
         struct fy_node *sc = fy_node_mapping_lookup_value_by_string(item, "scenario", FY_NT);
         struct fy_node *sc_key = fy_node_mapping_lookup_key_by_string(item, "scenario", FY_NT);
         if (sc_key) {
@@ -813,9 +641,9 @@ static int s_payloads(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gau
             if ((r = s_scenario_item(c, sc, sc_key, sub, &p->scenario)) < 0)
                 return r;
             if (kt_payload_present(&p->scenario.payload))
-                return s_fail(c, sc, sc_key,
-                              "%s: scenario '%s' has a payload of its own (a cell runs one)", sub,
-                              p->scenario.name);
+                return kt_yaml_fail(c, sc, sc_key,
+                                    "%s: scenario '%s' has a payload of its own (a cell runs one)",
+                                    sub, p->scenario.name);
             p->has_scenario = true;
         }
         g->n_payloads++;
@@ -823,21 +651,21 @@ static int s_payloads(s_ctx_t *c, struct fy_node *n, struct fy_node *key, kt_gau
     return 0;
 }
 
-static int s_gauntlet(s_ctx_t *c, struct fy_node *root, kt_gauntlet_t *g)
+static int s_gauntlet(kt_yaml_ctx_t *c, struct fy_node *root, kt_gauntlet_t *g)
 {
-    s_field_t f[] = {{"kernels"},  {"schedulers"}, {"topologies"}, {"scenarios"},
-                     {"duration"}, {"repeat"},     {"work_type"},  {"payloads"}};
-    int r = s_fields(c, root, NULL, "", "a gauntlet", f, KT_ARRAY_SIZE(f));
+    kt_yaml_field_t f[] = {{"kernels"},  {"schedulers"}, {"topologies"}, {"scenarios"},
+                           {"duration"}, {"repeat"},     {"work_type"},  {"payloads"}};
+    int r = kt_yaml_fields(c, root, NULL, "", "a gauntlet", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
-    if ((r = s_deref(c, &root, NULL, "")) < 0)
+    if ((r = kt_yaml_deref(c, &root, NULL, "")) < 0)
         return r;
-    s_field_t *x;
-    if (!(x = S_F(f, "kernels")))
-        return s_fail(c, root, NULL, "missing key 'kernels' in the gauntlet");
+    kt_yaml_field_t *x;
+    if (!(x = KT_YAML_F(f, "kernels")))
+        return kt_yaml_fail(c, root, NULL, "missing key 'kernels' in the gauntlet");
     if ((r = s_kernels(c, x->value, x->key, g)) < 0)
         return r;
-    if ((x = S_F(f, "schedulers"))) {
+    if ((x = KT_YAML_F(f, "schedulers"))) {
         if ((r = s_scheds(c, x->value, x->key, g)) < 0)
             return r;
     } else {
@@ -847,18 +675,19 @@ static int s_gauntlet(s_ctx_t *c, struct fy_node *root, kt_gauntlet_t *g)
         snprintf(g->scheds[0].name, sizeof(g->scheds[0].name), "eevdf");
         g->n_scheds = 1;
     }
-    if (!(x = S_F(f, "topologies")))
-        return s_fail(c, root, NULL, "missing key 'topologies' in the gauntlet");
+    if (!(x = KT_YAML_F(f, "topologies")))
+        return kt_yaml_fail(c, root, NULL, "missing key 'topologies' in the gauntlet");
     if ((r = s_topologies(c, x->value, x->key, g)) < 0)
         return r;
-    s_field_t *payloads = S_F(f, "payloads");
-    if (!(x = S_F(f, "scenarios")) && !payloads)
-        return s_fail(c, root, NULL, "missing key 'scenarios' (or 'payloads') in the gauntlet");
+    kt_yaml_field_t *payloads = KT_YAML_F(f, "payloads");
+    if (!(x = KT_YAML_F(f, "scenarios")) && !payloads)
+        return kt_yaml_fail(c, root, NULL,
+                            "missing key 'scenarios' (or 'payloads') in the gauntlet");
     if (x && (r = s_scenarios(c, x->value, x->key, g)) < 0)
         return r;
     if (payloads && (r = s_payloads(c, payloads->value, payloads->key, g)) < 0)
         return r;
-    if ((x = S_F(f, "duration"))) {
+    if ((x = KT_YAML_F(f, "duration"))) {
         char text[40];
         if ((r = s_string(c, x->value, x->key, "duration", "a duration", text, sizeof(text),
                           NULL)) < 0)
@@ -866,20 +695,20 @@ static int s_gauntlet(s_ctx_t *c, struct fy_node *root, kt_gauntlet_t *g)
         uint32_t ms;
         r = kt_duration_parse_ms(text, &ms);
         if (r == -ERANGE || (r == 0 && (ms < 1 || ms > S_MAX_DURATION_MS)))
-            return s_fail(c, x->value, x->key, "duration: '%s' is out of range 1ms..%ums", text,
-                          S_MAX_DURATION_MS);
+            return kt_yaml_fail(c, x->value, x->key, "duration: '%s' is out of range 1ms..%ums",
+                                text, S_MAX_DURATION_MS);
         if (r < 0)
-            return s_fail(c, x->value, x->key,
-                          "duration: '%s' is not a duration (a whole number of ms, or with a "
-                          "unit: 250ms, 3s, 1.5s, 2m, 1h)",
-                          text);
+            return kt_yaml_fail(c, x->value, x->key,
+                                "duration: '%s' is not a duration (a whole number of ms, or with a "
+                                "unit: 250ms, 3s, 1.5s, 2m, 1h)",
+                                text);
         g->duration_ms = ms;
     }
     g->repeat = 1;
-    if ((x = S_F(f, "repeat")) &&
+    if ((x = KT_YAML_F(f, "repeat")) &&
         (r = s_uint(c, x->value, x->key, "repeat", 1, S_MAX_REPEAT, &g->repeat)) < 0)
         return r;
-    if ((x = S_F(f, "work_type"))) {
+    if ((x = KT_YAML_F(f, "work_type"))) {
         char text[40];
         if ((r = s_string(c, x->value, x->key, "work_type", "a work type", text, sizeof(text),
                           NULL)) < 0)
@@ -890,8 +719,8 @@ static int s_gauntlet(s_ctx_t *c, struct fy_node *root, kt_gauntlet_t *g)
             for (unsigned i = 0; i < KT_WORK__COUNT && off < sizeof(known); i++)
                 off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", i ? ", " : "",
                                         kt_work_type_name((enum kt_work_type)i));
-            return s_fail(c, x->value, x->key, "work_type: unknown work type '%s' (known: %s)",
-                          text, known);
+            return kt_yaml_fail(c, x->value, x->key,
+                                "work_type: unknown work type '%s' (known: %s)", text, known);
         }
         g->override_work = true;
     }
@@ -912,85 +741,20 @@ void kt_gauntlet_free(kt_gauntlet_t **g_p)
     *g_p = NULL;
 }
 
-/* The first collected libfyaml error as "origin:line:col: msg". */
-static void s_yaml_error(s_ctx_t *c, struct fy_diag *diag, const char *fallback)
-{
-    void *it = NULL;
-    struct fy_diag_error *e = fy_diag_errors_iterate(diag, &it);
-    if (e && e->line > 0)
-        snprintf(c->err, c->err_len, "%s:%d:%d: %s", c->origin, e->line, e->column,
-                 e->msg ? e->msg : "invalid YAML");
-    else if (e && e->msg)
-        snprintf(c->err, c->err_len, "%s: invalid YAML: %s", c->origin, e->msg);
-    else
-        snprintf(c->err, c->err_len, "%s: %s", c->origin, fallback);
-}
-
 int kt_gauntlet_parse(const char *text, size_t len, const char *origin, const char *base_dir,
                       kt_gauntlet_t **ret, char *err, size_t err_len)
 {
-    char dummy[1];
-    s_ctx_t c = {origin ? origin : "<gauntlet>", base_dir ? base_dir : ".", err ? err : dummy,
-                 err ? err_len : sizeof(dummy)};
     if (!text || !ret)
         return -EINVAL;
-    if (len > S_MAX_FILE_SIZE) {
-        snprintf(c.err, c.err_len, "%s: %zu bytes, larger than the limit of %u", c.origin, len,
-                 S_MAX_FILE_SIZE);
-        return -EFBIG;
-    }
-    int line, col;
-    char what[64];
-    if (kt_yaml_check_text(text, len, &line, &col, what, sizeof(what)) < 0) {
-        snprintf(c.err, c.err_len, "%s:%d:%d: %s", c.origin, line, col, what);
-        return -EINVAL;
-    }
-    _cleanup_(kt_yaml_diag_freep) struct fy_diag *diag = kt_yaml_diag_new();
-    if (!diag) {
-        snprintf(c.err, c.err_len, "%s: out of memory", c.origin);
-        return -ENOMEM;
-    }
-    struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET, .diag = diag};
-    _cleanup_(s_parser_freep) struct fy_parser *fyp = fy_parser_create(&cfg);
-    if (!fyp || fy_parser_set_string(fyp, text, len) < 0) {
-        snprintf(c.err, c.err_len, "%s: cannot set up the YAML parser", c.origin);
-        return -ENOMEM;
-    }
-    struct fy_document *doc = fy_parse_load_document(fyp);
-    if (!doc || fy_parser_get_stream_error(fyp)) {
-        if (doc)
-            fy_parse_document_destroy(fyp, doc);
-        s_yaml_error(&c, diag, "empty document: expected a gauntlet mapping");
-        return -EINVAL;
-    }
-    int r;
+    kt_yaml_ctx_t c =
+        kt_yaml_ctx(origin ? origin : "<gauntlet>", base_dir ? base_dir : ".", err, err_len);
+    c.gauntlet_wording = true;
+    _cleanup_(kt_yaml_doc_close) kt_yaml_doc_t doc = {0};
+    int r = kt_yaml_doc_load(&c, text, len, "gauntlet", &doc);
+    if (r < 0)
+        return r;
     _cleanup_(kt_gauntlet_free) kt_gauntlet_t *g = calloc(1, sizeof(*g));
-    if (!g) {
-        fy_parse_document_destroy(fyp, doc);
-        snprintf(c.err, c.err_len, "%s: out of memory", c.origin);
-        return -ENOMEM;
-    }
-    struct fy_document *extra = fy_parse_load_document(fyp);
-    if (extra || fy_parser_get_stream_error(fyp)) {
-        if (extra && fy_document_root(extra))
-            r = s_fail(&c, fy_document_root(extra), NULL,
-                       "a second YAML document: a gauntlet file holds one");
-        else if (extra)
-            r = s_fail(&c, NULL, NULL, "a second YAML document: a gauntlet file holds one");
-        else {
-            s_yaml_error(&c, diag, "invalid YAML");
-            r = -EINVAL;
-        }
-        if (extra)
-            fy_parse_document_destroy(fyp, extra);
-    } else {
-        struct fy_node *root = fy_document_root(doc);
-        if (!root)
-            r = s_fail(&c, NULL, NULL, "empty document: expected a gauntlet mapping");
-        else
-            r = s_gauntlet(&c, root, g);
-    }
-    fy_parse_document_destroy(fyp, doc);
+    r = g ? s_gauntlet(&c, doc.root, g) : -ENOMEM;
     if (r == -ENOMEM)
         snprintf(c.err, c.err_len, "%s: out of memory", c.origin);
     if (r < 0)
@@ -1003,36 +767,17 @@ int kt_gauntlet_parse(const char *text, size_t len, const char *origin, const ch
 
 int kt_gauntlet_load(const char *path, kt_gauntlet_t **ret, char *err, size_t err_len)
 {
-    char dummy[1];
-    if (!err) {
-        err = dummy;
-        err_len = sizeof(dummy);
-    }
     if (!path || !ret)
         return -EINVAL;
-    _cleanup_free_ char *buf = NULL;
-    size_t len = 0;
-    int rr = kt_read_file_bounded(path, S_MAX_FILE_SIZE, &buf, &len);
-    if (rr < 0) {
-        kt_read_file_error(rr, path, S_MAX_FILE_SIZE, err, err_len);
-        return rr;
-    }
     /* Relative paths inside resolve against the file's folder. */
-    char real[PATH_MAX];
-    if (!realpath(path, real)) {
-        int e = errno;
-        snprintf(err, err_len, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", real);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = '\0';
-    else if (slash)
-        *slash = '\0';
+    _cleanup_free_ char *buf = NULL;
+    size_t len;
+    char real[PATH_MAX], dir[PATH_MAX];
+    int r = kt_yaml_file_read(path, &buf, &len, dir, sizeof(dir), real, err, err_len);
+    if (r < 0)
+        return r;
     kt_gauntlet_t *g = NULL;
-    int r = kt_gauntlet_parse(buf, len, path, dir, &g, err, err_len);
+    r = kt_gauntlet_parse(buf, len, path, dir, &g, err, err_len);
     if (r < 0)
         return r;
     /* Errors name the file as given; the model keeps the absolute path. */

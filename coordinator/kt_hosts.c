@@ -301,18 +301,11 @@ int kt_hosts_parse(const char *text, size_t len, const char *origin, kt_host_t *
 
 int kt_hosts_load(const char *path, kt_host_t **ret, unsigned *ret_n, char *err, size_t err_len)
 {
-    char dummy[1];
-    if (!err) {
-        err = dummy;
-        err_len = sizeof(dummy);
-    }
     _cleanup_free_ char *buf = NULL;
     size_t len = 0;
-    int r = kt_read_file_bounded(path, S_FILE_MAX, &buf, &len);
-    if (r < 0) {
-        kt_read_file_error(r, path, S_FILE_MAX, err, err_len);
+    int r = kt_read_file_reported(path, S_FILE_MAX, &buf, &len, err, err_len);
+    if (r < 0)
         return r;
-    }
     return kt_hosts_parse(buf, len, path, ret, ret_n, err, err_len);
 }
 

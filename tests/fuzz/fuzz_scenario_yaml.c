@@ -3,7 +3,7 @@
  * resolution of whatever it accepts against a few topologies.
  *
  * Build and run from the repository root (not wired into meson):
- *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icommon tests/fuzz/fuzz_scenario_yaml.c common/kt_scenario_yaml.c common/kt_scenario.c common/kt_topology.c -lfyaml -lm -o /tmp/fuzz_scenario_yaml
+ *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icommon tests/fuzz/fuzz_scenario_yaml.c common/kt_scenario_yaml.c common/kt_yaml.c common/kt_scenario.c common/kt_topology.c common/kt_checks.c common/kt_checks_steps.c common/kt_timeline.c common/kt_fileio.c common/kt_payload.c -lfyaml -lm -o /tmp/fuzz_scenario_yaml
  *   mkdir -p /tmp/yaml-corpus && /tmp/fuzz_scenario_yaml -max_total_time=60 /tmp/yaml-corpus tests/fixtures/scenarios
  *
  * libfyaml itself is not instrumented: coverage guides through our code. */

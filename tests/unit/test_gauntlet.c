@@ -260,6 +260,22 @@ static void test_errors(void **state)
              "g.yaml:1:1: missing key 'topologies' in the gauntlet");
     s_expect(S_HEAD "topologies: [tiny-1llc]\n",
              "g.yaml:1:1: missing key 'scenarios' (or 'payloads') in the gauntlet");
+    /* The gauntlet reader's own wording (kt_yaml_ctx_t.gauntlet_wording):
+     * an alias without an anchor is not named, a long key is cut at 60
+     * bytes, a key is read up to a NUL byte; an inline scenario keeps the
+     * scenario reader's. */
+    s_expect(S_HEAD S_TAIL "repeat: *r\n", "g.yaml:4:10: repeat: alias names no anchor");
+    s_expect(
+        S_HEAD S_TAIL "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk: 1\n",
+        "g.yaml:4:1: unknown key 'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk' in "
+        "a gauntlet (known: kernels, schedulers, topologies, scenarios, duration, repeat, "
+        "work_type, payloads)");
+    s_expect(S_HEAD S_TAIL "\"re\\0peat\": 1\n",
+             "g.yaml:4:2: unknown key 're' in a gauntlet (known: kernels, schedulers, topologies, "
+             "scenarios, duration, repeat, work_type, payloads)");
+    s_expect(S_HEAD "topologies: [tiny-1llc]\n"
+                    "scenarios: [{name: x, cgroups: [{name: a, workers: *n}]}]\n",
+             "g.yaml:3:53: cgroups[0].workers: alias '*n' names no anchor");
     s_expect(S_HEAD S_TAIL "---\nkernels: []\n",
              "g.yaml:5:1: a second YAML document: a gauntlet file holds one");
     s_expect("kernels: [a\n", "g.yaml:2:1: flow sequence without a closing bracket");
