@@ -303,8 +303,12 @@ static void test_all_cells_once(void **state)
     t_env_t e;
     t_env_init(&e, 12, NULL);
     t_worker_t a, b;
-    t_worker_start(&a, "wa", kt_executor_null(), 8);
-    t_worker_start(&b, "wb", kt_executor_null(), 4);
+    /* Each cell holds its slot 300 ms: worker a alone would need 1.5 s for
+     * the first ten, so b, which opens its session within milliseconds,
+     * gets cells too (with cells that end at once, a could take them all
+     * before b's session opened on a loaded machine). */
+    t_worker_start(&a, "wa", kt_executor_sleep(300), 8);
+    t_worker_start(&b, "wb", kt_executor_sleep(300), 4);
     kt_host_t hosts[2];
     t_host(&hosts[0], "a", a.endpoint);
     t_host(&hosts[1], "b", b.endpoint);
