@@ -170,7 +170,7 @@ int kt_yaml_fail(kt_yaml_ctx_t *c, struct fy_node *node, struct fy_node *fallbac
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, c->gauntlet_wording ? 1024 : 512, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     /* Values are quoted in messages: keep control characters out of them,
      * an error is one line. */
@@ -194,8 +194,6 @@ int kt_yaml_deref(kt_yaml_ctx_t *c, struct fy_node **n, struct fy_node *key, con
         *n = t;
         return 0;
     }
-    if (c->gauntlet_wording)
-        return kt_yaml_fail(c, *n, key, "%s: alias names no anchor", path);
     size_t len;
     const char *a = fy_node_get_scalar(*n, &len);
     return kt_yaml_fail(c, *n, key, "%s: alias '*%.*s' names no anchor", path,
@@ -218,7 +216,8 @@ int kt_yaml_scalar(kt_yaml_ctx_t *c, struct fy_node *n, struct fy_node *key, con
     if (!s)
         return kt_yaml_fail(c, n, key, "%s: expected %s", path, what);
     if (memchr(s, '\0', len))
-        return kt_yaml_fail(c, n, key, "%s: contains a NUL byte", path);
+        return *path ? kt_yaml_fail(c, n, key, "%s: contains a NUL byte", path)
+                     : kt_yaml_fail(c, n, key, "%s contains a NUL byte", what);
     *ret_text = s;
     *ret_len = len;
     if (ret_plain)
@@ -322,14 +321,6 @@ static int s_key_name(kt_yaml_ctx_t *c, struct fy_node *k, struct fy_node *map, 
                       char *buf, size_t buf_len, const char **ret_more, bool *ret_known)
 {
     *ret_more = "";
-    if (c->gauntlet_wording) {
-        /* Shown up to a NUL byte or 60 bytes. */
-        size_t len;
-        const char *name = fy_node_get_scalar(k, &len);
-        snprintf(buf, buf_len, "%.*s", name ? (int)(len > 60 ? 60 : len) : 0, name ? name : "");
-        *ret_known = name && strlen(buf) == len;
-        return 0;
-    }
     bool fits;
     int r = kt_yaml_value(c, k, map, path, "a key", buf, buf_len, &fits, NULL);
     if (r < 0)
@@ -375,7 +366,7 @@ int kt_yaml_fields(kt_yaml_ctx_t *c, struct fy_node *map, struct fy_node *key, c
         }
         const char *hint = NULL;
         unsigned best = 3;
-        for (size_t j = 0; (known || c->gauntlet_wording) && j < n_fields; j++) {
+        for (size_t j = 0; known && j < n_fields; j++) {
             unsigned d = s_edit_distance(name, fields[j].name);
             if (d < best) {
                 best = d;
@@ -474,7 +465,7 @@ int kt_yaml_doc_load(kt_yaml_ctx_t *c, const char *text, size_t len, const char 
                      e->msg ? e->msg : "invalid YAML");
         else if (e && e->msg)
             snprintf(c->err, c->err_len, "%s: invalid YAML: %s", c->origin, e->msg);
-        else if (!c->gauntlet_wording && (e || fy_parser_get_stream_error(d->parser)))
+        else if (e || fy_parser_get_stream_error(d->parser))
             snprintf(c->err, c->err_len, "%s: invalid YAML", c->origin);
         else
             snprintf(c->err, c->err_len, "%s: empty document: expected a %s mapping", c->origin,
@@ -486,15 +477,11 @@ int kt_yaml_doc_load(kt_yaml_ctx_t *c, const char *text, size_t len, const char 
         e = fy_diag_errors_iterate(d->diag, &it);
         struct fy_node *root = extra ? fy_document_root(extra) : NULL;
         int r = -EINVAL;
-        if (e && e->line > 0 && (!extra || !c->gauntlet_wording))
+        if (e && e->line > 0)
             snprintf(c->err, c->err_len, "%s:%d:%d: %s", c->origin, e->line, e->column,
                      e->msg ? e->msg : "invalid YAML");
-        else if (extra || !c->gauntlet_wording)
-            r = kt_yaml_fail(c, root, NULL, "a second YAML document: a %s file holds one", what);
-        else if (e && e->msg)
-            snprintf(c->err, c->err_len, "%s: invalid YAML: %s", c->origin, e->msg);
         else
-            snprintf(c->err, c->err_len, "%s: invalid YAML", c->origin);
+            r = kt_yaml_fail(c, root, NULL, "a second YAML document: a %s file holds one", what);
         if (extra)
             fy_parse_document_destroy(d->parser, extra);
         return r;

@@ -36,13 +36,6 @@ typedef struct kt_yaml_ctx {
     const char *base_dir; /* relative paths resolve here; NULL: none (text from memory) */
     char *err;            /* NULL (err_len 0): messages are dropped */
     size_t err_len;
-    /* The gauntlet reader's wording, kept so that its messages do not
-     * change: a message is cut at 1023 bytes (else 511), an alias without an
-     * anchor is not named, an unknown key is shown cut at 60 bytes without
-     * "...", a key holding a NUL byte is an unknown key (else an error of
-     * its own), and libfyaml errors without a position read as they always
-     * did (kt_yaml_doc_load). */
-    bool gauntlet_wording;
 } kt_yaml_ctx_t;
 
 static inline kt_yaml_ctx_t kt_yaml_ctx(const char *origin, const char *base_dir, char *err,

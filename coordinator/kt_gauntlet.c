@@ -748,7 +748,6 @@ int kt_gauntlet_parse(const char *text, size_t len, const char *origin, const ch
         return -EINVAL;
     kt_yaml_ctx_t c =
         kt_yaml_ctx(origin ? origin : "<gauntlet>", base_dir ? base_dir : ".", err, err_len);
-    c.gauntlet_wording = true;
     _cleanup_(kt_yaml_doc_close) kt_yaml_doc_t doc = {0};
     int r = kt_yaml_doc_load(&c, text, len, "gauntlet", &doc);
     if (r < 0)

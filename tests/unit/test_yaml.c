@@ -390,14 +390,13 @@ static void test_types_and_ranges(void **state)
     s_expect("name: x\ncgroups: [{name: a, workers: *n}]\n",
              "2:31: cgroups[0].workers: alias '*n' names no anchor");
     /* A key too long for any known one is shown cut with "..."; one holding
-     * a NUL byte is refused as such (the gauntlet reader words both its own
-     * way: test_gauntlet.c). */
+     * a NUL byte is refused as such (the gauntlet reader shares this). */
     s_expect(
         "name: x\n" CG "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk: 1\n",
         "3:1: unknown key 'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...' "
         "in scenario (known: name, description, duration, memory_mib, constraints, checks, "
         "cgroups, faults, steps, payload)");
-    s_expect("name: x\n" CG "\"na\\0me\": 1\n", "3:2: : contains a NUL byte");
+    s_expect("name: x\n" CG "\"na\\0me\": 1\n", "3:2: a key contains a NUL byte");
     assert_int_equal(s_mismatches, 0);
 }
 
