@@ -32,8 +32,17 @@ typedef struct kt_coord_cell {
     unsigned sched;  /* index into run->scheds */
     unsigned vcpus;
     uint64_t memory_mib;
-    uint32_t est_ms; /* expected wall time, for the budget and ETA */
+    uint32_t est_ms; /* expected wall time (static), for leases, budget and ETA */
+    uint32_t hist_ms; /* the median time this cell took in earlier runs of the run
+                       * store; 0: unknown. Budget and ETA prefer it; leases
+                       * keep est_ms (a worker may be slower than the last one) */
 } kt_coord_cell_t;
+
+/* What a cell is expected to take, for the budget and the ETA. */
+static inline uint32_t kt_coord_cell_expect_ms(const kt_coord_cell_t *c)
+{
+    return c->hist_ms ? c->hist_ms : c->est_ms;
+}
 
 typedef struct kt_coord_run {
     char run_id[40];

@@ -610,7 +610,7 @@ static void s_cell_done(s_dispatch_t *d, unsigned ci, const char *verdict)
     s_cell_t *c = &d->cells[ci];
     c->state = C_DONE;
     d->n_done++;
-    uint32_t est = d->run->cells[ci].est_ms;
+    uint32_t est = kt_coord_cell_expect_ms(&d->run->cells[ci]);
     d->est_left_ms -= est <= d->est_left_ms ? est : d->est_left_ms;
     s_count_verdict(d, verdict);
     d->changed = true;
@@ -1698,7 +1698,7 @@ static int s_setup(s_dispatch_t *d, const kt_dispatch_config_t *cfg, kt_coord_ru
             }
         }
         d->total++;
-        d->est_left_ms += run->cells[i].est_ms;
+        d->est_left_ms += kt_coord_cell_expect_ms(&run->cells[i]);
         if (c->orphan_ok) {
             c->state = C_HELD;
             c->queued_us = d->now_us;

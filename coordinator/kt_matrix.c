@@ -21,6 +21,7 @@
  * the plan's payload names the binary by its sha, so a changed binary is a
  * new cell id. A scenario's own payload: goes into its cells the same way. */
 #include "kt_matrix.h"
+#include "kt_store.h"
 
 #include <errno.h>
 #include <msgpack.h>
@@ -483,8 +484,8 @@ unsigned kt_matrix_budget(kt_coord_run_t *run, uint64_t budget_ms)
         uint64_t used = 0;
         unsigned k = 0;
         for (unsigned i = 0; i < n; i++)
-            if (used + run->cells[i].est_ms <= budget_ms) {
-                used += run->cells[i].est_ms;
+            if (used + kt_coord_cell_expect_ms(&run->cells[i]) <= budget_ms) {
+                used += kt_coord_cell_expect_ms(&run->cells[i]);
                 run->cells[k++] = run->cells[i];
             }
         run->n_cells = k;
@@ -500,7 +501,7 @@ unsigned kt_matrix_budget(kt_coord_run_t *run, uint64_t budget_ms)
     for (;;) {
         unsigned best = n;
         for (unsigned i = 0; i < n; i++) {
-            if (kept[i] || used + run->cells[i].est_ms > budget_ms)
+            if (kept[i] || used + kt_coord_cell_expect_ms(&run->cells[i]) > budget_ms)
                 continue;
             if (best == n || score[i] > score[best])
                 best = i;
@@ -508,7 +509,7 @@ unsigned kt_matrix_budget(kt_coord_run_t *run, uint64_t budget_ms)
         if (best == n)
             break;
         uint64_t fresh =
-            s_score(s_gain(&covered, feat + (size_t)best * S_FEATURES), run->cells[best].est_ms);
+            s_score(s_gain(&covered, feat + (size_t)best * S_FEATURES), kt_coord_cell_expect_ms(&run->cells[best]));
         if (fresh != score[best]) {
             /* Stale bound: store the fresh score and look again. */
             score[best] = fresh;
@@ -517,15 +518,15 @@ unsigned kt_matrix_budget(kt_coord_run_t *run, uint64_t budget_ms)
         /* Once nothing adds coverage, fill in expansion order. */
         if (fresh == 0) {
             for (unsigned i = 0; i < n; i++) {
-                if (!kept[i] && used + run->cells[i].est_ms <= budget_ms) {
+                if (!kept[i] && used + kt_coord_cell_expect_ms(&run->cells[i]) <= budget_ms) {
                     kept[i] = true;
-                    used += run->cells[i].est_ms;
+                    used += kt_coord_cell_expect_ms(&run->cells[i]);
                 }
             }
             break;
         }
         kept[best] = true;
-        used += run->cells[best].est_ms;
+        used += kt_coord_cell_expect_ms(&run->cells[best]);
         for (unsigned f = 0; f < S_FEATURES; f++)
             s_set_add(&covered, feat[(size_t)best * S_FEATURES + f]);
     }
@@ -539,4 +540,18 @@ unsigned kt_matrix_budget(kt_coord_run_t *run, uint64_t budget_ms)
     free(kept);
     free(covered.slots);
     return k;
+}
+
+unsigned kt_matrix_learn_times(kt_coord_run_t *run, struct kt_store *store)
+{
+    unsigned known = 0;
+    for (unsigned i = 0; store && i < run->n_cells; i++) {
+        uint64_t ms;
+        kt_coord_cell_t *c = &run->cells[i];
+        if (kt_store_cell_ms(store, c->spec.cell_id, 5, &ms) == 0 && ms > 0) {
+            c->hist_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+            known++;
+        }
+    }
+    return known;
 }

@@ -17,9 +17,15 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                      char *err, size_t err_len);
 
 /* Keep cells greedily by new coverage (scenario, topology, profile, kernel,
- * scheduler values not yet covered) per estimated second until budget_ms of
- * estimated time is used. Returns the cells kept. */
+ * scheduler values not yet covered) per expected second until budget_ms of
+ * expected time is used (kt_coord_cell_expect_ms: what the cell took in
+ * earlier runs when known, else the estimate). Returns the cells kept. */
 unsigned kt_matrix_budget(kt_coord_run_t *run, uint64_t budget_ms);
+
+struct kt_store;
+/* Sets each cell's hist_ms from the run store (the median of its last 5
+ * times); returns how many cells it knew. */
+unsigned kt_matrix_learn_times(kt_coord_run_t *run, struct kt_store *store);
 
 /* Estimated wall time of a cell (boot + duration + margins), for budget and ETA. */
 uint32_t kt_matrix_estimate_ms(const kt_coord_cell_t *cell);

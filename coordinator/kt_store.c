@@ -61,6 +61,7 @@ enum {
     S_RUN_ROWS,
     S_HISTORY_ROWS,
     S_RUNS,
+    S_CELL_TIMES,
     S__COUNT,
 };
 
@@ -111,6 +112,10 @@ static const char *const s_sql[S__COUNT] = {
     "WHERE c.name GLOB ?1 AND c.run_id IN "
     "(SELECT run_id FROM runs ORDER BY started_ms DESC, run_id DESC LIMIT ?2) "
     "ORDER BY c.name, ru.started_ms, c.run_id",
+    [S_CELL_TIMES] = "SELECT json_extract(m.json, '$.\"timing.total_ms\"') AS t "
+                     "FROM results r JOIN metrics m ON m.result_id = r.id "
+                     "WHERE r.cell_id = ?1 AND r.stale = 0 AND t > 0 "
+                     "ORDER BY r.received_ms DESC, r.id DESC LIMIT ?2",
     [S_RUNS] = "SELECT ru.run_id, ru.started_ms, ru.ended_ms, ru.status, "
                "(SELECT COUNT(*) FROM cells c WHERE c.run_id = ru.run_id), "
                "(SELECT COUNT(*) FROM cells c JOIN results r ON r.id = c.result_id "
@@ -887,4 +892,34 @@ int kt_store_open_results(const char *results_dir, kt_store_t **ret, char *err, 
     if (r < 0)
         snprintf(err, err_len, "%s", why[0] ? why : strerror(-r));
     return r;
+}
+
+static int s_u64_cmp(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+int kt_store_cell_ms(kt_store_t *s, const char *cell_id, unsigned max_runs, uint64_t *ret_ms)
+{
+    if (!s || !s_id_ok(cell_id) || !ret_ms || max_runs == 0 || max_runs > 64)
+        return -EINVAL;
+    sqlite3_stmt *st = s_stmt(s, S_CELL_TIMES);
+    int r = s_bind_text(s, st, 1, cell_id, 255);
+    if (r < 0)
+        return r;
+    sqlite3_bind_int64(st, 2, max_runs);
+    uint64_t v[64];
+    unsigned n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < max_runs)
+        v[n++] = (uint64_t)sqlite3_column_double(st, 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return s_fail(s, rc, "cell times");
+    if (!n)
+        return -ENOENT;
+    qsort(v, n, sizeof(*v), s_u64_cmp);
+    *ret_ms = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    return 0;
 }

@@ -91,3 +91,8 @@ typedef int (*kt_store_run_fn)(const kt_store_run_t *run, void *userdata);
 
 /* Every run, oldest first. */
 int kt_store_runs(kt_store_t *s, kt_store_run_fn fn, void *userdata);
+
+/* The median of the total times (timing.total_ms) of a cell's last
+ * max_runs accepted results in any run (cell ids are stable across runs);
+ * -ENOENT when none was recorded. */
+int kt_store_cell_ms(kt_store_t *s, const char *cell_id, unsigned max_runs, uint64_t *ret_ms);

@@ -2,8 +2,8 @@
  * (runs, a run's rows, history by glob and by the newest runs) and the
  * comparison of two runs (kt_compare): regressions, fixes, other changes,
  * cells on one side only, kernel labels taken off for an A/B of kernels,
- * repeats as samples (medians; overlapping ranges are not a move), and
- * latest / latest~N. */
+ * repeats as samples (medians; overlapping ranges are not a move),
+ * latest / latest~N, and a cell's time across runs for --budget. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -397,6 +397,51 @@ static void test_store_queries(void **state)
     assert_null(s);
 }
 
+/* A cell's time across runs: the median of its last accepted results that
+ * carry timing.total_ms; stale results and ones without figures do not
+ * count. */
+static void test_cell_ms(void **state)
+{
+    (void)state;
+    char db[4200];
+    snprintf(db, sizeof(db), "%s/times.db", s_dir);
+    unlink(db);
+    kt_store_t *s = NULL;
+    assert_int_equal(kt_store_open(db, &s), 0);
+    static const char *const metrics[] = {"{\"timing.total_ms\": 9000}", NULL,
+                                          "{\"timing.total_ms\": 11000}",
+                                          "{\"timing.total_ms\": 10000}"};
+    for (unsigned i = 0; i < 4; i++) {
+        char run[16];
+        snprintf(run, sizeof(run), "t%u", i);
+        assert_int_equal(kt_store_run_begin(s, run, "{}"), 0);
+        assert_int_equal(kt_store_cell_add(s, run, "c1", "g/c1", "k", "k", NULL), 0);
+        assert_int_equal(kt_store_attempt_begin(s, run, "c1", 1, "w"), 0);
+        assert_int_equal(kt_store_attempt_begin(s, run, "c1", 2, "w"), 0);
+        bool acc;
+        /* Attempt 1 was fenced: its late result is stale and not a time. */
+        assert_int_equal(kt_store_result(s, run, "c1", 1, "w", "pass", "", NULL,
+                                         "{\"timing.total_ms\": 99000}", &acc),
+                         0);
+        assert_false(acc);
+        assert_int_equal(kt_store_result(s, run, "c1", 2, "w", "pass", "", NULL, metrics[i], &acc),
+                         0);
+        assert_true(acc);
+    }
+    uint64_t ms = 0;
+    assert_int_equal(kt_store_cell_ms(s, "c1", 5, &ms), 0);
+    assert_int_equal(ms, 10000);
+    /* The last one only. */
+    assert_int_equal(kt_store_cell_ms(s, "c1", 1, &ms), 0);
+    assert_int_equal(ms, 10000);
+    /* The last two: 11000 and 10000. */
+    assert_int_equal(kt_store_cell_ms(s, "c1", 2, &ms), 0);
+    assert_int_equal(ms, 10500);
+    assert_int_equal(kt_store_cell_ms(s, "c2", 5, &ms), -ENOENT);
+    assert_int_equal(kt_store_cell_ms(s, "c1", 0, &ms), -EINVAL);
+    kt_store_close(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_compare_runs),
         cmocka_unit_test(test_compare_two_kernels_in_a_run),
         cmocka_unit_test(test_store_queries),
+        cmocka_unit_test(test_cell_ms),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

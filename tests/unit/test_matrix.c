@@ -542,6 +542,15 @@ static void test_budget(void **state)
     assert_int_equal(kt_matrix_budget(&a, max_cell), 1);
     assert_string_equal(a.cells[0].spec.sched_name, "eevdf");
     kt_coord_run_free(&a);
+    /* Times measured in earlier runs (hist_ms) replace the estimates: cells
+     * that took a tenth of theirs fit ten to the budget of one... */
+    assert_int_equal(kt_coord_run_prepare(g, &a, err, sizeof(err)), 0);
+    for (unsigned i = 0; i < a.n_cells; i++)
+        a.cells[i].hist_ms = max_cell / 10;
+    assert_int_equal(kt_matrix_budget(&a, max_cell), 10);
+    /* ... and keep their static estimate for the lease. */
+    assert_true(a.cells[0].est_ms >= min_cell);
+    kt_coord_run_free(&a);
 }
 
 /* Payload entries are a scenario-like axis: cells gauntlet/{payload}/...,
