@@ -12,6 +12,7 @@
 
 #include "builtins.h"
 #include "kt_cleanup.h"
+#include "kt_cli.h"
 #include "kt_coord.h"
 #include "kt_gauntlet.h"
 #include "kt_log.h"
@@ -31,17 +32,6 @@ static void s_usage(FILE *f)
 static const char *s_plural(unsigned n, const char *one, const char *many)
 {
     return n == 1 ? one : many;
-}
-
-static int s_parse_secs(const char *text, uint64_t *ret_ms)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !(v > 0) || v > 30.0 * 24 * 3600)
-        return -EINVAL;
-    *ret_ms = (uint64_t)(v * 1000.0);
-    return 0;
 }
 
 int builtin_list(int argc, char **argv)
@@ -64,7 +54,7 @@ int builtin_list(int argc, char **argv)
             gauntlet = optarg;
             break;
         case 'b':
-            if (s_parse_secs(optarg, &budget_ms) < 0) {
+            if (kt_cli_parse_secs(optarg, &budget_ms) < 0) {
                 kt_log_error("list: --budget '%s': expected a number of seconds > 0", optarg);
                 return 2;
             }

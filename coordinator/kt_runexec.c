@@ -11,22 +11,12 @@
 #include <unistd.h>
 
 #include "kt_cleanup.h"
+#include "kt_cli.h"
 #include "kt_dispatch.h"
 #include "kt_executor.h"
 #include "kt_kvm.h"
 #include "kt_log.h"
 #include "kt_serve.h"
-
-static int s_parse_u64(const char *text, uint64_t lo, uint64_t hi, uint64_t *ret)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end || text[0] == '-' || v < lo || v > hi)
-        return -EINVAL;
-    *ret = v;
-    return 0;
-}
 
 /* ---- dispatcher events -> report ---- */
 
@@ -179,7 +169,7 @@ static int s_local_start(const kt_runexec_opts_t *o, const kt_coord_run_t *run,
         l->cfg.accel_name = "tcg";
     } else if (strncmp(ex, "sleep:", 6) == 0) {
         uint64_t ms;
-        if (s_parse_u64(ex + 6, 0, 3600 * 1000, &ms) < 0) {
+        if (kt_cli_parse_u64(ex + 6, 0, 3600 * 1000, &ms) < 0) {
             kt_log_error("%s: --executor '%s': sleep:MS takes milliseconds (0..3600000)", verb,
                          ex);
             return -EINVAL;

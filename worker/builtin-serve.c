@@ -16,6 +16,7 @@
 
 #include "builtins.h"
 #include "kt_cleanup.h"
+#include "kt_cli.h"
 #include "kt_executor.h"
 #include "kt_image.h"
 #include "kt_kvm.h"
@@ -49,17 +50,6 @@ static void s_usage(FILE *f)
             "every sidecar. SIGTERM drains (running cells finish, nothing new is taken);\n"
             "SIGINT stops at once.\n",
             S_DEFAULT_BIND);
-}
-
-static bool s_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *ret)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end || text[0] == '-' || v < min || v > max)
-        return false;
-    *ret = v;
-    return true;
 }
 
 static void s_globfreep(glob_t *g)
@@ -238,35 +228,35 @@ int builtin_serve(int argc, char **argv)
         case 'C': cfg.cache_dir = optarg; break;
         case 'e': executor = optarg; break;
         case 'n':
-            if (!s_parse_u64(optarg, 1, 1u << 16, &v)) {
+            if (kt_cli_parse_u64(optarg, 1, 1u << 16, &v) < 0) {
                 fprintf(stderr, "serve: --vcpus '%s': a number from 1 to 65536\n", optarg);
                 return 2;
             }
             cfg.capacity_vcpus = (uint32_t)v;
             break;
         case 'm':
-            if (!s_parse_u64(optarg, 256, 1ull << 32, &v)) {
+            if (kt_cli_parse_u64(optarg, 256, 1ull << 32, &v) < 0) {
                 fprintf(stderr, "serve: --memory '%s': MiB, from 256\n", optarg);
                 return 2;
             }
             cfg.capacity_memory_mib = v;
             break;
         case 'x':
-            if (!s_parse_u64(optarg, 1, 1u << 16, &v)) {
+            if (kt_cli_parse_u64(optarg, 1, 1u << 16, &v) < 0) {
                 fprintf(stderr, "serve: --max-vcpus '%s': a number from 1 to 65536\n", optarg);
                 return 2;
             }
             cfg.max_vcpus_per_vm = (uint32_t)v;
             break;
         case 'H':
-            if (!s_parse_u64(optarg, 10, 60000, &v)) {
+            if (kt_cli_parse_u64(optarg, 10, 60000, &v) < 0) {
                 fprintf(stderr, "serve: --heartbeat '%s': ms, from 10 to 60000\n", optarg);
                 return 2;
             }
             cfg.heartbeat_ms = (uint32_t)v;
             break;
         case 'L':
-            if (!s_parse_u64(optarg, 20, 600000, &v)) {
+            if (kt_cli_parse_u64(optarg, 20, 600000, &v) < 0) {
                 fprintf(stderr, "serve: --lost-after '%s': ms, from 20 to 600000\n", optarg);
                 return 2;
             }
@@ -321,7 +311,7 @@ int builtin_serve(int argc, char **argv)
         cfg.canary_ms = canary_ms;
     } else if (strcmp(executor, "null") == 0 || strncmp(executor, "sleep:", 6) == 0) {
         if (executor[0] == 's') {
-            if (!s_parse_u64(executor + 6, 0, 3600000, &v)) {
+            if (kt_cli_parse_u64(executor + 6, 0, 3600000, &v) < 0) {
                 fprintf(stderr, "serve: --executor '%s': sleep:MS with MS up to 3600000\n",
                         executor);
                 return 2;
