@@ -18,6 +18,7 @@
 
 #include "builtins.h"
 #include "kt_cleanup.h"
+#include "kt_cli.h"
 #include "kt_mpjson.h"
 #include "kt_coord.h"
 #include "kt_dispatch.h"
@@ -33,6 +34,7 @@
 #include "kt_report.h"
 #include "kt_runcell.h"
 #include "kt_runexec.h"
+#include "kt_runopts.h"
 #include "kt_serve.h"
 #include "kt_store.h"
 
@@ -74,48 +76,18 @@ static void s_usage(FILE *f)
             "Exit status: 0 all passed, 1 a cell failed, 2 an error (or no verdict).\n");
 }
 
+/* The options selftests shares (ro: --workers, --results, --curve-secret,
+ * the embedded worker's, ...) and run's own. */
 typedef struct s_opts {
-    const char *workers;
+    kt_runopts_t ro;
     const char *gauntlet;
-    const char *results;
     const char *resume;
-    const char *junit;
-    const char *curve_secret;
-    const char *executor;
-    const char *accel;
-    const char *progress;
     const char *kernel_repo;
     const char *kconfig;
     unsigned n_kernel_specs;
     const char *kernel_specs[64];
     uint64_t budget_ms;
-    uint32_t heartbeat_ms, lost_after_ms;
-    unsigned max_attempts;
-    unsigned local_vcpus;
-    uint64_t local_memory_mib;
 } s_opts_t;
-
-static int s_parse_u64(const char *text, uint64_t lo, uint64_t hi, uint64_t *ret)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end || text[0] == '-' || v < lo || v > hi)
-        return -EINVAL;
-    *ret = v;
-    return 0;
-}
-
-static int s_parse_secs(const char *text, uint64_t *ret_ms)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !(v > 0) || v > 30.0 * 24 * 3600)
-        return -EINVAL;
-    *ret_ms = (uint64_t)(v * 1000.0);
-    return 0;
-}
 
 /* ---- resume ---- */
 
@@ -272,48 +244,27 @@ static int s_kernels_ready(const s_opts_t *o, const kt_gauntlet_t *g, s_kernels_
 int builtin_run(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"workers", required_argument, NULL, 'w'},
+        KT_RUNOPTS_LONG_OPTIONS,
         {"gauntlet", required_argument, NULL, 'g'},
-        {"results", required_argument, NULL, 'r'},
         {"resume", required_argument, NULL, 'R'},
-        {"junit", required_argument, NULL, 'j'},
         {"budget", required_argument, NULL, 'b'},
-        {"curve-secret", required_argument, NULL, 'c'},
-        {"heartbeat", required_argument, NULL, 'H'},
-        {"lost-after", required_argument, NULL, 'L'},
-        {"max-attempts", required_argument, NULL, 'M'},
         {"executor", required_argument, NULL, 'e'},
-        {"local-vcpus", required_argument, NULL, 'V'},
-        {"local-memory", required_argument, NULL, 'm'},
-        {"accel", required_argument, NULL, 'a'},
-        {"progress", required_argument, NULL, 'p'},
-        {"verbose", no_argument, NULL, 'v'},
         {"kernel", required_argument, NULL, 'K'},
         {"kernel-repo", required_argument, NULL, 'G'},
         {"kconfig", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    s_opts_t o = {.results = "results"};
-    bool results_set = false, verbose = false;
-    int c;
-    uint64_t v;
+    s_opts_t o = {0};
+    kt_runopts_init(&o.ro, "run");
+    char err[PATH_MAX + 1024] = "";
+    int c, r;
     optind = 1;
     while ((c = getopt_long(argc, argv, "w:g:r:R:j:b:c:H:L:M:e:V:m:a:p:vh", opts, NULL)) != -1) {
         switch (c) {
-        case 'w': o.workers = optarg; break;
         case 'g': o.gauntlet = optarg; break;
-        case 'r':
-            o.results = optarg;
-            results_set = true;
-            break;
         case 'R': o.resume = optarg; break;
-        case 'j': o.junit = optarg; break;
-        case 'c': o.curve_secret = optarg; break;
-        case 'e': o.executor = optarg; break;
-        case 'a': o.accel = optarg; break;
-        case 'p': o.progress = optarg; break;
-        case 'v': verbose = true; break;
+        case 'e': o.ro.xo.executor = optarg; break;
         case 'K':
             if (o.n_kernel_specs == KT_ARRAY_SIZE(o.kernel_specs)) {
                 fprintf(stderr, "ktstr-coord run: more than %zu --kernel\n",
@@ -325,47 +276,22 @@ int builtin_run(int argc, char **argv)
         case 'G': o.kernel_repo = optarg; break;
         case 'C': o.kconfig = optarg; break;
         case 'b':
-            if (s_parse_secs(optarg, &o.budget_ms) < 0) {
+            if (kt_cli_parse_secs(optarg, &o.budget_ms) < 0) {
                 fprintf(stderr, "ktstr-coord run: --budget '%s': expected seconds > 0\n", optarg);
                 return 2;
             }
             break;
-        case 'H':
-        case 'L':
-            if (s_parse_u64(optarg, 10, 600000, &v) < 0) {
-                fprintf(stderr, "ktstr-coord run: --%s '%s': expected 10..600000 ms\n",
-                        c == 'H' ? "heartbeat" : "lost-after", optarg);
-                return 2;
-            }
-            if (c == 'H')
-                o.heartbeat_ms = (uint32_t)v;
-            else
-                o.lost_after_ms = (uint32_t)v;
-            break;
-        case 'M':
-            if (s_parse_u64(optarg, 1, 100, &v) < 0) {
-                fprintf(stderr, "ktstr-coord run: --max-attempts '%s': expected 1..100\n", optarg);
-                return 2;
-            }
-            o.max_attempts = (unsigned)v;
-            break;
-        case 'V':
-            if (s_parse_u64(optarg, 1, 4096, &v) < 0) {
-                fprintf(stderr, "ktstr-coord run: --local-vcpus '%s': expected 1..4096\n", optarg);
-                return 2;
-            }
-            o.local_vcpus = (unsigned)v;
-            break;
-        case 'm':
-            if (s_parse_u64(optarg, 64, 1u << 30, &v) < 0) {
-                fprintf(stderr, "ktstr-coord run: --local-memory '%s': expected MiB >= 64\n",
-                        optarg);
-                return 2;
-            }
-            o.local_memory_mib = v;
-            break;
         case 'h': s_usage(stdout); return 0;
-        default: s_usage(stderr); return 2;
+        default:
+            r = kt_runopts_take(&o.ro, c, optarg, err, sizeof(err));
+            if (r < 0) {
+                fprintf(stderr, "ktstr-coord run: %s\n", err);
+                return 2;
+            }
+            if (r == 0) {
+                s_usage(stderr);
+                return 2;
+            }
         }
     }
     if (optind != argc) {
@@ -378,30 +304,11 @@ int builtin_run(int argc, char **argv)
         s_usage(stderr);
         return 2;
     }
-    enum kt_report_progress progress = KT_REPORT_PROGRESS_AUTO;
-    if (o.progress) {
-        static const char *const names[] = {"auto", "tty", "plain", "quiet"};
-        unsigned k = 0;
-        while (k < 4 && strcmp(o.progress, names[k]) != 0)
-            k++;
-        if (k == 4) {
-            fprintf(stderr, "ktstr-coord run: --progress '%s': expected auto, tty, plain or "
-                            "quiet\n", o.progress);
-            return 2;
-        }
-        progress = (enum kt_report_progress)k;
-    }
-    bool tty = progress == KT_REPORT_PROGRESS_TTY ||
-               (progress == KT_REPORT_PROGRESS_AUTO && isatty(STDOUT_FILENO) == 1);
-    if (verbose)
-        kt_log_set_level(KT_LOG_DEBUG);
-    else if (tty && kt_log_get_level() > KT_LOG_WARN)
-        kt_log_set_level(KT_LOG_WARN);
-
-    char err[1024] = "";
+    enum kt_report_progress progress;
     char db[PATH_MAX];
-    if (snprintf(db, sizeof(db), "%s/ktstr.db", o.results) >= (int)sizeof(db)) {
-        fprintf(stderr, "ktstr-coord run: --results '%s': path too long\n", o.results);
+    if (kt_runopts_progress(&o.ro, &progress, err, sizeof(err)) < 0 ||
+        kt_runopts_db_path(&o.ro, db, sizeof(db), err, sizeof(err)) < 0) {
+        fprintf(stderr, "ktstr-coord run: %s\n", err);
         return 2;
     }
     _cleanup_(kt_store_close) kt_store_t *store = NULL;
@@ -413,7 +320,7 @@ int builtin_run(int argc, char **argv)
                             "--results DIR of that run)\n", o.resume, db);
             return 2;
         }
-        int r = kt_store_open(db, &store);
+        r = kt_store_open(db, &store);
         if (r < 0) {
             fprintf(stderr, "ktstr-coord run: cannot open the run store '%s': %s\n", db,
                     strerror(-r));
@@ -430,15 +337,15 @@ int builtin_run(int argc, char **argv)
         /* What the run was started with, unless given again. */
         if (!o.gauntlet)
             o.gauntlet = s_jstr(stored_inputs, "gauntlet");
-        if (!o.workers)
-            o.workers = s_jstr(stored_inputs, "workers");
-        if (!o.executor)
-            o.executor = s_jstr(stored_inputs, "executor");
-        if (!o.curve_secret)
-            o.curve_secret = s_jstr(stored_inputs, "curve_secret");
-        if (!o.local_vcpus)
-            o.local_vcpus = (unsigned)json_integer_value(json_object_get(stored_inputs,
-                                                                         "local_vcpus"));
+        if (!o.ro.workers)
+            o.ro.workers = s_jstr(stored_inputs, "workers");
+        if (!o.ro.xo.executor)
+            o.ro.xo.executor = s_jstr(stored_inputs, "executor");
+        if (!o.ro.xo.curve_secret)
+            o.ro.xo.curve_secret = s_jstr(stored_inputs, "curve_secret");
+        if (!o.ro.xo.local_vcpus)
+            o.ro.xo.local_vcpus = (unsigned)json_integer_value(json_object_get(stored_inputs,
+                                                                               "local_vcpus"));
         if (!o.kernel_repo)
             o.kernel_repo = s_jstr(stored_inputs, "kernel_repo");
         json_t *ks = json_object_get(stored_inputs, "kernels");
@@ -455,7 +362,7 @@ int builtin_run(int argc, char **argv)
     }
 
     _cleanup_(kt_gauntlet_free) kt_gauntlet_t *g = NULL;
-    int r = kt_gauntlet_load(o.gauntlet, &g, err, sizeof(err));
+    r = kt_gauntlet_load(o.gauntlet, &g, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "ktstr-coord run: %s\n", err);
         return 2;
@@ -500,47 +407,42 @@ int builtin_run(int argc, char **argv)
 
     _cleanup_free_ kt_host_t *hosts = NULL;
     unsigned n_hosts = 0;
-    if (o.workers) {
-        struct stat sb;
-        if (stat(o.workers, &sb) == 0 && S_ISREG(sb.st_mode))
-            r = kt_hosts_load(o.workers, &hosts, &n_hosts, err, sizeof(err));
-        else if (strchr(o.workers, '/') && !strchr(o.workers, ':'))
-            r = -ENOENT, snprintf(err, sizeof(err), "--workers '%s': no such file", o.workers);
-        else
-            r = kt_hosts_parse_list(o.workers, &hosts, &n_hosts, err, sizeof(err));
+    const char *workers = o.ro.workers, *curve_secret = o.ro.xo.curve_secret;
+    if (workers) {
+        r = kt_runopts_hosts(workers, &hosts, &n_hosts, err, sizeof(err));
         if (r < 0) {
             fprintf(stderr, "ktstr-coord run: %s\n", err);
             return 2;
         }
         if (!n_hosts) {
-            fprintf(stderr, "ktstr-coord run: --workers '%s' names no worker\n", o.workers);
+            fprintf(stderr, "ktstr-coord run: --workers '%s' names no worker\n", workers);
             return 2;
         }
         bool any_key = false;
         for (unsigned i = 0; i < n_hosts; i++) {
             any_key |= hosts[i].curve_public[0] != '\0';
-            if (o.curve_secret && !hosts[i].curve_public[0]) {
+            if (curve_secret && !hosts[i].curve_public[0]) {
                 fprintf(stderr, "ktstr-coord run: %s%s%u%sworker %s has no key=PUBLIC_KEY; "
                                 "--curve-secret needs every worker's public key\n",
-                        hosts[i].line ? o.workers : "", hosts[i].line ? ":" : "",
+                        hosts[i].line ? workers : "", hosts[i].line ? ":" : "",
                         hosts[i].line, hosts[i].line ? ": " : "", hosts[i].name);
                 return 2;
             }
         }
-        if (any_key && !o.curve_secret) {
+        if (any_key && !curve_secret) {
             fprintf(stderr, "ktstr-coord run: the workers have key= (CURVE) but no "
                             "--curve-secret FILE was given (make one with ktstr-coord keygen)\n");
             return 2;
         }
-        if (o.executor || o.local_vcpus || o.local_memory_mib || o.accel)
+        if (o.ro.xo.executor || o.ro.xo.local_vcpus || o.ro.xo.local_memory_mib || o.ro.xo.accel)
             kt_log_warn("run: --executor, --local-vcpus, --local-memory and --accel are for the "
                         "embedded worker; the workers decide for themselves, ignoring");
     }
-    if (o.curve_secret) {
-        zcert_t *cert = zcert_load(o.curve_secret);
+    if (curve_secret) {
+        zcert_t *cert = zcert_load(curve_secret);
         if (!cert) {
             fprintf(stderr, "ktstr-coord run: --curve-secret '%s': not a readable certificate "
-                            "(make one with ktstr-coord keygen DIR)\n", o.curve_secret);
+                            "(make one with ktstr-coord keygen DIR)\n", curve_secret);
             return 2;
         }
         static const char zero_key[] = "0000000000000000000000000000000000000000";
@@ -548,32 +450,16 @@ int builtin_run(int argc, char **argv)
         zcert_destroy(&cert);
         if (!has_secret) {
             fprintf(stderr, "ktstr-coord run: --curve-secret '%s' holds no secret key (give the "
-                            "*_secret file)\n", o.curve_secret);
+                            "*_secret file)\n", curve_secret);
             return 2;
         }
     }
 
     /* Everything parsed and resolved: now the results and the store. */
-    struct stat sb;
-    if (stat(o.results, &sb) < 0 && mkdir(o.results, 0755) < 0 && errno != EEXIST) {
-        fprintf(stderr, "ktstr-coord run: cannot make '%s': %s\n", o.results, strerror(errno));
-        return 2;
-    }
-    if (!store) {
-        r = kt_store_open(db, &store);
-        if (r < 0) {
-            fprintf(stderr, "ktstr-coord run: cannot open the run store '%s': %s\n", db,
-                    strerror(-r));
-            return 2;
-        }
-    }
     _cleanup_(kt_report_free) kt_report_t *report = NULL;
-    kt_report_config_t rc = {.results_dir = o.results, .run = &run, .out = stdout,
-                             .progress = progress};
-    r = kt_report_new(&rc, &report);
+    r = kt_runopts_open(&o.ro, db, &run, progress, &store, &report, err, sizeof(err));
     if (r < 0) {
-        fprintf(stderr, "ktstr-coord run: cannot make '%s/%s': %s\n", o.results, run.run_id,
-                strerror(-r));
+        fprintf(stderr, "ktstr-coord run: %s\n", err);
         return 2;
     }
     _cleanup_(kt_json_decrefp) json_t *inputs = NULL;
@@ -583,20 +469,23 @@ int builtin_run(int argc, char **argv)
         char gpath[PATH_MAX];
         const char *gp = realpath(o.gauntlet, gpath) ? gpath : o.gauntlet;
         char wpath[PATH_MAX];
-        const char *wp = o.workers;
+        const char *wp = workers;
         if (wp && access(wp, F_OK) == 0 && realpath(wp, wpath))
             wp = wpath;
         char cpath[PATH_MAX];
-        const char *cp = o.curve_secret;
+        const char *cp = curve_secret;
         if (cp && realpath(cp, cpath))
             cp = cpath;
         inputs = json_pack("{s:s,s:o,s:o,s:I,s:o,s:i,s:i,s:i}", "gauntlet", gp, "workers",
                            wp ? json_string(wp) : json_null(), "executor",
-                           n_hosts ? json_null() : json_string(o.executor ? o.executor : "vm"),
+                           n_hosts ? json_null()
+                                   : json_string(o.ro.xo.executor ? o.ro.xo.executor : "vm"),
                            "budget_ms", (json_int_t)o.budget_ms, "curve_secret",
-                           cp ? json_string(cp) : json_null(), "local_vcpus", (int)o.local_vcpus,
-                           "heartbeat_ms", (int)(o.heartbeat_ms ? o.heartbeat_ms : 1000),
-                           "lost_after_ms", (int)(o.lost_after_ms ? o.lost_after_ms : 5000));
+                           cp ? json_string(cp) : json_null(), "local_vcpus",
+                           (int)o.ro.xo.local_vcpus, "heartbeat_ms",
+                           (int)(o.ro.xo.heartbeat_ms ? o.ro.xo.heartbeat_ms : 1000),
+                           "lost_after_ms",
+                           (int)(o.ro.xo.lost_after_ms ? o.ro.xo.lost_after_ms : 5000));
     }
     if (inputs && !stored_inputs && o.n_kernel_specs) {
         json_t *arr = json_array();
@@ -644,21 +533,12 @@ int builtin_run(int argc, char **argv)
                run.run_id, n_before, run.n_cells, n_todo);
     } else {
         char *text = NULL;
-        r = kt_report_write_run_json(report, inputs, "running", NULL, &text);
-        if (r < 0 || !text) {
-            fprintf(stderr, "ktstr-coord run: cannot write '%s/run.json': %s\n",
-                    kt_report_run_dir(report), strerror(r < 0 ? -r : ENOMEM));
-            free(text);
+        if (kt_runopts_run_json(report, inputs, &text, err, sizeof(err)) < 0) {
+            fprintf(stderr, "ktstr-coord run: %s\n", err);
             return 2;
         }
-        r = kt_store_run_begin(store, run.run_id, text);
+        r = kt_runopts_store_cells(store, &run, text, todo);
         free(text);
-        for (unsigned i = 0; r == 0 && i < run.n_cells; i++) {
-            const kt_cellspec_t *sp = &run.cells[i].spec;
-            r = kt_store_cell_add(store, run.run_id, sp->cell_id, sp->cell_name, sp->kernel_label,
-                                  sp->kernel_version, sp->kernel_commit);
-            todo[i] = true;
-        }
         n_todo = run.n_cells;
         printf("run %s: %u cell(s) on %s; results in %s\n", run.run_id, run.n_cells,
                n_hosts ? "the workers" : "this machine (embedded worker)",
@@ -670,25 +550,14 @@ int builtin_run(int argc, char **argv)
     }
     fflush(stdout);
 
-    kt_runexec_opts_t xo = {
-        .verb = "run",
-        .hosts = hosts,
-        .n_hosts = n_hosts,
-        .curve_secret = o.curve_secret,
-        .heartbeat_ms = o.heartbeat_ms,
-        .lost_after_ms = o.lost_after_ms,
-        .max_attempts = o.max_attempts,
-        .executor = o.executor,
-        .accel = o.accel,
-        .local_vcpus = o.local_vcpus,
-        .local_memory_mib = o.local_memory_mib,
-        .junit = o.junit,
-    };
+    o.ro.xo.hosts = hosts;
+    o.ro.xo.n_hosts = n_hosts;
     const char *status = "done";
-    int exit_code = kt_runexec(&xo, &run, store, report, inputs, todo, n_todo, &status);
+    int exit_code = kt_runexec(&o.ro.xo, &run, store, report, inputs, todo, n_todo, &status);
     if (strcmp(status, "done") != 0)
         printf("run %s %s; finish it with: ktstr-coord run --resume %s%s%s\n", run.run_id,
                strcmp(status, "interrupted") == 0 ? "was interrupted" : "could not run",
-               run.run_id, results_set ? " --results " : "", results_set ? o.results : "");
+               run.run_id, o.ro.results_set ? " --results " : "",
+               o.ro.results_set ? o.ro.results : "");
     return exit_code;
 }

@@ -25,6 +25,7 @@
 #include "kt_log.h"
 #include "kt_report.h"
 #include "kt_runexec.h"
+#include "kt_runopts.h"
 #include "kt_selftests.h"
 #include "kt_store.h"
 
@@ -56,65 +57,36 @@ static void s_usage(FILE *f)
             "Exit status: 0 all passed or skipped, 1 a test failed, 2 an error.\n");
 }
 
-static int s_parse_u64(const char *text, uint64_t lo, uint64_t hi, uint64_t *ret)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end || text[0] == '-' || v < lo || v > hi)
-        return -EINVAL;
-    *ret = v;
-    return 0;
-}
-
 int builtin_selftests(int argc, char **argv)
 {
     static const struct option opts[] = {
+        KT_RUNOPTS_LONG_OPTIONS,
         {"runner", required_argument, NULL, 'R'},
         {"kernel", required_argument, NULL, 'k'},
-        {"workers", required_argument, NULL, 'w'},
-        {"results", required_argument, NULL, 'r'},
         {"filter", required_argument, NULL, 'f'},
         {"test", required_argument, NULL, 't'},
         {"timeout", required_argument, NULL, 'T'},
         {"topology", required_argument, NULL, 'o'},
-        {"junit", required_argument, NULL, 'j'},
         {"list", no_argument, NULL, 'l'},
-        {"curve-secret", required_argument, NULL, 'c'},
-        {"heartbeat", required_argument, NULL, 'H'},
-        {"lost-after", required_argument, NULL, 'L'},
-        {"max-attempts", required_argument, NULL, 'M'},
-        {"accel", required_argument, NULL, 'a'},
-        {"local-vcpus", required_argument, NULL, 'V'},
-        {"local-memory", required_argument, NULL, 'm'},
-        {"progress", required_argument, NULL, 'p'},
-        {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    const char *runner = NULL, *kernel = NULL, *workers = NULL, *results = "results";
-    const char *topology = "tiny-1llc", *progress_name = NULL;
+    const char *runner = NULL, *kernel = NULL, *topology = "tiny-1llc";
     const char *filters[S_MAX_SELECT], *names[S_MAX_SELECT];
     unsigned n_filters = 0, n_names = 0;
-    bool list_only = false, verbose = false;
-    kt_runexec_opts_t xo = {.verb = "selftests"};
+    bool list_only = false;
+    kt_runopts_t o;
+    kt_runopts_init(&o, "selftests");
     uint32_t timeout_ms = KT_SELFTESTS_DEFAULT_TIMEOUT_MS;
-    uint64_t v;
-    int c;
+    char err[PATH_MAX + 1024] = "";
+    int c, r;
     optind = 1;
     while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
         switch (c) {
         case 'R': runner = optarg; break;
         case 'k': kernel = optarg; break;
-        case 'w': workers = optarg; break;
-        case 'r': results = optarg; break;
         case 'o': topology = optarg; break;
-        case 'j': xo.junit = optarg; break;
         case 'l': list_only = true; break;
-        case 'c': xo.curve_secret = optarg; break;
-        case 'a': xo.accel = optarg; break;
-        case 'p': progress_name = optarg; break;
-        case 'v': verbose = true; break;
         case 'f':
         case 't':
             if ((c == 'f' ? n_filters : n_names) >= S_MAX_SELECT) {
@@ -143,44 +115,17 @@ int builtin_selftests(int argc, char **argv)
             timeout_ms = (uint32_t)(secs * 1000);
             break;
         }
-        case 'H':
-        case 'L':
-            if (s_parse_u64(optarg, 10, 600000, &v) < 0) {
-                fprintf(stderr, "ktstr-coord selftests: --%s '%s': expected 10..600000 ms\n",
-                        c == 'H' ? "heartbeat" : "lost-after", optarg);
-                return 2;
-            }
-            if (c == 'H')
-                xo.heartbeat_ms = (uint32_t)v;
-            else
-                xo.lost_after_ms = (uint32_t)v;
-            break;
-        case 'M':
-            if (s_parse_u64(optarg, 1, 100, &v) < 0) {
-                fprintf(stderr, "ktstr-coord selftests: --max-attempts '%s': expected 1..100\n",
-                        optarg);
-                return 2;
-            }
-            xo.max_attempts = (unsigned)v;
-            break;
-        case 'V':
-            if (s_parse_u64(optarg, 1, 4096, &v) < 0) {
-                fprintf(stderr, "ktstr-coord selftests: --local-vcpus '%s': expected 1..4096\n",
-                        optarg);
-                return 2;
-            }
-            xo.local_vcpus = (unsigned)v;
-            break;
-        case 'm':
-            if (s_parse_u64(optarg, 64, 1u << 30, &v) < 0) {
-                fprintf(stderr, "ktstr-coord selftests: --local-memory '%s': expected MiB >= "
-                                "64\n", optarg);
-                return 2;
-            }
-            xo.local_memory_mib = v;
-            break;
         case 'h': s_usage(stdout); return 0;
-        default: s_usage(stderr); return 2;
+        default:
+            r = kt_runopts_take(&o, c, optarg, err, sizeof(err));
+            if (r < 0) {
+                fprintf(stderr, "ktstr-coord selftests: %s\n", err);
+                return 2;
+            }
+            if (r == 0) {
+                s_usage(stderr);
+                return 2;
+            }
         }
     }
     if (optind != argc) {
@@ -193,31 +138,16 @@ int builtin_selftests(int argc, char **argv)
         s_usage(stderr);
         return 2;
     }
-    enum kt_report_progress progress = KT_REPORT_PROGRESS_AUTO;
-    if (progress_name) {
-        static const char *const pn[] = {"auto", "tty", "plain", "quiet"};
-        unsigned k = 0;
-        while (k < 4 && strcmp(progress_name, pn[k]) != 0)
-            k++;
-        if (k == 4) {
-            fprintf(stderr, "ktstr-coord selftests: --progress '%s': expected auto, tty, plain "
-                            "or quiet\n", progress_name);
-            return 2;
-        }
-        progress = (enum kt_report_progress)k;
+    enum kt_report_progress progress;
+    if (kt_runopts_progress(&o, &progress, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ktstr-coord selftests: %s\n", err);
+        return 2;
     }
-    bool tty = progress == KT_REPORT_PROGRESS_TTY ||
-               (progress == KT_REPORT_PROGRESS_AUTO && isatty(STDOUT_FILENO) == 1);
-    if (verbose)
-        kt_log_set_level(KT_LOG_DEBUG);
-    else if (tty && kt_log_get_level() > KT_LOG_WARN)
-        kt_log_set_level(KT_LOG_WARN);
 
     /* The tests, from the runner itself. */
-    char err[1024] = "";
     _cleanup_free_ kt_selftest_t *all = NULL;
     unsigned n_all = 0;
-    int r = kt_selftests_list(runner, &all, &n_all, err, sizeof(err));
+    r = kt_selftests_list(runner, &all, &n_all, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "ktstr-coord selftests: %s\n", err);
         return 2;
@@ -269,62 +199,38 @@ int builtin_selftests(int argc, char **argv)
 
     _cleanup_free_ kt_host_t *hosts = NULL;
     unsigned n_hosts = 0;
-    if (workers) {
-        struct stat sb;
-        if (stat(workers, &sb) == 0 && S_ISREG(sb.st_mode))
-            r = kt_hosts_load(workers, &hosts, &n_hosts, err, sizeof(err));
-        else if (strchr(workers, '/') && !strchr(workers, ':'))
-            r = -ENOENT, snprintf(err, sizeof(err), "--workers '%s': no such file", workers);
-        else
-            r = kt_hosts_parse_list(workers, &hosts, &n_hosts, err, sizeof(err));
+    kt_runexec_opts_t *xo = &o.xo;
+    if (o.workers) {
+        r = kt_runopts_hosts(o.workers, &hosts, &n_hosts, err, sizeof(err));
         if (r < 0 || !n_hosts) {
             fprintf(stderr, "ktstr-coord selftests: %s\n",
                     r < 0 ? err : "--workers names no worker");
             return 2;
         }
         for (unsigned i = 0; i < n_hosts; i++) {
-            if (xo.curve_secret && !hosts[i].curve_public[0]) {
+            if (xo->curve_secret && !hosts[i].curve_public[0]) {
                 fprintf(stderr, "ktstr-coord selftests: worker %s has no key=PUBLIC_KEY; "
                                 "--curve-secret needs every worker's public key\n",
                         hosts[i].name);
                 return 2;
             }
-            if (!xo.curve_secret && hosts[i].curve_public[0]) {
+            if (!xo->curve_secret && hosts[i].curve_public[0]) {
                 fprintf(stderr, "ktstr-coord selftests: worker %s has key= (CURVE) but no "
                                 "--curve-secret FILE was given\n", hosts[i].name);
                 return 2;
             }
         }
-        xo.hosts = hosts;
-        xo.n_hosts = n_hosts;
+        xo->hosts = hosts;
+        xo->n_hosts = n_hosts;
     }
 
     /* Everything resolved: the results, the store, the report. */
     char db[PATH_MAX];
-    if (snprintf(db, sizeof(db), "%s/ktstr.db", results) >= (int)sizeof(db)) {
-        fprintf(stderr, "ktstr-coord selftests: --results '%s': path too long\n", results);
-        return 2;
-    }
-    struct stat sb;
-    if (stat(results, &sb) < 0 && mkdir(results, 0755) < 0 && errno != EEXIST) {
-        fprintf(stderr, "ktstr-coord selftests: cannot make '%s': %s\n", results,
-                strerror(errno));
-        return 2;
-    }
     _cleanup_(kt_store_close) kt_store_t *store = NULL;
-    r = kt_store_open(db, &store);
-    if (r < 0) {
-        fprintf(stderr, "ktstr-coord selftests: cannot open the run store '%s': %s\n", db,
-                strerror(-r));
-        return 2;
-    }
     _cleanup_(kt_report_free) kt_report_t *report = NULL;
-    kt_report_config_t rc = {.results_dir = results, .run = &run, .out = stdout,
-                             .progress = progress};
-    r = kt_report_new(&rc, &report);
-    if (r < 0) {
-        fprintf(stderr, "ktstr-coord selftests: cannot make '%s/%s': %s\n", results, run.run_id,
-                strerror(-r));
+    if (kt_runopts_db_path(&o, db, sizeof(db), err, sizeof(err)) < 0 ||
+        kt_runopts_open(&o, db, &run, progress, &store, &report, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ktstr-coord selftests: %s\n", err);
         return 2;
     }
     char rpath[PATH_MAX], kpath[PATH_MAX];
@@ -337,33 +243,26 @@ int builtin_selftests(int argc, char **argv)
         realpath(runner, rpath) ? rpath : runner, "runner_sha", run.payloads[0].sha, "kernel",
         realpath(kernel, kpath) ? kpath : kernel, "tests", tests ? tests : json_array(),
         "timeout_ms", (json_int_t)timeout_ms, "topology", topology, "workers",
-        workers ? json_string(workers) : json_null(), "executor",
+        o.workers ? json_string(o.workers) : json_null(), "executor",
         n_hosts ? json_null() : json_string("vm"), "heartbeat_ms",
-        (int)(xo.heartbeat_ms ? xo.heartbeat_ms : 1000), "lost_after_ms",
-        (int)(xo.lost_after_ms ? xo.lost_after_ms : 5000));
+        (int)(xo->heartbeat_ms ? xo->heartbeat_ms : 1000), "lost_after_ms",
+        (int)(xo->lost_after_ms ? xo->lost_after_ms : 5000));
     if (!inputs) {
         fprintf(stderr, "ktstr-coord selftests: out of memory\n");
         return 2;
     }
     char *text = NULL;
-    r = kt_report_write_run_json(report, inputs, "running", NULL, &text);
-    if (r < 0 || !text) {
-        fprintf(stderr, "ktstr-coord selftests: cannot write '%s/run.json': %s\n",
-                kt_report_run_dir(report), strerror(r < 0 ? -r : ENOMEM));
+    if (kt_runopts_run_json(report, inputs, &text, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ktstr-coord selftests: %s\n", err);
+        return 2;
+    }
+    _cleanup_free_ bool *todo = calloc(run.n_cells, sizeof(bool));
+    if (!todo) {
         free(text);
         return 2;
     }
-    r = kt_store_run_begin(store, run.run_id, text);
+    r = kt_runopts_store_cells(store, &run, text, todo);
     free(text);
-    _cleanup_free_ bool *todo = calloc(run.n_cells, sizeof(bool));
-    if (!todo)
-        return 2;
-    for (unsigned i = 0; r == 0 && i < run.n_cells; i++) {
-        const kt_cellspec_t *sp = &run.cells[i].spec;
-        r = kt_store_cell_add(store, run.run_id, sp->cell_id, sp->cell_name, sp->kernel_label,
-                              sp->kernel_version, sp->kernel_commit);
-        todo[i] = true;
-    }
     if (r < 0) {
         fprintf(stderr, "ktstr-coord selftests: run store '%s': %s\n", db, kt_store_error(store));
         return 2;
@@ -373,5 +272,5 @@ int builtin_selftests(int argc, char **argv)
            n_hosts ? "the workers" : "this machine (embedded worker)", timeout_ms / 1000,
            kt_report_run_dir(report));
     fflush(stdout);
-    return kt_runexec(&xo, &run, store, report, inputs, todo, run.n_cells, NULL);
+    return kt_runexec(xo, &run, store, report, inputs, todo, run.n_cells, NULL);
 }
