@@ -18,34 +18,24 @@
  *
  * usage: bench-dispatch [--cells N] [--slots S] [--workers 1,4,16] */
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "kt_bench_common.h"
 #include "kt_cleanup.h"
 #include "kt_coord.h"
 #include "kt_dispatch.h"
 #include "kt_executor.h"
-#include "kt_hash.h"
 #include "kt_hosts.h"
 #include "kt_log.h"
 #include "kt_serve.h"
 
 #define S_MAX_K 64
 #define S_MAX_CELLS 1000000u
-
-static uint64_t s_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static int s_cmp_u64(const void *a, const void *b)
 {
@@ -81,7 +71,7 @@ static void s_assigned(void *ud, const kt_coord_cell_t *cell, unsigned attempt,
     s_pass_t *p = ud;
     size_t i = (size_t)(cell - p->run->cells);
     if (i < p->run->n_cells)
-        p->t_assign[i] = s_now_ns();
+        p->t_assign[i] = kt_bench_now_ns();
 }
 
 static void s_cell_done(void *ud, const kt_coord_cell_t *cell, unsigned attempt,
@@ -93,113 +83,12 @@ static void s_cell_done(void *ud, const kt_coord_cell_t *cell, unsigned attempt,
     size_t i = (size_t)(cell - p->run->cells);
     if (i >= p->run->n_cells)
         return;
-    p->t_done[i] = s_now_ns();
+    p->t_done[i] = kt_bench_now_ns();
     p->done++;
     if (strcmp(verdict, "pass") == 0)
         p->pass++;
     else
         p->other++;
-}
-
-static bool s_verbose;
-
-__attribute__((format(printf, 2, 3))) static void s_note(void *ud, const char *fmt, ...)
-{
-    if (!s_verbose)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "# note: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
-
-static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
-}
-
-/* A synthetic run of n identical 1-vCPU cells (steady on 1,1,1,1, EEVDF)
- * whose kernel artifact is a small file: the null executor never reads it,
- * but the worker still fetches and verifies it by sha256 once. */
-static int s_make_run(kt_coord_run_t *run, unsigned n, const char *run_id, const char *kernel)
-{
-    memset(run, 0, sizeof(*run));
-    snprintf(run->run_id, sizeof(run->run_id), "%s", run_id);
-    run->kernels = calloc(1, sizeof(*run->kernels));
-    run->scheds = calloc(1, sizeof(*run->scheds));
-    run->cells = calloc(n, sizeof(*run->cells));
-    if (!run->kernels || !run->scheds || !run->cells)
-        return -ENOMEM;
-    run->n_kernels = 1;
-    run->n_scheds = 1;
-    kt_coord_kernel_t *k = &run->kernels[0];
-    snprintf(k->label, sizeof(k->label), "bench");
-    snprintf(k->version, sizeof(k->version), "0.0.0-bench");
-    snprintf(k->path, sizeof(k->path), "%s", kernel);
-    int r = kt_hash_sha256_file(kernel, k->sha);
-    if (r < 0)
-        return r;
-    struct stat st;
-    if (stat(kernel, &st) < 0)
-        return -errno;
-    k->size = (uint64_t)st.st_size;
-    snprintf(run->scheds[0].name, sizeof(run->scheds[0].name), "eevdf");
-
-    kt_topology_t t;
-    if ((r = kt_topology_parse("1,1,1,1", &t)) < 0)
-        return r;
-    const kt_scenario_t *sc = kt_scenario_builtin_find("steady");
-    if (!sc)
-        return -ENOENT;
-    kt_plan_t *plan = calloc(1, sizeof(*plan));
-    if (!plan)
-        return -ENOMEM;
-    char why[256];
-    r = kt_scenario_resolve(sc, &t, 1000, plan, why, sizeof(why));
-    if (r < 0) {
-        fprintf(stderr, "bench-dispatch: cannot resolve steady on 1,1,1,1: %s\n", why);
-        free(plan);
-        return r;
-    }
-    char label[KT_TOPOLOGY_LABEL_MAX];
-    kt_topology_label(&t, label, sizeof(label));
-    for (unsigned i = 0; i < n; i++) {
-        kt_coord_cell_t *c = &run->cells[i];
-        kt_cellspec_t *s = &c->spec;
-        snprintf(s->cell_name, sizeof(s->cell_name), "bench/steady/%s/default/%u", label, i);
-        char seed[320];
-        int len = snprintf(seed, sizeof(seed), "%s|%s", run_id, s->cell_name);
-        kt_hash_sha256_buf(seed, (size_t)len, s->cell_id);
-        snprintf(s->run_id, sizeof(s->run_id), "%s", run_id);
-        snprintf(s->kernel_label, sizeof(s->kernel_label), "%s", k->label);
-        snprintf(s->kernel_version, sizeof(s->kernel_version), "%s", k->version);
-        snprintf(s->kernel_sha, sizeof(s->kernel_sha), "%s", k->sha);
-        s->kernel_size = k->size;
-        snprintf(s->sched_name, sizeof(s->sched_name), "eevdf");
-        snprintf(s->profile, sizeof(s->profile), "default");
-        s->memory_mib = kt_topology_memory_mib(&t, 0);
-        s->plan = *plan;
-        c->kernel = 0;
-        c->sched = 0;
-        c->vcpus = kt_topology_cpus(&t);
-        c->memory_mib = s->memory_mib;
-        c->est_ms = 1;
-    }
-    run->n_cells = n;
-    free(plan);
-    return 0;
-}
-
-static void s_run_clear(kt_coord_run_t *run)
-{
-    free(run->kernels);
-    free(run->scheds);
-    free(run->cells);
-    memset(run, 0, sizeof(*run));
 }
 
 typedef struct s_figures {
@@ -242,9 +131,9 @@ static int s_bench_fleet(unsigned k, unsigned n, unsigned slots, const char *dir
     char run_id[40];
     snprintf(run_id, sizeof(run_id), "bench-dispatch-%d-k%u", (int)getpid(), k);
     kt_coord_run_t run;
-    int r = s_make_run(&run, n, run_id, kernel);
+    int r = kt_bench_make_run(&run, n, run_id, kernel, 1);
     if (r < 0) {
-        s_run_clear(&run);
+        kt_bench_run_clear(&run);
         return r;
     }
 
@@ -290,24 +179,15 @@ static int s_bench_fleet(unsigned k, unsigned n, unsigned slots, const char *dir
         snprintf(h->name, sizeof(h->name), "%s", ids[i]);
     }
 
-    kt_dispatch_config_t dc = {
-        .hosts = hosts,
-        .n_hosts = k,
-        .heartbeat_ms = 1000,
-        .lost_after_ms = 5000,
-        .max_attempts = 3,
-        .lease_slack_ms = 30000,
-        .no_worker_timeout_ms = 10000,
-        .store = NULL,
-        .events = {.cell_done = s_cell_done,
-                   .note = s_note,
-                   .assigned = s_assigned,
-                   .userdata = &pass},
-    };
+    kt_dispatch_config_t dc = kt_bench_dispatch_config(hosts, k, 10000);
+    dc.events = (kt_dispatch_events_t){.cell_done = s_cell_done,
+                                       .note = kt_bench_note,
+                                       .assigned = s_assigned,
+                                       .userdata = &pass};
     kt_dispatch_summary_t sum = {0};
-    uint64_t t0 = s_now_ns();
+    uint64_t t0 = kt_bench_now_ns();
     r = kt_dispatch_run(&dc, &run, NULL, &sum);
-    uint64_t t1 = s_now_ns();
+    uint64_t t1 = kt_bench_now_ns();
     if (r < 0) {
         fprintf(stderr, "bench-dispatch: K=%u: kt_dispatch_run: %s\n", k, strerror(-r));
         goto out;
@@ -329,7 +209,7 @@ out:
     free(hosts);
     free(pass.t_assign);
     free(pass.t_done);
-    s_run_clear(&run);
+    kt_bench_run_clear(&run);
     return r;
 }
 
@@ -339,30 +219,30 @@ static int s_bench_direct(unsigned n, const char *kernel, s_figures_t *f)
     memset(f, 0, sizeof(*f));
     f->cells = n;
     kt_coord_run_t run;
-    int r = s_make_run(&run, 1, "bench-dispatch-direct", kernel);
+    int r = kt_bench_make_run(&run, 1, "bench-dispatch-direct", kernel, 1);
     if (r < 0) {
-        s_run_clear(&run);
+        kt_bench_run_clear(&run);
         return r;
     }
     kt_executor_t ex = kt_executor_null();
     uint64_t *lat = calloc(n, sizeof(*lat));
     if (!lat) {
-        s_run_clear(&run);
+        kt_bench_run_clear(&run);
         return -ENOMEM;
     }
     atomic_bool cancel = false;
-    uint64_t t0 = s_now_ns();
+    uint64_t t0 = kt_bench_now_ns();
     for (unsigned i = 0; i < n; i++) {
         kt_exec_result_t res = {0};
-        uint64_t a = s_now_ns();
+        uint64_t a = kt_bench_now_ns();
         r = ex.run(ex.userdata, &run.cells[0].spec, 1, kernel, NULL, &cancel, &res);
-        lat[i] = s_now_ns() - a;
+        lat[i] = kt_bench_now_ns() - a;
         if (r == 0 && strcmp(res.verdict, "pass") == 0)
             f->pass++;
         kt_exec_result_clear(&res);
         f->done++;
     }
-    f->wall_ns = s_now_ns() - t0;
+    f->wall_ns = kt_bench_now_ns() - t0;
     qsort(lat, n, sizeof(*lat), s_cmp_u64);
     f->measured = n;
     f->p50_ms = (double)s_pct(lat, n, 50) / 1e6;
@@ -371,29 +251,8 @@ static int s_bench_direct(unsigned n, const char *kernel, s_figures_t *f)
     f->cells_per_s = f->wall_ns ? (double)n * 1e9 / (double)f->wall_ns : 0;
     f->ok = f->pass == n;
     free(lat);
-    s_run_clear(&run);
+    kt_bench_run_clear(&run);
     return 0;
-}
-
-static int s_parse_list(const char *text, unsigned *ks, unsigned max, unsigned *ret_n)
-{
-    unsigned n = 0;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(p, &end, 10);
-        if (errno || end == p || v < 1 || v > S_MAX_K || n == max)
-            return -EINVAL;
-        ks[n++] = (unsigned)v;
-        if (*end == ',')
-            end++;
-        else if (*end)
-            return -EINVAL;
-        p = end;
-    }
-    *ret_n = n;
-    return n ? 0 : -EINVAL;
 }
 
 static void s_usage(FILE *f)
@@ -416,10 +275,11 @@ int main(int argc, char **argv)
         {0},
     };
     unsigned n = 20000, slots = 4, ks[8] = {1, 4, 16}, nk = 3;
+    bool verbose = false;
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !*tmp)
         tmp = "/tmp";
-    int c;
+    int c, st;
     while ((c = getopt_long(argc, argv, "n:s:k:vh", opts, NULL)) != -1) {
         char *end;
         unsigned long v;
@@ -439,31 +299,20 @@ int main(int argc, char **argv)
                 slots = (unsigned)v;
             break;
         case 'k':
-            if (s_parse_list(optarg, ks, KT_ARRAY_SIZE(ks), &nk) < 0) {
+            if (kt_bench_parse_sizes(optarg, S_MAX_K, ks, KT_ARRAY_SIZE(ks), &nk) < 0) {
                 fprintf(stderr, "bench-dispatch: --workers '%s': expected up to 8 of 1..%d, "
                                 "comma-separated\n",
                         optarg, S_MAX_K);
                 return 2;
             }
             break;
-        case 'v':
-            s_verbose = true;
-            break;
-        case 'h':
-            s_usage(stdout);
-            return 0;
         default:
-            s_usage(stderr);
-            return 2;
+            if ((st = kt_bench_opt(c, s_usage, &verbose)) >= 0)
+                return st;
         }
     }
-    if (optind != argc) {
-        s_usage(stderr);
-        return 2;
-    }
-    kt_log_set_ident("bench-dispatch");
-    if (!s_verbose)
-        kt_log_set_level(KT_LOG_WARN);
+    if ((st = kt_bench_init("bench-dispatch", verbose, optind, argc, s_usage)) != 0)
+        return st;
 
     char dir[4096];
     if ((size_t)snprintf(dir, sizeof(dir), "%s/kt-bench-dispatch.XXXXXX", tmp) >= 4000) {
@@ -476,15 +325,11 @@ int main(int argc, char **argv)
     }
     char kernel[sizeof(dir) + 16];
     snprintf(kernel, sizeof(kernel), "%s/kernel", dir);
-    {
-        _cleanup_close_ int fd = open(kernel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        uint8_t buf[64 << 10];
-        randombytes_buf(buf, sizeof(buf));
-        if (fd < 0 || write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf)) {
-            fprintf(stderr, "bench-dispatch: cannot write '%s': %s\n", kernel, strerror(errno));
-            nftw(dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-            return 1;
-        }
+    int r = kt_bench_write_kernel(kernel);
+    if (r < 0) {
+        fprintf(stderr, "bench-dispatch: cannot write '%s': %s\n", kernel, strerror(-r));
+        kt_bench_rm_rf(dir);
+        return 1;
     }
 
     printf("bench-dispatch: %u null cells per fleet (1 vCPU each), %u slots per worker (at most "
@@ -506,7 +351,7 @@ int main(int argc, char **argv)
            direct.p99_ms, direct.max_ms);
     fflush(stdout);
     for (unsigned i = 0; i < nk; i++) {
-        int r = s_bench_fleet(ks[i], n, slots, dir, kernel, &fig[i]);
+        r = s_bench_fleet(ks[i], n, slots, dir, kernel, &fig[i]);
         char what[32];
         snprintf(what, sizeof(what), "fleet K=%u", ks[i]);
         if (r < 0 || !fig[i].ok) {
@@ -529,7 +374,7 @@ int main(int argc, char **argv)
     char shm_dir[] = "/dev/shm/kt-bench-dispatch.XXXXXX";
     bool have_shm = strcmp(tmp, "/dev/shm") != 0 && mkdtemp(shm_dir) != NULL;
     if (have_shm) {
-        int r = s_bench_fleet(kmax, n, slots, shm_dir, kernel, &shm);
+        r = s_bench_fleet(kmax, n, slots, shm_dir, kernel, &shm);
         if (r < 0 || !shm.ok)
             shm.ok = false;
         char what[32];
@@ -539,9 +384,9 @@ int main(int argc, char **argv)
                shm.ok ? "" : "  (INCOMPLETE)");
         printf("(K=%u tmpfs: the workers' caches and journals on /dev/shm instead of '%s')\n",
                kmax, tmp);
-        nftw(shm_dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        kt_bench_rm_rf(shm_dir);
     }
-    nftw(dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    kt_bench_rm_rf(dir);
 
     /* The target is judged at K=16 when it was measured. */
     int target = -1;

@@ -15,7 +15,6 @@
  *                    [--worker PATH] [--loopback] [--verbose] */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -29,29 +28,19 @@
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "kt_bench_common.h"
 #include "kt_cleanup.h"
 #include "kt_config.h"
 #include "kt_coord.h"
 #include "kt_dispatch.h"
-#include "kt_hash.h"
 #include "kt_hosts.h"
 #include "kt_log.h"
 
 #define S_MAX_K 16
 #define S_NETNS_LOCK "/run/lock/ktstr-netns.lock"
 #define S_ROOT_ADDR "198.51.100.1"
-
-static uint64_t s_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static bool s_verbose;
 
 /* Runs argv to completion with stdout/stderr to /dev/null (unless verbose).
  * Returns its exit status, or -errno when it could not run. */
@@ -61,7 +50,7 @@ static int s_run(char *const argv[])
     if (pid < 0)
         return -errno;
     if (pid == 0) {
-        if (!s_verbose) {
+        if (!kt_bench_verbose) {
             int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
             if (fd >= 0) {
                 dup2(fd, 1);
@@ -268,81 +257,6 @@ static int s_worker_start(s_fleet_t *f, unsigned i, const char *worker, uint32_t
     return -ETIMEDOUT;
 }
 
-static int s_make_run(kt_coord_run_t *run, unsigned n, const char *run_id, const char *kernel,
-                      uint32_t hold_ms)
-{
-    memset(run, 0, sizeof(*run));
-    snprintf(run->run_id, sizeof(run->run_id), "%s", run_id);
-    run->kernels = calloc(1, sizeof(*run->kernels));
-    run->scheds = calloc(1, sizeof(*run->scheds));
-    run->cells = calloc(n, sizeof(*run->cells));
-    if (!run->kernels || !run->scheds || !run->cells)
-        return -ENOMEM;
-    run->n_kernels = 1;
-    run->n_scheds = 1;
-    kt_coord_kernel_t *k = &run->kernels[0];
-    snprintf(k->label, sizeof(k->label), "bench");
-    snprintf(k->version, sizeof(k->version), "0.0.0-bench");
-    snprintf(k->path, sizeof(k->path), "%s", kernel);
-    int r = kt_hash_sha256_file(kernel, k->sha);
-    if (r < 0)
-        return r;
-    struct stat st;
-    if (stat(kernel, &st) < 0)
-        return -errno;
-    k->size = (uint64_t)st.st_size;
-    snprintf(run->scheds[0].name, sizeof(run->scheds[0].name), "eevdf");
-
-    kt_topology_t t;
-    if ((r = kt_topology_parse("1,1,1,1", &t)) < 0)
-        return r;
-    const kt_scenario_t *sc = kt_scenario_builtin_find("steady");
-    if (!sc)
-        return -ENOENT;
-    kt_plan_t *plan = calloc(1, sizeof(*plan));
-    if (!plan)
-        return -ENOMEM;
-    char why[256], label[KT_TOPOLOGY_LABEL_MAX];
-    r = kt_scenario_resolve(sc, &t, 1000, plan, why, sizeof(why));
-    if (r < 0) {
-        fprintf(stderr, "bench-scale: cannot resolve steady on 1,1,1,1: %s\n", why);
-        free(plan);
-        return r;
-    }
-    kt_topology_label(&t, label, sizeof(label));
-    for (unsigned i = 0; i < n; i++) {
-        kt_coord_cell_t *c = &run->cells[i];
-        kt_cellspec_t *s = &c->spec;
-        snprintf(s->cell_name, sizeof(s->cell_name), "bench/steady/%s/default/%u", label, i);
-        char seed[320];
-        int len = snprintf(seed, sizeof(seed), "%s|%s", run_id, s->cell_name);
-        kt_hash_sha256_buf(seed, (size_t)len, s->cell_id);
-        snprintf(s->run_id, sizeof(s->run_id), "%s", run_id);
-        snprintf(s->kernel_label, sizeof(s->kernel_label), "%s", k->label);
-        snprintf(s->kernel_version, sizeof(s->kernel_version), "%s", k->version);
-        snprintf(s->kernel_sha, sizeof(s->kernel_sha), "%s", k->sha);
-        s->kernel_size = k->size;
-        snprintf(s->sched_name, sizeof(s->sched_name), "eevdf");
-        snprintf(s->profile, sizeof(s->profile), "default");
-        s->memory_mib = kt_topology_memory_mib(&t, 0);
-        s->plan = *plan;
-        c->vcpus = kt_topology_cpus(&t);
-        c->memory_mib = s->memory_mib;
-        c->est_ms = hold_ms;
-    }
-    run->n_cells = n;
-    free(plan);
-    return 0;
-}
-
-static void s_run_clear(kt_coord_run_t *run)
-{
-    free(run->kernels);
-    free(run->scheds);
-    free(run->cells);
-    memset(run, 0, sizeof(*run));
-}
-
 typedef struct s_count {
     unsigned done, pass;
 } s_count_t;
@@ -358,18 +272,6 @@ static void s_cell_done(void *ud, const kt_coord_cell_t *cell, unsigned attempt,
         c->pass++;
 }
 
-__attribute__((format(printf, 2, 3))) static void s_note(void *ud, const char *fmt, ...)
-{
-    if (!s_verbose)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "# note: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
-
 /* One makespan: the first k workers, m cells. */
 static int s_pass(s_fleet_t *f, unsigned k, unsigned m, const char *kernel, uint32_t hold_ms,
                   uint64_t *ret_ns, s_count_t *ret_count)
@@ -377,10 +279,10 @@ static int s_pass(s_fleet_t *f, unsigned k, unsigned m, const char *kernel, uint
     char run_id[40];
     snprintf(run_id, sizeof(run_id), "bench-scale-%d-k%u", (int)getpid(), k);
     kt_coord_run_t run;
-    int r = s_make_run(&run, m, run_id, kernel, hold_ms);
+    int r = kt_bench_make_run(&run, m, run_id, kernel, hold_ms);
     kt_host_t *hosts = calloc(k, sizeof(*hosts));
     if (r < 0 || !hosts) {
-        s_run_clear(&run);
+        kt_bench_run_clear(&run);
         free(hosts);
         return r < 0 ? r : -ENOMEM;
     }
@@ -394,21 +296,13 @@ static int s_pass(s_fleet_t *f, unsigned k, unsigned m, const char *kernel, uint
         snprintf(h->name, sizeof(h->name), "scale-%u", i + 1);
     }
     s_count_t count = {0};
-    kt_dispatch_config_t dc = {
-        .hosts = hosts,
-        .n_hosts = k,
-        .heartbeat_ms = 1000,
-        .lost_after_ms = 5000,
-        .max_attempts = 3,
-        .lease_slack_ms = 30000,
-        .no_worker_timeout_ms = 15000,
-        .store = NULL,
-        .events = {.cell_done = s_cell_done, .note = s_note, .userdata = &count},
-    };
+    kt_dispatch_config_t dc = kt_bench_dispatch_config(hosts, k, 15000);
+    dc.events = (kt_dispatch_events_t){.cell_done = s_cell_done, .note = kt_bench_note,
+                                       .userdata = &count};
     kt_dispatch_summary_t sum = {0};
-    uint64_t t0 = s_now_ns();
+    uint64_t t0 = kt_bench_now_ns();
     r = kt_dispatch_run(&dc, &run, NULL, &sum);
-    *ret_ns = s_now_ns() - t0;
+    *ret_ns = kt_bench_now_ns() - t0;
     *ret_count = count;
     if (r < 0)
         fprintf(stderr, "bench-scale: K=%u: kt_dispatch_run: %s\n", k, strerror(-r));
@@ -416,15 +310,8 @@ static int s_pass(s_fleet_t *f, unsigned k, unsigned m, const char *kernel, uint
         fprintf(stderr, "bench-scale: K=%u: %u of %u cells done, %u pass (requeued %u)\n", k,
                 count.done, m, count.pass, sum.requeued);
     free(hosts);
-    s_run_clear(&run);
+    kt_bench_run_clear(&run);
     return r;
-}
-
-static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
 }
 
 static void s_usage(FILE *f)
@@ -440,27 +327,6 @@ static void s_usage(FILE *f)
             S_MAX_K);
 }
 
-static int s_parse_list(const char *text, unsigned *ks, unsigned max, unsigned *ret_n)
-{
-    unsigned n = 0;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(p, &end, 10);
-        if (errno || end == p || v < 1 || v > S_MAX_K || n == max)
-            return -EINVAL;
-        ks[n++] = (unsigned)v;
-        if (*end == ',')
-            end++;
-        else if (*end)
-            return -EINVAL;
-        p = end;
-    }
-    *ret_n = n;
-    return n ? 0 : -EINVAL;
-}
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -471,13 +337,13 @@ int main(int argc, char **argv)
     };
     unsigned m = 64, ks[8] = {1, 2, 4, 8}, nk = 4;
     uint32_t hold_ms = 500;
-    bool loopback = false;
+    bool loopback = false, verbose = false;
     const char *worker = getenv("KT_WORKER");
     static char default_worker[4200];
     snprintf(default_worker, sizeof(default_worker), "%s/worker/ktstr-worker", KT_BUILD_DIR);
     if (!worker || !*worker)
         worker = default_worker;
-    int c;
+    int c, st;
     while ((c = getopt_long(argc, argv, "n:t:k:w:lvh", opts, NULL)) != -1) {
         char *end;
         unsigned long v;
@@ -497,7 +363,7 @@ int main(int argc, char **argv)
                 hold_ms = (uint32_t)v;
             break;
         case 'k':
-            if (s_parse_list(optarg, ks, KT_ARRAY_SIZE(ks), &nk) < 0) {
+            if (kt_bench_parse_sizes(optarg, S_MAX_K, ks, KT_ARRAY_SIZE(ks), &nk) < 0) {
                 fprintf(stderr, "bench-scale: --workers '%s': expected up to 8 of 1..%d\n", optarg,
                         S_MAX_K);
                 return 2;
@@ -509,24 +375,13 @@ int main(int argc, char **argv)
         case 'l':
             loopback = true;
             break;
-        case 'v':
-            s_verbose = true;
-            break;
-        case 'h':
-            s_usage(stdout);
-            return 0;
         default:
-            s_usage(stderr);
-            return 2;
+            if ((st = kt_bench_opt(c, s_usage, &verbose)) >= 0)
+                return st;
         }
     }
-    if (optind != argc) {
-        s_usage(stderr);
-        return 2;
-    }
-    kt_log_set_ident("bench-scale");
-    if (!s_verbose)
-        kt_log_set_level(KT_LOG_WARN);
+    if ((st = kt_bench_init("bench-scale", verbose, optind, argc, s_usage)) != 0)
+        return st;
     if (access(worker, X_OK) < 0) {
         fprintf(stderr, "bench-scale: ktstr-worker '%s': %s\n", worker, strerror(errno));
         return 1;
@@ -555,14 +410,10 @@ int main(int argc, char **argv)
     int status = 1;
     char kernel[128];
     snprintf(kernel, sizeof(kernel), "%s/kernel", f.dir);
-    {
-        _cleanup_close_ int fd = open(kernel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        uint8_t buf[64 << 10];
-        randombytes_buf(buf, sizeof(buf));
-        if (fd < 0 || write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf)) {
-            fprintf(stderr, "bench-scale: cannot write '%s': %s\n", kernel, strerror(errno));
-            goto out;
-        }
+    int r = kt_bench_write_kernel(kernel);
+    if (r < 0) {
+        fprintf(stderr, "bench-scale: cannot write '%s': %s\n", kernel, strerror(-r));
+        goto out;
     }
     if (f.netns && s_netns_setup(&f, kmax) < 0)
         goto out;
@@ -623,6 +474,6 @@ int main(int argc, char **argv)
     status = complete ? 0 : 1;
 out:
     s_fleet_teardown(&f);
-    nftw(f.dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    kt_bench_rm_rf(f.dir);
     return status;
 }
