@@ -292,6 +292,7 @@ int builtin_run(int argc, char **argv)
                 s_usage(stderr);
                 return 2;
             }
+            break;
         }
     }
     if (optind != argc) {

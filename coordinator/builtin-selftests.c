@@ -126,6 +126,7 @@ int builtin_selftests(int argc, char **argv)
                 s_usage(stderr);
                 return 2;
             }
+            break;
         }
     }
     if (optind != argc) {
