@@ -243,12 +243,25 @@ static int s_kernels_ready(const s_opts_t *o, const kt_gauntlet_t *g, s_kernels_
 
 int builtin_run(int argc, char **argv)
 {
+    /* In this order: getopt names the candidates of an ambiguous prefix in
+     * it. The letters of the shared options are kt_runopts'. */
     static const struct option opts[] = {
-        KT_RUNOPTS_LONG_OPTIONS,
+        {"workers", required_argument, NULL, 'w'},
         {"gauntlet", required_argument, NULL, 'g'},
+        {"results", required_argument, NULL, 'r'},
         {"resume", required_argument, NULL, 'R'},
+        {"junit", required_argument, NULL, 'j'},
         {"budget", required_argument, NULL, 'b'},
+        {"curve-secret", required_argument, NULL, 'c'},
+        {"heartbeat", required_argument, NULL, 'H'},
+        {"lost-after", required_argument, NULL, 'L'},
+        {"max-attempts", required_argument, NULL, 'M'},
         {"executor", required_argument, NULL, 'e'},
+        {"local-vcpus", required_argument, NULL, 'V'},
+        {"local-memory", required_argument, NULL, 'm'},
+        {"accel", required_argument, NULL, 'a'},
+        {"progress", required_argument, NULL, 'p'},
+        {"verbose", no_argument, NULL, 'v'},
         {"kernel", required_argument, NULL, 'K'},
         {"kernel-repo", required_argument, NULL, 'G'},
         {"kconfig", required_argument, NULL, 'C'},
@@ -256,11 +269,11 @@ int builtin_run(int argc, char **argv)
         {0},
     };
     s_opts_t o = {0};
-    kt_runopts_init(&o.ro, "run");
-    char err[PATH_MAX + 1024] = "";
-    int c, r;
+    kt_runopts_init(&o.ro, "run", s_usage);
+    int c, r, opt_exit;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "w:g:r:R:j:b:c:H:L:M:e:V:m:a:p:vh", opts, NULL)) != -1) {
+    while ((c = kt_runopts_getopt(&o.ro, argc, argv, "w:g:r:R:j:b:c:H:L:M:e:V:m:a:p:vh", opts,
+                                  &opt_exit)) > 0) {
         switch (c) {
         case 'g': o.gauntlet = optarg; break;
         case 'R': o.resume = optarg; break;
@@ -281,32 +294,17 @@ int builtin_run(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'h': s_usage(stdout); return 0;
-        default:
-            r = kt_runopts_take(&o.ro, c, optarg, err, sizeof(err));
-            if (r < 0) {
-                fprintf(stderr, "ktstr-coord run: %s\n", err);
-                return 2;
-            }
-            if (r == 0) {
-                s_usage(stderr);
-                return 2;
-            }
-            break;
         }
     }
-    if (optind != argc) {
-        fprintf(stderr, "ktstr-coord run: unexpected argument '%s'\n", argv[optind]);
-        s_usage(stderr);
-        return 2;
-    }
+    if (c == KT_RUNOPTS_EXIT)
+        return opt_exit;
     if (!o.gauntlet && !o.resume) {
         fprintf(stderr, "ktstr-coord run: --gauntlet FILE is required (or --resume RUN_ID)\n");
         s_usage(stderr);
         return 2;
     }
     enum kt_report_progress progress;
-    char db[PATH_MAX];
+    char err[PATH_MAX + 1024] = "", db[PATH_MAX];
     if (kt_runopts_progress(&o.ro, &progress, err, sizeof(err)) < 0 ||
         kt_runopts_db_path(&o.ro, db, sizeof(db), err, sizeof(err)) < 0) {
         fprintf(stderr, "ktstr-coord run: %s\n", err);

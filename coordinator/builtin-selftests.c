@@ -59,15 +59,28 @@ static void s_usage(FILE *f)
 
 int builtin_selftests(int argc, char **argv)
 {
+    /* In this order: getopt names the candidates of an ambiguous prefix in
+     * it. The letters of the shared options are kt_runopts'. */
     static const struct option opts[] = {
-        KT_RUNOPTS_LONG_OPTIONS,
         {"runner", required_argument, NULL, 'R'},
         {"kernel", required_argument, NULL, 'k'},
+        {"workers", required_argument, NULL, 'w'},
+        {"results", required_argument, NULL, 'r'},
         {"filter", required_argument, NULL, 'f'},
         {"test", required_argument, NULL, 't'},
         {"timeout", required_argument, NULL, 'T'},
         {"topology", required_argument, NULL, 'o'},
+        {"junit", required_argument, NULL, 'j'},
         {"list", no_argument, NULL, 'l'},
+        {"curve-secret", required_argument, NULL, 'c'},
+        {"heartbeat", required_argument, NULL, 'H'},
+        {"lost-after", required_argument, NULL, 'L'},
+        {"max-attempts", required_argument, NULL, 'M'},
+        {"accel", required_argument, NULL, 'a'},
+        {"local-vcpus", required_argument, NULL, 'V'},
+        {"local-memory", required_argument, NULL, 'm'},
+        {"progress", required_argument, NULL, 'p'},
+        {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -76,12 +89,11 @@ int builtin_selftests(int argc, char **argv)
     unsigned n_filters = 0, n_names = 0;
     bool list_only = false;
     kt_runopts_t o;
-    kt_runopts_init(&o, "selftests");
+    kt_runopts_init(&o, "selftests", s_usage);
     uint32_t timeout_ms = KT_SELFTESTS_DEFAULT_TIMEOUT_MS;
-    char err[PATH_MAX + 1024] = "";
-    int c, r;
+    int c, r, exit_code;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+    while ((c = kt_runopts_getopt(&o, argc, argv, "vh", opts, &exit_code)) > 0) {
         switch (c) {
         case 'R': runner = optarg; break;
         case 'k': kernel = optarg; break;
@@ -115,31 +127,17 @@ int builtin_selftests(int argc, char **argv)
             timeout_ms = (uint32_t)(secs * 1000);
             break;
         }
-        case 'h': s_usage(stdout); return 0;
-        default:
-            r = kt_runopts_take(&o, c, optarg, err, sizeof(err));
-            if (r < 0) {
-                fprintf(stderr, "ktstr-coord selftests: %s\n", err);
-                return 2;
-            }
-            if (r == 0) {
-                s_usage(stderr);
-                return 2;
-            }
-            break;
         }
     }
-    if (optind != argc) {
-        fprintf(stderr, "ktstr-coord selftests: unexpected argument '%s'\n", argv[optind]);
-        s_usage(stderr);
-        return 2;
-    }
+    if (c == KT_RUNOPTS_EXIT)
+        return exit_code;
     if (!runner || (!kernel && !list_only)) {
         fprintf(stderr, "ktstr-coord selftests: --runner PATH and --kernel PATH are required\n");
         s_usage(stderr);
         return 2;
     }
     enum kt_report_progress progress;
+    char err[PATH_MAX + 1024] = "";
     if (kt_runopts_progress(&o, &progress, err, sizeof(err)) < 0) {
         fprintf(stderr, "ktstr-coord selftests: %s\n", err);
         return 2;

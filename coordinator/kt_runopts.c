@@ -9,12 +9,49 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kt_cleanup.h"
 #include "kt_cli.h"
 #include "kt_log.h"
 
-void kt_runopts_init(kt_runopts_t *o, const char *verb)
+void kt_runopts_init(kt_runopts_t *o, const char *verb, void (*usage)(FILE *f))
 {
-    *o = (kt_runopts_t){.results = "results", .xo = {.verb = verb}};
+    *o = (kt_runopts_t){.usage = usage, .results = "results", .xo = {.verb = verb}};
+}
+
+int kt_runopts_getopt(kt_runopts_t *o, int argc, char **argv, const char *optstring,
+                      const struct option *longopts, int *ret_exit)
+{
+    int c, r;
+    *ret_exit = 2;
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
+        if (c == 'h') {
+            o->usage(stdout);
+            *ret_exit = 0;
+            return KT_RUNOPTS_EXIT;
+        }
+        if (c == '?') {
+            o->usage(stderr);
+            return KT_RUNOPTS_EXIT;
+        }
+        /* Room for the whole value in the message, however long. */
+        size_t err_len = (optarg ? strlen(optarg) : 0) + 128;
+        _cleanup_free_ char *err = malloc(err_len);
+        if (!err)
+            return KT_RUNOPTS_EXIT;
+        r = kt_runopts_take(o, c, optarg, err, err_len);
+        if (r < 0) {
+            fprintf(stderr, "ktstr-coord %s: %s\n", o->xo.verb, err);
+            return KT_RUNOPTS_EXIT;
+        }
+        if (r == 0)
+            return c;
+    }
+    if (optind != argc) {
+        fprintf(stderr, "ktstr-coord %s: unexpected argument '%s'\n", o->xo.verb, argv[optind]);
+        o->usage(stderr);
+        return KT_RUNOPTS_EXIT;
+    }
+    return KT_RUNOPTS_DONE;
 }
 
 int kt_runopts_take(kt_runopts_t *o, int c, const char *arg, char *err, size_t err_len)

@@ -3,14 +3,16 @@
  * (--workers, --results, --junit, --curve-secret, --heartbeat, --lost-after,
  * --max-attempts, --accel, --local-vcpus, --local-memory, --progress, -v),
  * the workers' list, and the results directory with its run store, report
- * and first run.json. Each verb keeps its own usage text, checks and order;
- * the failures here fill err with the words both verbs print after
- * "ktstr-coord VERB: ". */
+ * and first run.json. Each verb keeps its own usage text, option table,
+ * checks and order; the failures here fill err with the words both verbs
+ * print after "ktstr-coord VERB: " (kt_runopts_getopt prints them itself). */
 #pragma once
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "kt_coord.h"
 #include "kt_hosts.h"
@@ -18,17 +20,15 @@
 #include "kt_runexec.h"
 #include "kt_store.h"
 
-/* The shared long options, for a verb's `struct option` table (getopt.h);
- * each answers with the same short letter in both verbs. */
-#define KT_RUNOPTS_LONG_OPTIONS                                                                   \
-    {"workers", required_argument, NULL, 'w'}, {"results", required_argument, NULL, 'r'},        \
-    {"junit", required_argument, NULL, 'j'}, {"curve-secret", required_argument, NULL, 'c'},     \
-    {"heartbeat", required_argument, NULL, 'H'}, {"lost-after", required_argument, NULL, 'L'},   \
-    {"max-attempts", required_argument, NULL, 'M'}, {"accel", required_argument, NULL, 'a'},     \
-    {"local-vcpus", required_argument, NULL, 'V'}, {"local-memory", required_argument, NULL, 'm'},\
-    {"progress", required_argument, NULL, 'p'}, {"verbose", no_argument, NULL, 'v'}
+/* The shared options answer getopt with these letters in both verbs'
+ * tables (each verb keeps its own table, in its own order, since getopt
+ * names an ambiguous prefix's candidates in that order): --workers 'w',
+ * --results 'r', --junit 'j', --curve-secret 'c', --heartbeat 'H',
+ * --lost-after 'L', --max-attempts 'M', --accel 'a', --local-vcpus 'V',
+ * --local-memory 'm', --progress 'p', --verbose 'v', --help 'h'. */
 
 typedef struct kt_runopts {
+    void (*usage)(FILE *f);     /* the verb's usage text */
     const char *workers;        /* a hosts file or host[:port],...; NULL: the embedded worker */
     const char *results;        /* "results" unless --results */
     bool results_set;
@@ -40,8 +40,22 @@ typedef struct kt_runopts {
     kt_runexec_opts_t xo;
 } kt_runopts_t;
 
-/* The defaults: results in ./results, everything else unset. */
-void kt_runopts_init(kt_runopts_t *o, const char *verb);
+/* The defaults: results in ./results, everything else unset. verb names
+ * the verb in messages ("ktstr-coord VERB: ..."), usage prints its text. */
+void kt_runopts_init(kt_runopts_t *o, const char *verb, void (*usage)(FILE *f));
+
+#define KT_RUNOPTS_DONE (-1)    /* the options ended, nothing left over */
+#define KT_RUNOPTS_EXIT (-2)    /* the verb exits with *ret_exit */
+
+/* getopt_long over argv with the verb's optstring and longopts (which hold
+ * the shared options above), taking the shared options into o on the way.
+ * Returns the next of the verb's own options, KT_RUNOPTS_DONE, or
+ * KT_RUNOPTS_EXIT after --help (usage on stdout, *ret_exit 0) or a usage
+ * error (*ret_exit 2): a refused value says why on stderr, an unknown
+ * option gets the usage on stderr, an argument left over both. The one
+ * place in this file that prints: it is the verbs' command line. */
+int kt_runopts_getopt(kt_runopts_t *o, int argc, char **argv, const char *optstring,
+                      const struct option *longopts, int *ret_exit);
 
 /* Takes getopt's answer c with its argument when c is one of the shared
  * options. Returns 1 taken, 0 not a shared option (the verb's usage error),

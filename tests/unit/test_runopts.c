@@ -1,9 +1,11 @@
 /* The options and setup ktstr-coord run and selftests share (kt_runopts)
  * and the CLI number readers under them (kt_cli): every range edge taken
- * or refused with the words the verbs print, --workers as a file, a list or
+ * or refused with the words the verbs print, the verbs' option loop (their
+ * own options out, --help, usage errors, strays), --workers as a file, a list or
  * a missing path, and the results directory, store, report, run.json and
  * cells that a run begins with. */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -93,7 +95,7 @@ static void test_take(void **state)
 {
     (void)state;
     kt_runopts_t o;
-    kt_runopts_init(&o, "selftests");
+    kt_runopts_init(&o, "selftests", NULL);
     assert_string_equal(o.xo.verb, "selftests");
     assert_string_equal(o.results, "results");
     assert_false(o.results_set);
@@ -140,12 +142,96 @@ static void test_take(void **state)
     s_take(&o, '?', NULL, 0, NULL);
 }
 
+static FILE *s_usage_to;
+static unsigned s_usage_calls;
+
+static void s_usage(FILE *f)
+{
+    s_usage_to = f;
+    s_usage_calls++;
+}
+
+/* The options as a verb gets them: run's table, in part. */
+static const struct option s_opts[] = {
+    {"workers", required_argument, NULL, 'w'},   {"gauntlet", required_argument, NULL, 'g'},
+    {"results", required_argument, NULL, 'r'},   {"heartbeat", required_argument, NULL, 'H'},
+    {"max-attempts", required_argument, NULL, 'M'}, {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},            {0},
+};
+
+/* Runs kt_runopts_getopt over args to its end; the verb's own options
+ * land in own (letters), the last answer and exit status in ret_c/ret_exit. */
+static void s_getopt(kt_runopts_t *o, const char *const *args, char *own, int *ret_c,
+                     int *ret_exit)
+{
+    char *argv[16];
+    int argc = 0;
+    argv[argc++] = (char *)"run";
+    for (; args[argc - 1]; argc++)
+        argv[argc] = (char *)args[argc - 1];
+    argv[argc] = NULL;
+    kt_runopts_init(o, "run", s_usage);
+    s_usage_to = NULL;
+    s_usage_calls = 0;
+    optind = 1;
+    opterr = 0;
+    size_t n = 0;
+    int c, ex = -1;
+    while ((c = kt_runopts_getopt(o, argc, argv, "w:g:r:H:M:vh", s_opts, &ex)) > 0)
+        own[n++] = (char)c;
+    own[n] = '\0';
+    *ret_c = c;
+    *ret_exit = ex;
+}
+
+static void test_getopt(void **state)
+{
+    (void)state;
+    kt_runopts_t o;
+    char own[16];
+    int c, ex;
+
+    s_getopt(&o, (const char *const[]){"--workers", "a:1", "-g", "g.yaml", "--heartbeat", "50",
+                                       "-v", NULL},
+             own, &c, &ex);
+    assert_int_equal(c, KT_RUNOPTS_DONE);
+    assert_string_equal(own, "g");
+    assert_string_equal(o.workers, "a:1");
+    assert_int_equal(o.xo.heartbeat_ms, 50);
+    assert_true(o.verbose);
+    assert_int_equal(s_usage_calls, 0);
+
+    s_getopt(&o, (const char *const[]){"-g", "x", "--help", "-g", "y", NULL}, own, &c, &ex);
+    assert_int_equal(c, KT_RUNOPTS_EXIT);
+    assert_int_equal(ex, 0);
+    assert_string_equal(own, "g");
+    assert_ptr_equal(s_usage_to, stdout);
+
+    s_getopt(&o, (const char *const[]){"--bogus", NULL}, own, &c, &ex);
+    assert_int_equal(c, KT_RUNOPTS_EXIT);
+    assert_int_equal(ex, 2);
+    assert_ptr_equal(s_usage_to, stderr);
+
+    /* A refused value says why (on stderr), without the usage. */
+    s_getopt(&o, (const char *const[]){"--max-attempts", "0", NULL}, own, &c, &ex);
+    assert_int_equal(c, KT_RUNOPTS_EXIT);
+    assert_int_equal(ex, 2);
+    assert_int_equal(s_usage_calls, 0);
+
+    s_getopt(&o, (const char *const[]){"-g", "x", "stray", NULL}, own, &c, &ex);
+    assert_int_equal(c, KT_RUNOPTS_EXIT);
+    assert_int_equal(ex, 2);
+    assert_string_equal(own, "g");
+    assert_ptr_equal(s_usage_to, stderr);
+    assert_int_equal(s_usage_calls, 1);
+}
+
 static void test_progress(void **state)
 {
     (void)state;
     enum kt_log_level before = kt_log_get_level();
     kt_runopts_t o;
-    kt_runopts_init(&o, "run");
+    kt_runopts_init(&o, "run", NULL);
     enum kt_report_progress p = KT_REPORT_PROGRESS_TTY;
     char err[256] = "";
     assert_int_equal(kt_runopts_progress(&o, &p, err, sizeof(err)), 0);
@@ -212,7 +298,7 @@ static void test_db_path(void **state)
 {
     (void)state;
     kt_runopts_t o;
-    kt_runopts_init(&o, "run");
+    kt_runopts_init(&o, "run", NULL);
     char db[64], err[512] = "";
     assert_int_equal(kt_runopts_db_path(&o, db, sizeof(db), err, sizeof(err)), 0);
     assert_string_equal(db, "results/ktstr.db");
@@ -272,7 +358,7 @@ static void test_open_and_begin(void **state)
     kt_coord_run_t run;
     s_run(&run, 3);
     kt_runopts_t o;
-    kt_runopts_init(&o, "selftests");
+    kt_runopts_init(&o, "selftests", NULL);
     char results[128], db[PATH_MAX], err[PATH_MAX + 256] = "";
     snprintf(results, sizeof(results), "%s/results", s_dir);
     o.results = results;
@@ -335,7 +421,7 @@ static void test_open_refused(void **state)
     fclose(f);
     snprintf(results, sizeof(results), "%s/results", file);
     kt_runopts_t o;
-    kt_runopts_init(&o, "run");
+    kt_runopts_init(&o, "run", NULL);
     o.results = results;
     assert_int_equal(kt_runopts_db_path(&o, db, sizeof(db), err, sizeof(err)), 0);
     kt_store_t *store = NULL;
@@ -357,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_cli_parse_u64),
         cmocka_unit_test(test_cli_parse_secs),
         cmocka_unit_test(test_take),
+        cmocka_unit_test(test_getopt),
         cmocka_unit_test(test_progress),
         cmocka_unit_test(test_hosts),
         cmocka_unit_test(test_db_path),
