@@ -15,6 +15,7 @@
 
 #include "builtins.h"
 #include "kt_cleanup.h"
+#include "kt_cli.h"
 #include "kt_compare.h"
 #include "kt_store.h"
 
@@ -40,14 +41,6 @@ static void s_usage(FILE *f)
             "  --top N           figures listed (default 20; 0 = all)\n"
             "  --json            one JSON object instead of text\n"
             "Exit status: 0 no regression, 1 a regression, 2 usage or store error.\n");
-}
-
-static void s_when(int64_t ms, char *buf, size_t len)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    if (!ms || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%SZ", &tm))
-        snprintf(buf, len, "-");
 }
 
 static json_t *s_test_json(const kt_cmp_test_t *t)
@@ -147,8 +140,8 @@ static void s_print_cells(const kt_compare_t *c, enum kt_cmp_kind kind, const ch
 static void s_print_text(const kt_compare_t *c, double min_change, size_t top)
 {
     char wa[32], wb[32];
-    s_when(c->a.started_ms, wa, sizeof(wa));
-    s_when(c->b.started_ms, wb, sizeof(wb));
+    kt_store_when(c->a.started_ms, wa, sizeof(wa));
+    kt_store_when(c->b.started_ms, wb, sizeof(wb));
     printf("A: run %s (%s, %zu cells%s%s)\n", c->a.run_id, wa, c->a.n_cells,
            c->a.one_kernel ? ", kernel " : "", c->a.one_kernel ? c->a.kernel_label : "");
     printf("B: run %s (%s, %zu cells%s%s)\n", c->b.run_id, wb, c->b.n_cells,
@@ -201,7 +194,7 @@ int builtin_compare(int argc, char **argv)
     };
     const char *results = "results";
     double min_change = 20;
-    unsigned long top = 20;
+    uint64_t top = 20;
     bool json = false;
     int c;
     optind = 1;
@@ -221,9 +214,7 @@ int builtin_compare(int argc, char **argv)
             }
             break;
         case 't':
-            errno = 0;
-            top = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || optarg[0] == '-' || top > 1000000) {
+            if (kt_cli_parse_u64(optarg, 0, 1000000, &top) < 0) {
                 fprintf(stderr, "ktstr-coord compare: --top '%s': expected a count >= 0\n",
                         optarg);
                 return 2;
@@ -265,9 +256,9 @@ int builtin_compare(int argc, char **argv)
         return 2;
     }
     if (json)
-        s_print_json(&cmp, top);
+        s_print_json(&cmp, (size_t)top);
     else
-        s_print_text(&cmp, min_change, top);
+        s_print_text(&cmp, min_change, (size_t)top);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "ktstr-coord compare: cannot write the comparison: %s\n", strerror(errno));
         return 2;

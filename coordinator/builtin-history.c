@@ -16,6 +16,7 @@
 
 #include "builtins.h"
 #include "kt_cleanup.h"
+#include "kt_cli.h"
 #include "kt_store.h"
 
 #define S_MAX_METRICS 8
@@ -38,14 +39,6 @@ static void s_usage(FILE *f)
             "  --json         JSON instead of text\n"
             "Exit status: 0 listed, 2 usage or store error.\n",
             S_MAX_METRICS);
-}
-
-static void s_when(int64_t ms, char *buf, size_t len)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    if (!ms || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%SZ", &tm))
-        snprintf(buf, len, "-");
 }
 
 typedef struct s_hist {
@@ -124,7 +117,7 @@ static int s_row(const kt_store_row_t *row, void *userdata)
                                row->reason, "figures", figs));
     } else {
         char when[32];
-        s_when(row->run_started_ms, when, sizeof(when));
+        kt_store_when(row->run_started_ms, when, sizeof(when));
         printf("  %s  %s  %s%s%s  %-5s", row->run_id, when,
                row->kernel_label ? row->kernel_label : "-", commit[0] ? " " : "", commit,
                verdict);
@@ -157,7 +150,7 @@ static int s_run(const kt_store_run_t *run, void *userdata)
         return 0;
     }
     char when[32];
-    s_when(run->started_ms, when, sizeof(when));
+    kt_store_when(run->started_ms, when, sizeof(when));
     printf("%s  %s  %-11s  %u cells: %u pass, %u fail, %u error\n", run->run_id, when,
            run->status ? run->status : "-", run->cells, run->pass, run->fail, run->error);
     return 0;
@@ -175,22 +168,18 @@ int builtin_history(int argc, char **argv)
         {0},
     };
     const char *results = "results";
-    unsigned long last = 0;
+    uint64_t last = 0;
     bool runs = false;
     s_hist_t h = {0};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "r:l:m:Rjh", opts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'r':
             results = optarg;
             break;
         case 'l':
-            errno = 0;
-            last = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || optarg[0] == '-' || last == 0 ||
-                last > 1000000) {
+            if (kt_cli_parse_u64(optarg, 1, 1000000, &last) < 0) {
                 fprintf(stderr, "ktstr-coord history: --last '%s': expected a count >= 1\n",
                         optarg);
                 return 2;

@@ -1,4 +1,4 @@
-/* ktstr-coord list --gauntlet FILE [--budget SECS]: expand a gauntlet into
+/* ktstr-coord list --gauntlet FILE [--budget SECS] [--results DIR]: expand a gauntlet into
  * its cells and print one cell name per line, running nothing. The kernels
  * are read (label, version, commit) and the artifacts hashed exactly as
  * `run` would, so the names and the count are those a run gets. A summary
@@ -20,11 +20,13 @@
 
 static void s_usage(FILE *f)
 {
-    fprintf(f, "usage: ktstr-coord list --gauntlet FILE [--budget SECS] [--ids]\n"
+    fprintf(f, "usage: ktstr-coord list --gauntlet FILE [--budget SECS] [--results DIR] [--ids]\n"
                "Prints the cells of a gauntlet, one name per line\n"
                "(gauntlet/{scenario}/{preset}/{profile}/{kernel_label}; a payload entry's\n"
                "cells read gauntlet/{payload}/...), without running\n"
-               "anything. --budget keeps the cells a run with that time budget would run.\n"
+               "anything. --budget keeps the cells a run with that time budget would run,\n"
+               "timing each cell as run does: by its earlier runs in the --results store\n"
+               "(default ./results) when it has them, else by its estimate.\n"
                "--ids prefixes each name with its cell id. A summary goes to stderr.\n"
                "Exit status: 0 listed, 1 invalid gauntlet, 2 usage error.\n");
 }
@@ -39,16 +41,18 @@ int builtin_list(int argc, char **argv)
     static const struct option opts[] = {
         {"gauntlet", required_argument, NULL, 'g'},
         {"budget", required_argument, NULL, 'b'},
+        {"results", required_argument, NULL, 'r'},
         {"ids", no_argument, NULL, 'i'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     const char *gauntlet = NULL;
     uint64_t budget_ms = 0;
+    const char *results = "results";
     bool ids = false;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "g:b:ih", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "g:b:r:ih", opts, NULL)) != -1) {
         switch (c) {
         case 'g':
             gauntlet = optarg;
@@ -58,6 +62,9 @@ int builtin_list(int argc, char **argv)
                 kt_log_error("list: --budget '%s': expected a number of seconds > 0", optarg);
                 return 2;
             }
+            break;
+        case 'r':
+            results = optarg;
             break;
         case 'i':
             ids = true;
@@ -88,14 +95,15 @@ int builtin_list(int argc, char **argv)
         return 1;
     }
     unsigned expanded = run.n_cells;
+    unsigned timed = kt_matrix_learn_results(&run, results);
     uint64_t est_all = 0;
     for (unsigned i = 0; i < run.n_cells; i++)
-        est_all += run.cells[i].est_ms;
+        est_all += kt_coord_cell_expect_ms(&run.cells[i]);
     if (budget_ms)
         kt_matrix_budget(&run, budget_ms);
     uint64_t est = 0;
     for (unsigned i = 0; i < run.n_cells; i++) {
-        est += run.cells[i].est_ms;
+        est += kt_coord_cell_expect_ms(&run.cells[i]);
         if (ids)
             printf("%s ", run.cells[i].spec.cell_id);
         printf("%s\n", run.cells[i].spec.cell_name);
@@ -120,6 +128,9 @@ int builtin_list(int argc, char **argv)
                 (double)est_all / 1000.0);
     else
         fprintf(stderr, "; estimated %.0f s of VM time", (double)est / 1000.0);
+    if (timed)
+        fprintf(stderr, "; %u of %u cells timed by their earlier runs in %s/ktstr.db", timed,
+                expanded, results);
     fprintf(stderr, "\n");
     return 0;
 }

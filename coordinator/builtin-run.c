@@ -64,7 +64,8 @@ static void s_usage(FILE *f)
             "                      into the cache first (see `ktstr-coord kernel`)\n"
             "  --kconfig FILE      the kernel config fragment of builds and cache keys\n"
             "  --budget SECS       keep the cells that cover the most within this much\n"
-            "                      estimated VM time\n"
+            "                      VM time: a cell's median time in earlier runs of the\n"
+            "                      --results store, else its estimate\n"
             "  --curve-secret FILE our certificate (ktstr-coord keygen); the hosts file\n"
             "                      gives each worker's public key as key=...\n"
             "  --heartbeat MS      default 1000; --lost-after MS default 5000\n"
@@ -387,6 +388,12 @@ int builtin_run(int argc, char **argv)
         fprintf(stderr, "ktstr-coord run: '%s' is not a run id\n", run_id);
         return 2;
     }
+    /* What these cells took in earlier runs of this results folder: the
+     * budget and the ETA go by it (leases keep the static estimate). */
+    unsigned timed = kt_matrix_learn_results(&run, o.ro.results);
+    if (timed)
+        kt_log_info("%u of %u cells timed by their earlier runs in %s/ktstr.db", timed,
+                    run.n_cells, o.ro.results);
     if (o.resume) {
         r = s_resume_cells(&run, json_object_get(stored, "cells"), err, sizeof(err));
         if (r < 0) {

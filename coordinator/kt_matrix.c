@@ -555,3 +555,12 @@ unsigned kt_matrix_learn_times(kt_coord_run_t *run, struct kt_store *store)
     }
     return known;
 }
+
+unsigned kt_matrix_learn_results(kt_coord_run_t *run, const char *results_dir)
+{
+    char err[512];
+    _cleanup_(kt_store_close) kt_store_t *store = NULL;
+    if (!results_dir || kt_store_open_results(results_dir, &store, err, sizeof(err)) < 0)
+        return 0;
+    return kt_matrix_learn_times(run, store);
+}

@@ -26,6 +26,8 @@ struct kt_store;
 /* Sets each cell's hist_ms from the run store (the median of its last 5
  * times); returns how many cells it knew. */
 unsigned kt_matrix_learn_times(kt_coord_run_t *run, struct kt_store *store);
+/* The same from the run store of a results folder, when it has one. */
+unsigned kt_matrix_learn_results(kt_coord_run_t *run, const char *results_dir);
 
 /* Estimated wall time of a cell (boot + duration + margins), for budget and ETA. */
 uint32_t kt_matrix_estimate_ms(const kt_coord_cell_t *cell);

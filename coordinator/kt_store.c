@@ -923,3 +923,11 @@ int kt_store_cell_ms(kt_store_t *s, const char *cell_id, unsigned max_runs, uint
     *ret_ms = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
     return 0;
 }
+
+void kt_store_when(int64_t ms, char *buf, size_t len)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!ms || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%SZ", &tm))
+        snprintf(buf, len, "-");
+}

@@ -96,3 +96,6 @@ int kt_store_runs(kt_store_t *s, kt_store_run_fn fn, void *userdata);
  * max_runs accepted results in any run (cell ids are stable across runs);
  * -ENOENT when none was recorded. */
 int kt_store_cell_ms(kt_store_t *s, const char *cell_id, unsigned max_runs, uint64_t *ret_ms);
+
+/* A store time (ms since the epoch) as "2026-11-26 09:21:10Z"; "-" for 0. */
+void kt_store_when(int64_t ms, char *buf, size_t len);

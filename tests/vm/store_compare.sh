@@ -77,6 +77,23 @@ expect "history --json: the figure in both runs" \
 "$COORD" history --runs --results "$R" > "$TMP/runs.txt" 2>&1
 expect "history --runs: run B with its fail" grep -q "^$B .* 1 pass, 1 fail, 0 error" "$TMP/runs.txt"
 
+# --budget times each cell by its earlier runs: the total list prints is the
+# sum of the cells' median times in the store (one sample for EEVDF's cell
+# of a.yaml, whose id run B's tightened checks changed; two for scx_simple's).
+"$COORD" list --gauntlet "$TMP/a.yaml" --results "$R" --budget 3600 > /dev/null 2> "$TMP/list.err"
+cat "$TMP/list.err"
+expect "list --budget: both cells timed by their earlier runs" \
+    grep -q "2 of 2 cells timed by their earlier runs" "$TMP/list.err"
+want=$(sqlite3 "$R/ktstr.db" "SELECT round(sum(t) / 1000.0) FROM (SELECT avg(json_extract(m.json,
+        '$.\"timing.total_ms\"')) AS t FROM results r JOIN metrics m ON m.result_id = r.id
+        WHERE r.cell_id IN (SELECT cell_id FROM cells WHERE run_id = '$A') GROUP BY r.cell_id)")
+got=$(sed -n 's/.*(estimated \([0-9]*\) s of.*/\1/p' "$TMP/list.err")
+expect "list --budget: the total is the stored times' ($want s, got ${got:-none})" \
+    test "${got:-0}" -ge "$(( ${want%.*} - 1 ))" -a "${got:-0}" -le "$(( ${want%.*} + 1 ))"
+"$COORD" list --gauntlet "$TMP/a.yaml" --results "$TMP/none" --budget 3600 > /dev/null \
+    2> "$TMP/list2.err"
+expect "list --budget without a store: estimates" eq "$(grep -c "timed by" "$TMP/list2.err")" 0
+
 "$COORD" compare nosuch --results "$R" > /dev/null 2> "$TMP/bad.err"
 expect "an unknown run: exit 2" eq "$?" 2
 expect "an unknown run is named" grep -q "no run 'nosuch'" "$TMP/bad.err"
