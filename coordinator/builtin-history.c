@@ -32,7 +32,8 @@ static void s_usage(FILE *f)
             "kernel (label and commit), verdict, the figures named with --metric (as\n"
             "`ktstr-coord compare` names them, e.g. cgroup.cg_0.spread_pct,\n"
             "check.max_gap.cg_0, timing.boot_ms; up to %d) and the reason; then how\n"
-            "many runs passed and in which run the verdict last changed.\n"
+            "many runs passed, in which run the verdict last changed, and whether it\n"
+            "changed more than once (flaky).\n"
             "--runs lists the runs instead: id, start, status, cells and verdicts.\n"
             "  --results DIR  default ./results\n"
             "  --last N       only the N newest runs\n"
@@ -47,7 +48,7 @@ typedef struct s_hist {
     unsigned n_metrics;
     /* The cell being listed (rows come by name, then oldest run first). */
     char name[1024];
-    unsigned runs, pass;
+    unsigned runs, pass, changes;
     char last_verdict[16], changed_run[256], changed_from[16];
     unsigned cells;
     json_t *doc;  /* --json: the array of cells */
@@ -56,12 +57,21 @@ typedef struct s_hist {
 
 static void s_cell_end(s_hist_t *h)
 {
-    if (!h->name[0] || h->json)
+    if (!h->name[0])
         return;
+    if (h->json) {
+        json_t *cell = json_array_get(h->doc, json_array_size(h->doc) - 1);
+        json_object_set_new(cell, "verdict_changes", json_integer(h->changes));
+        return;
+    }
     printf("  %u run(s), %u passed", h->runs, h->pass);
     if (h->changed_run[0])
         printf("; %s -> %s in run %s", h->changed_from, h->last_verdict, h->changed_run);
-    else if (h->runs > 1)
+    /* A verdict that came and went more than once is a race to chase, not
+     * a single change. */
+    if (h->changes > 1)
+        printf("; the verdict changed %u times: flaky", h->changes);
+    else if (!h->changed_run[0] && h->runs > 1)
         printf("; %s in every run", h->last_verdict);
     printf("\n");
 }
@@ -81,7 +91,7 @@ static int s_row(const kt_store_row_t *row, void *userdata)
     if (strcmp(name, h->name) != 0) {
         s_cell_end(h);
         snprintf(h->name, sizeof(h->name), "%s", name);
-        h->runs = h->pass = 0;
+        h->runs = h->pass = h->changes = 0;
         h->last_verdict[0] = h->changed_run[0] = h->changed_from[0] = '\0';
         h->cells++;
         if (h->json) {
@@ -94,6 +104,7 @@ static int s_row(const kt_store_row_t *row, void *userdata)
     if (h->runs && strcmp(h->last_verdict, verdict) != 0) {
         snprintf(h->changed_from, sizeof(h->changed_from), "%s", h->last_verdict);
         snprintf(h->changed_run, sizeof(h->changed_run), "%s", row->run_id);
+        h->changes++;
     }
     snprintf(h->last_verdict, sizeof(h->last_verdict), "%s", verdict);
     h->runs++;

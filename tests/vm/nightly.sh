@@ -3,7 +3,8 @@
 # second compares with the first (no regression: exit 0, compare.txt and
 # compare.json beside the run), the third runs a gauntlet whose spread
 # bound (0.01 %) the cell cannot meet: exit 1, and compare.txt names the
-# regression. A run that cannot start is exit 2.
+# regression; the fourth relaxes it again (a fix: exit 0) and history calls
+# the cell flaky. A run that cannot start is exit 2.
 source "$(dirname "$0")/lib.sh"
 need_fixture
 COORD=${KT_COORD:-$KT_BUILD/coordinator/ktstr-coord}
@@ -49,7 +50,20 @@ expect "night 3: compare.txt names the cell" \
     grep -q "gauntlet/steady/tiny-2llc/eevdf  pass -> fail" "${d}compare.txt"
 expect "night 3: says REGRESSIONS" grep -q "REGRESSIONS against the previous run" \
     "$TMP/night3.out"
+# The bound relaxed again: a fix, no regression; the cell's history has
+# changed twice (pass, pass, fail, pass): flaky.
+night 4 "$TMP/ok.yaml"
+expect "night 4: exit 0 (a fix is no regression)" eq "$RC" 0
+d=$(latest)
+expect "night 4: compare.txt lists the fix" grep -q "^fixes: " "${d}compare.txt"
+"$COORD" history 'gauntlet/steady/*' --results "$R" > "$TMP/hist.txt" 2>&1
+cat "$TMP/hist.txt"
+expect "history: 4 runs, 3 passed, changed twice: flaky" \
+    grep -q "4 run(s), 3 passed; fail -> pass in run .*; the verdict changed 2 times: flaky" \
+    "$TMP/hist.txt"
+expect "history --json: verdict_changes 2" \
+    eq "$("$COORD" history --results "$R" --json | jq '.[0].verdict_changes')" 2
 KTSTR_COORD=$COORD bash "$KT_SRC/deploy/nightly.sh" --gauntlet "$TMP/missing.yaml" \
-    --results "$R" > "$TMP/night4.out" 2>&1
+    --results "$R" > "$TMP/night5.out" 2>&1
 expect "a gauntlet that does not exist: exit 2" eq "$?" 2
 finish
