@@ -907,3 +907,178 @@ int kt_report_junit(kt_report_t *r, const char *path)
     free(buf);
     return rc;
 }
+
+/* ---- HTML ---- */
+
+/* The parts of gauntlet/{scenario}/{topology}/{profile}/{kernel}[/r{k}]:
+ * the row (scenario/topology) and the column (profile/kernel[/r{k}]). */
+static void s_grid_keys(const char *name, char *row, size_t row_len, char *col, size_t col_len)
+{
+    const char *p = strncmp(name, "gauntlet/", 9) == 0 ? name + 9 : name;
+    const char *s1 = strchr(p, '/');
+    const char *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+    if (!s2) {
+        snprintf(row, row_len, "%s", p);
+        snprintf(col, col_len, "-");
+        return;
+    }
+    snprintf(row, row_len, "%.*s", (int)(s2 - p), p);
+    snprintf(col, col_len, "%s", s2 + 1);
+}
+
+static int s_key_index(char (*keys)[256], unsigned *n, const char *key)
+{
+    for (unsigned i = 0; i < *n; i++)
+        if (strcmp(keys[i], key) == 0)
+            return (int)i;
+    snprintf(keys[*n], 256, "%s", key);
+    return (int)(*n)++;
+}
+
+/* The sidecar's path from the run folder (its links stay valid when the
+ * folder moves); the console log beside it. */
+static const char *s_rel(const kt_report_t *r, const char *path)
+{
+    size_t n = strlen(r->run_dir);
+    if (path && strncmp(path, r->run_dir, n) == 0 && path[n] == '/')
+        return path + n + 1;
+    return path ? path : "";
+}
+
+static void s_console_of(const char *sidecar, char *buf, size_t len)
+{
+    size_t n = strlen(sidecar), sl = strlen(".ktstr.json");
+    if (n > sl && strcmp(sidecar + n - sl, ".ktstr.json") == 0)
+        snprintf(buf, len, "%.*s.console.log", (int)(n - sl), sidecar);
+    else
+        buf[0] = '\0';
+}
+
+int kt_report_html(kt_report_t *r, const char *path)
+{
+    const kt_coord_run_t *run = r->run;
+    unsigned n = run->n_cells;
+    char (*rows)[256] = calloc(n + 1, sizeof(*rows));
+    char (*cols)[256] = calloc(n + 1, sizeof(*cols));
+    int *at = calloc((size_t)n * 2 + 1, sizeof(*at));
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *f = rows && cols && at ? open_memstream(&buf, &blen) : NULL;
+    if (!f) {
+        free(rows);
+        free(cols);
+        free(at);
+        return -ENOMEM;
+    }
+    unsigned n_rows = 0, n_cols = 0;
+    for (unsigned i = 0; i < n; i++) {
+        char row[256], col[256];
+        s_grid_keys(run->cells[i].spec.cell_name, row, sizeof(row), col, sizeof(col));
+        at[2 * i] = s_key_index(rows, &n_rows, row);
+        at[2 * i + 1] = s_key_index(cols, &n_cols, col);
+    }
+    unsigned p, fl, e, sk, m;
+    kt_report_counts(r, &p, &fl, &e, &sk, &m);
+    _cleanup_free_ char *rid = kt_report_xml_escape(run->run_id);
+    _cleanup_free_ char *gp = kt_report_xml_escape(run->gauntlet_path);
+    fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\n"
+               "<title>ktstr run %s</title>\n<style>\n"
+               "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}\n"
+               "td,th{border:1px solid #ccc;padding:.2em .5em;font-size:90%%;text-align:left;"
+               "vertical-align:top}\n"
+               "th.col{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap}\n"
+               "a.v{display:block;text-align:center;text-decoration:none;color:#000;"
+               "font-weight:bold}\n"
+               ".pass{background:#b7e4b0}.fail{background:#f4a6a0}.error{background:#f7d27c}"
+               ".skip{background:#ddd}.none{background:#fff}\n"
+               "</style></head><body>\n",
+            rid ? rid : "");
+    fprintf(f, "<h1>ktstr run %s</h1>\n<p>gauntlet %s, started %s; %u cells: "
+               "<span class=\"pass\">%u pass</span>, <span class=\"fail\">%u fail</span>, "
+               "<span class=\"error\">%u error</span>, <span class=\"skip\">%u skip</span>, "
+               "%u without a verdict. <a href=\"run.json\">run.json</a></p>\n",
+            rid ? rid : "", gp ? gp : "", r->started, n, p, fl, e, sk, m);
+    /* The grid: one square per cell, found through an index. */
+    size_t squares = (size_t)n_rows * n_cols;
+    int *sq = squares <= 1000000 ? malloc((squares + 1) * sizeof(*sq)) : NULL;
+    for (size_t k = 0; sq && k < squares; k++)
+        sq[k] = -1;
+    for (unsigned i = 0; sq && i < n; i++)
+        sq[(size_t)at[2 * i] * n_cols + (size_t)at[2 * i + 1]] = (int)i;
+    if (!sq)
+        fprintf(f, "<p>(%u x %u verdicts: too many to draw as a grid)</p>\n", n_rows, n_cols);
+    else
+        fprintf(f, "<h2>Verdicts</h2>\n<table>\n<tr><th>scenario/topology</th>");
+    for (unsigned c = 0; sq && c < n_cols; c++) {
+        _cleanup_free_ char *t = kt_report_xml_escape(cols[c]);
+        fprintf(f, "<th class=\"col\">%s</th>", t ? t : "");
+    }
+    if (sq)
+        fprintf(f, "</tr>\n");
+    for (unsigned rw = 0; sq && rw < n_rows; rw++) {
+        _cleanup_free_ char *t = kt_report_xml_escape(rows[rw]);
+        fprintf(f, "<tr><th>%s</th>", t ? t : "");
+        for (unsigned c = 0; c < n_cols; c++) {
+            int ix = sq[(size_t)rw * n_cols + c];
+            if (ix < 0) {
+                fprintf(f, "<td></td>");
+                continue;
+            }
+            unsigned i = (unsigned)ix;
+            const s_rec_t *rec = &r->recs[i];
+            const char *v = rec->done ? rec->verdict : "none";
+            _cleanup_free_ char *why = kt_report_xml_escape(rec->done ? rec->reason : "no verdict");
+            _cleanup_free_ char *name = kt_report_xml_escape(run->cells[i].spec.cell_name);
+            _cleanup_free_ char *href = kt_report_xml_escape(s_rel(r, rec->sidecar_path));
+            fprintf(f, "<td class=\"%s\"><a class=\"v\" href=\"%s\" title=\"%s: %s\">%c</a></td>",
+                    v, href ? href : "", name ? name : "", why ? why : "",
+                    rec->done ? (char)(v[0] - 'a' + 'A') : '-');
+        }
+        fprintf(f, "</tr>\n");
+    }
+    if (sq)
+        fprintf(f, "</table>\n");
+    free(sq);
+    /* What did not pass. */
+    fprintf(f, "<h2>Cells that did not pass</h2>\n<table>\n<tr><th>cell</th><th>verdict</th>"
+               "<th>worker</th><th>attempt</th><th>time</th><th>reason</th><th>files</th></tr>\n");
+    unsigned shown = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const s_rec_t *rec = &r->recs[i];
+        if (rec->done && strcmp(rec->verdict, "pass") == 0)
+            continue;
+        shown++;
+        const char *v = rec->done ? rec->verdict : "none";
+        char console[PATH_MAX + 16] = "";
+        if (rec->sidecar_path)
+            s_console_of(s_rel(r, rec->sidecar_path), console, sizeof(console));
+        _cleanup_free_ char *name = kt_report_xml_escape(run->cells[i].spec.cell_name);
+        _cleanup_free_ char *why = kt_report_xml_escape(
+            rec->done ? rec->reason : "no verdict: the run ended before this cell did");
+        _cleanup_free_ char *worker = kt_report_xml_escape(rec->worker);
+        _cleanup_free_ char *side = kt_report_xml_escape(s_rel(r, rec->sidecar_path));
+        _cleanup_free_ char *cons = kt_report_xml_escape(console);
+        fprintf(f, "<tr><td>%s</td><td class=\"%s\">%s</td><td>%s</td><td>%u</td>"
+                   "<td>%.1f s</td><td>%s</td><td>",
+                name ? name : "", v, v, worker ? worker : "", rec->attempt,
+                (double)rec->time_ms / 1000.0, why ? why : "");
+        if (side && *side)
+            fprintf(f, "<a href=\"%s\">sidecar</a>", side);
+        if (cons && *cons)
+            fprintf(f, " <a href=\"%s\">console</a>", cons);
+        fprintf(f, "</td></tr>\n");
+    }
+    if (!shown)
+        fprintf(f, "<tr><td colspan=\"7\">every cell passed</td></tr>\n");
+    fprintf(f, "</table>\n</body></html>\n");
+    free(rows);
+    free(cols);
+    free(at);
+    if (fclose(f) != 0) {
+        free(buf);
+        return -EIO;
+    }
+    int rc = s_write_atomic(path, buf, blen);
+    free(buf);
+    return rc;
+}

@@ -73,6 +73,13 @@ void kt_report_summary(kt_report_t *r, const kt_dispatch_summary_t *sum);
  * reason. Written atomically. */
 int kt_report_junit(kt_report_t *r, const char *path);
 
+/* An HTML page of the run, atomically at path: the counts, a grid of
+ * verdicts (rows scenario/topology, columns profile/kernel[/repeat]), each
+ * square linked to its sidecar, and a table of every cell that did not
+ * pass with its reason and links to its sidecar and console log (relative
+ * to the run folder, so the folder can be moved or served as is). */
+int kt_report_html(kt_report_t *r, const char *path);
+
 /* Counts over every cell of the run known to the report (this invocation
  * and loaded ones). */
 void kt_report_counts(const kt_report_t *r, unsigned *pass, unsigned *fail, unsigned *error,

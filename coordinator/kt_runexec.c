@@ -272,6 +272,11 @@ int kt_runexec(const kt_runexec_opts_t *o, kt_coord_run_t *run, kt_store_t *stor
             fprintf(stderr, "ktstr-coord %s: cannot write --junit '%s': %s\n", verb, o->junit,
                     strerror(-jr));
     }
+    char html[PATH_MAX + 16];
+    snprintf(html, sizeof(html), "%s/report.html", kt_report_run_dir(report));
+    int hr = kt_report_html(report, html);
+    if (hr < 0)
+        kt_log_warn("%s: cannot write '%s': %s", verb, html, strerror(-hr));
     kt_store_run_end(store, run->run_id, status);
     if (ret_status)
         *ret_status = status;

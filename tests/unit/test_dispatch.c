@@ -891,6 +891,29 @@ static void test_report_files(void **state)
     for (const char *q = buf; *q; q++)
         assert_true((unsigned char)*q >= 0x20 || *q == '\n');
 
+    /* The HTML page: counts, a square per cell linked to its sidecar by a
+     * path relative to the run folder, the cells that did not pass with
+     * their reasons escaped, and only printable text. */
+    char html[256];
+    snprintf(html, sizeof(html), "%s/%s/report.html", results, e.run.run_id);
+    assert_int_equal(kt_report_html(r, html), 0);
+    FILE *hf = fopen(html, "re");
+    assert_non_null(hf);
+    n = fread(buf, 1, sizeof(buf) - 1, hf);
+    buf[n] = '\0';
+    fclose(hf);
+    assert_non_null(strstr(buf, "4 cells: <span class=\"pass\">1 pass</span>"));
+    assert_non_null(strstr(buf, "<td class=\"pass\"><a class=\"v\" href=\"6.12.117-3f2a9c1-dirty/"));
+    assert_non_null(strstr(buf, ">P</a>"));
+    assert_non_null(strstr(buf, ">F</a>"));
+    assert_non_null(strstr(buf, ">E</a>"));
+    assert_non_null(strstr(buf, "lost 3 times: &lt;a &amp; b&gt;"));
+    assert_non_null(strstr(buf, "check &quot;spread&quot; failed:? ?? 15% &gt; 10%"));
+    assert_null(strstr(buf, results)); /* links are relative */
+    assert_null(strstr(buf, "every cell passed"));
+    for (const char *q = buf; *q; q++)
+        assert_true((unsigned char)*q >= 0x20 || *q == '\n');
+
     assert_int_equal(kt_report_write_run_json(r, NULL, "done", NULL, NULL), 0);
     char rj[512];
     snprintf(rj, sizeof(rj), "%s/%s/run.json", results, e.run.run_id);

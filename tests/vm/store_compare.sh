@@ -59,6 +59,18 @@ expect "the regression is EEVDF's steady cell" \
     eq "$(j '.cells[] | select(.kind == "regression") | .key')" gauntlet/steady/tiny-2llc/eevdf
 expect "real figures compared (more than 20)" test "$(j .figures_compared)" -gt 20
 
+# Each run leaves report.html: run B's marks EEVDF's square F, and every
+# link in it (sidecars, console logs, run.json) names a file of the run.
+html=$R/$B/report.html
+expect "run B: report.html written" test -s "$html"
+expect "report.html: EEVDF's cell is a fail square" \
+    grep -q 'class="fail"><a class="v" href="[^"]*steady__tiny-2llc__eevdf[^"]*" [^>]*>F</a>' "$html"
+missing=0
+for h in $(grep -o 'href="[^"]*"' "$html" | sed 's/^href="//; s/"$//'); do
+    [ -f "$R/$B/$h" ] || { echo "   missing: $h"; missing=$((missing + 1)); }
+done
+expect "report.html: every link names a file of the run" eq "$missing" 0
+
 "$COORD" compare "$A" "$A" --results "$R" > "$TMP/same.txt" 2>&1
 expect "a run against itself: exit 0" eq "$?" 0
 expect "a run against itself: 2 the same" grep -q "2 same" "$TMP/same.txt"
