@@ -841,6 +841,16 @@ char *kt_report_xml_escape(const char *s)
     return out;
 }
 
+/* Closes an open_memstream (which sets *buf and *len only then) and writes
+ * what it holds to path atomically. */
+static int s_memstream_commit(FILE *f, char **buf, size_t *len, const char *path)
+{
+    int rc = fclose(f) != 0 ? -EIO : s_write_atomic(path, *buf, *len);
+    free(*buf);
+    *buf = NULL;
+    return rc;
+}
+
 int kt_report_junit(kt_report_t *r, const char *path)
 {
     const kt_coord_run_t *run = r->run;
@@ -899,13 +909,7 @@ int kt_report_junit(kt_report_t *r, const char *path)
         fprintf(f, "    </testcase>\n");
     }
     fprintf(f, "  </testsuite>\n</testsuites>\n");
-    if (fclose(f) != 0) {
-        free(buf);
-        return -EIO;
-    }
-    int rc = s_write_atomic(path, buf, blen);
-    free(buf);
-    return rc;
+    return s_memstream_commit(f, &buf, &blen, path);
 }
 
 /* ---- HTML ---- */
@@ -1074,11 +1078,5 @@ int kt_report_html(kt_report_t *r, const char *path)
     free(rows);
     free(cols);
     free(at);
-    if (fclose(f) != 0) {
-        free(buf);
-        return -EIO;
-    }
-    int rc = s_write_atomic(path, buf, blen);
-    free(buf);
-    return rc;
+    return s_memstream_commit(f, &buf, &blen, path);
 }
