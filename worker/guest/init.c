@@ -90,10 +90,6 @@ typedef struct s_cell {
     /* Findings. */
     bool sched_failed;
     uint64_t sched_fail_ms;
-    char sched_kmsg_reason[512];     /* the kernel's words */
-    bool sched_kmsg_detail;          /* the line after "disabled" was added */
-    bool sched_kmsg_want_detail;     /* "disabled" at KERN_ERR: the kernel's
-                                        message line follows it */
     char sched_exit_reason[384];
     char sched_state_reason[128];
     bool kernel_failed;
@@ -241,8 +237,8 @@ static bool s_sched_fail_locked(s_cell_t *c, const char *source)
  * process's exit, else the state change. Lock held. */
 static void s_sched_reason(const s_cell_t *c, char *buf, size_t len)
 {
-    if (c->sched_kmsg_reason[0])
-        snprintf(buf, len, "%s", c->sched_kmsg_reason);
+    if (c->res.sched.exit.seen)
+        kt_scx_exit_reason(&c->res.sched.exit, buf, len);
     else if (c->sched_exit_reason[0])
         snprintf(buf, len, "%s", c->sched_exit_reason);
     else
@@ -343,18 +339,17 @@ __attribute__((noreturn)) static void s_finish(s_cell_t *c, const char *watchdog
             pause();
     }
     /* Give the kernel a moment to say why the scheduler failed. */
-    if (c->sched_failed && !c->sched_kmsg_detail && !watchdog) {
+    const kt_scx_exit_t *ex = &c->res.sched.exit;
+    if (c->sched_failed && !watchdog) {
         uint64_t until = c->t0_ms + c->sched_fail_ms + S_REASON_GRACE_MS;
         /* An error exit prints "disabled (runtime error)" and then the
          * message that says what went wrong (the scx_bpf_error text, the
          * stalled task): wait for that line too, which follows at once. */
-        while ((!c->sched_kmsg_reason[0] || c->sched_kmsg_want_detail) &&
-               !c->sched_kmsg_detail && kt_guest_sys_now_ms() < until) {
+        while ((!ex->seen || kt_scx_exit_awaits_message(ex)) && kt_guest_sys_now_ms() < until)
             s_cond_wait_ms(c, 50);
-        }
         /* Its backtrace follows the message at once. */
         uint64_t bt_until = kt_guest_sys_now_ms() + S_BACKTRACE_GRACE_MS;
-        while (kt_scx_exit_open(&c->res.sched.exit) && kt_guest_sys_now_ms() < bt_until)
+        while (kt_scx_exit_open(ex) && kt_guest_sys_now_ms() < bt_until)
             s_cond_wait_ms(c, 20);
         /* The watchdog may have finished while the lock was released. */
         if (c->result_sent) {
@@ -428,19 +423,13 @@ static void s_monitor_kmsg(s_cell_t *c)
         pthread_mutex_lock(&c->lock);
         kt_guest_result_klog(&c->res, rec.text);
         if (kind == KT_KMSG_SCHED_DISABLED && c->sched_watched) {
-            if (!c->sched_kmsg_reason[0]) {
-                snprintf(c->sched_kmsg_reason, sizeof(c->sched_kmsg_reason), "%s", rec.text);
-                c->sched_kmsg_want_detail = rec.level <= 3;
-            }
+            /* The report itself went to kt_scx_exit_feed above. */
             if (s_sched_fail_locked(c, "kmsg"))
                 snprintf(event, sizeof(event), "scheduler failure detected (kernel log): %.110s",
                          rec.text);
             pthread_cond_broadcast(&c->cond);
-        } else if (kind == KT_KMSG_SCHED_EXT && c->sched_kmsg_reason[0] && !c->sched_kmsg_detail) {
-            /* `sched_ext: qmap: kworker/1:1[42] failed to run for 5.1s` */
-            c->sched_kmsg_detail = true;
-            s_append(c->sched_kmsg_reason, sizeof(c->sched_kmsg_reason), "; ", rec.text);
-            pthread_cond_broadcast(&c->cond);
+        } else if (in_exit) {
+            pthread_cond_broadcast(&c->cond); /* its message line */
         } else if (kind == KT_KMSG_KERNEL_PROBLEM && !c->kernel_failed) {
             c->kernel_failed = true;
             snprintf(c->kernel_reason, sizeof(c->kernel_reason), "kernel: %.280s", rec.text);

@@ -141,6 +141,11 @@ bool kt_scx_exit_feed(kt_scx_exit_t *e, const kt_kmsg_record_t *rec)
             open += strlen(" disabled (");
             snprintf(e->kind, sizeof(e->kind), "%.*s", (int)(close - open), open);
         }
+        const char *q = strchr(t, '"');
+        const char *q2 = q ? strchr(q + 1, '"') : NULL;
+        if (q2)
+            snprintf(e->name, sizeof(e->name), "%.*s", (int)(q2 - q - 1), q + 1);
+        snprintf(e->head, sizeof(e->head), "%s", t);
         e->seen = true;
         e->error = rec->level <= 3;
         e->ts_us = rec->ts_us;
@@ -174,4 +179,19 @@ bool kt_scx_exit_feed(kt_scx_exit_t *e, const kt_kmsg_record_t *rec)
 bool kt_scx_exit_open(const kt_scx_exit_t *e)
 {
     return e->seen && e->error && e->stage_ != S_EXIT_DONE;
+}
+
+bool kt_scx_exit_awaits_message(const kt_scx_exit_t *e)
+{
+    return e->seen && e->error && e->stage_ == S_EXIT_HEAD;
+}
+
+void kt_scx_exit_reason(const kt_scx_exit_t *e, char *buf, size_t len)
+{
+    if (!e->seen)
+        snprintf(buf, len, "%s", "");
+    else if (e->message[0])
+        snprintf(buf, len, "%s; sched_ext: %s: %s", e->head, e->name, e->message);
+    else
+        snprintf(buf, len, "%s", e->head);
 }

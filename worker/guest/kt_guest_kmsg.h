@@ -55,6 +55,8 @@ int kt_kmsg_read(int fd, kt_kmsg_record_t *ret);
 
 typedef struct kt_scx_exit {
     bool seen;                 /* a "disabled (...)" line was read */
+    char head[KT_KMSG_TEXT_MAX]; /* that line as the kernel wrote it */
+    char name[64];             /* the scheduler it names (ops name) */
     bool error;                /* printed at KERN_ERR or above: an error exit */
     char kind[64];             /* the words in parentheses */
     char message[384];         /* the next line, without "sched_ext: NAME: " */
@@ -71,3 +73,9 @@ bool kt_scx_exit_feed(kt_scx_exit_t *e, const kt_kmsg_record_t *rec);
 
 /* True while an error exit report may still get lines (message, frames). */
 bool kt_scx_exit_open(const kt_scx_exit_t *e);
+/* True while an error exit report still waits for its message line (it
+ * follows the head at once, when the kernel has one). */
+bool kt_scx_exit_awaits_message(const kt_scx_exit_t *e);
+/* The failure in the kernel's words: the head line, then
+ * "; sched_ext: NAME: message" when there is a message. "" before a head. */
+void kt_scx_exit_reason(const kt_scx_exit_t *e, char *buf, size_t len);

@@ -300,9 +300,20 @@ static void test_scx_exit(void **state)
     assert_false(e.seen);
     r = s_rec(3, 3323000, "sched_ext: BPF scheduler \"central\" disabled (runtime error)");
     assert_true(kt_scx_exit_feed(&e, &r));
+    assert_true(kt_scx_exit_awaits_message(&e));
+    char reason[1024];
+    kt_scx_exit_reason(&e, reason, sizeof(reason));
+    assert_string_equal(reason, "sched_ext: BPF scheduler \"central\" disabled (runtime error)");
     r = s_rec(3, 3323001, "sched_ext: central: SCX_DSQ_LOCAL[_ON] cannot move migration "
                           "disabled kt:cg_1:0[64] from CPU 3 to 0");
     assert_true(kt_scx_exit_feed(&e, &r));
+    assert_false(kt_scx_exit_awaits_message(&e));
+    /* The reason is the two lines as the kernel wrote them. */
+    kt_scx_exit_reason(&e, reason, sizeof(reason));
+    assert_string_equal(reason, "sched_ext: BPF scheduler \"central\" disabled (runtime error); "
+                                "sched_ext: central: SCX_DSQ_LOCAL[_ON] cannot move migration "
+                                "disabled kt:cg_1:0[64] from CPU 3 to 0");
+    assert_string_equal(e.name, "central");
     for (unsigned i = 0; i < KT_SCX_EXIT_BT_MAX + 2; i++) {
         char frame[64];
         snprintf(frame, sizeof(frame), "   frame_%u+0x19/0x3d", i);
@@ -346,6 +357,13 @@ static void test_scx_exit(void **state)
     assert_false(kt_scx_exit_feed(&u, &r));
     assert_false(u.error);
     assert_false(kt_scx_exit_open(&u));
+    assert_false(kt_scx_exit_awaits_message(&u));
+    kt_scx_exit_reason(&u, reason, sizeof(reason));
+    assert_string_equal(reason, "sched_ext: BPF scheduler \"simple\" disabled (unregistered from "
+                                "user space)");
+    kt_scx_exit_t none = {0};
+    kt_scx_exit_reason(&none, reason, sizeof(reason));
+    assert_string_equal(reason, "");
     assert_string_equal(u.kind, "unregistered from user space");
     assert_string_equal(u.message, "");
     assert_int_equal(u.n_bt, 0);
