@@ -109,7 +109,8 @@ static int s_row(const kt_store_row_t *row, void *userdata)
     snprintf(h->last_verdict, sizeof(h->last_verdict), "%s", verdict);
     h->runs++;
     h->pass += strcmp(verdict, "pass") == 0;
-    json_t *m = row->metrics_json ? json_loads(row->metrics_json, 0, NULL) : NULL;
+    /* The figures are read only when some were asked for. */
+    json_t *m = h->n_metrics && row->metrics_json ? json_loads(row->metrics_json, 0, NULL) : NULL;
     char commit[16];
     snprintf(commit, sizeof(commit), "%.12s", row->kernel_commit ? row->kernel_commit : "");
     if (h->json) {
