@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "builtins.h"
+#include "kt_cli.h"
 #include "kt_log.h"
 #include "kt_runcell.h"
 #include "kt_scenario_yaml.h"
@@ -21,7 +22,7 @@ static void s_usage(FILE *f)
             "usage: ktstr-worker run-cell --kernel PATH --topology PRESET|N,L,C,T\n"
             "           --scenario NAME|FILE.yaml [--scheduler PATH] [--sched-args \"ARGS\"]\n"
             "           [--duration SECS] [--out DIR] [--accel auto|kvm|tcg] [--machine q35|microvm]\n"
-            "           [--work-type TYPE] [--json] [-v]\n"
+            "           [--work-type TYPE] [--boot-retries N] [--json] [-v]\n"
             "           [--payload PATH [--payload-args \"ARGS\"] [--payload-check EXPR]...\n"
             "            [--payload-timeout SECS] [--payload-judge exit|tap]\n"
             "            [--payload-tap-test NAME] [--payload-output BYTES]]\n"
@@ -34,7 +35,10 @@ static void s_usage(FILE *f)
             "(METRIC>=N, METRIC<=N, METRIC=A..B, exit==N) must hold; --payload-judge tap\n"
             "judges its TAP lines instead (ok, not ok, # SKIP). Timeout default 60 s.\n"
             "A scenario file's `payload:` runs the same way; --payload replaces it whole.\n"
-            "Built-in scenarios:");
+            "--boot-retries N (default %d): boot again when the VM never reached ktstr-init\n"
+            "and the cause may be the host's (QEMU crashed, the kernel oopsed or hung).\n"
+            "Built-in scenarios:",
+            KT_RUNCELL_BOOT_RETRIES);
     unsigned n;
     const kt_scenario_t *b = kt_scenario_builtins(&n);
     for (unsigned i = 0; i < n; i++)
@@ -62,6 +66,7 @@ int builtin_run_cell(int argc, char **argv)
         {"payload-judge", required_argument, NULL, 1003},
         {"payload-tap-test", required_argument, NULL, 1004},
         {"payload-output", required_argument, NULL, 1005},
+        {"boot-retries", required_argument, NULL, 1006},
         {NULL, 0, NULL, 0},
     };
     static kt_payload_spec_t payload;
@@ -107,6 +112,15 @@ int builtin_run_cell(int argc, char **argv)
             req.override_work = true;
             break;
         case 1000: payload_args = optarg; break;
+        case 1006: {
+            uint64_t n;
+            if (kt_cli_parse_u64(optarg, 0, 9, &n) < 0) {
+                fprintf(stderr, "run-cell: --boot-retries '%s': a number from 0 to 9\n", optarg);
+                return 2;
+            }
+            req.boot_retries = (unsigned)n;
+            break;
+        }
         case 1001: {
             kt_payload_check_t pc;
             if (kt_payload_check_parse(optarg, &pc, why, sizeof(why)) < 0) {

@@ -37,7 +37,8 @@ static void s_usage(FILE *f)
             "           [--curve-secret FILE --allow DIR | --insecure]\n"
             "           [--accel auto|kvm|tcg] [--cache DIR] [--executor vm|null|sleep:MS]\n"
             "           [--vcpus N] [--memory MIB] [--max-vcpus N] [--heartbeat MS]\n"
-            "           [--lost-after MS] [--canary-kernel PATH] [--image-dir DIR] [-v]\n"
+            "           [--lost-after MS] [--canary-kernel PATH] [--image-dir DIR]\n"
+            "           [--boot-retries N] [-v]\n"
             "Serves coordinators (ktstr-coord) on --bind (default %s): runs the cells\n"
             "they assign in VMs, sharing --vcpus/--memory (default: the host's CPUs and 3/4\n"
             "of its memory) among all of them, never oversold. Artifacts are cached by\n"
@@ -47,9 +48,12 @@ static void s_usage(FILE *f)
             "*.key_secret from `ktstr-coord keygen`; --allow: a folder of coordinator\n"
             "public keys) or an explicit --insecure.\n"
             "--executor null|sleep:MS run no VM (benchmarks, protocol tests) and say so in\n"
-            "every sidecar. SIGTERM drains (running cells finish, nothing new is taken);\n"
-            "SIGINT stops at once.\n",
-            S_DEFAULT_BIND);
+            "every sidecar. --boot-retries (default %d) boots a cell's VM again when it never\n"
+            "reached ktstr-init and the cause may be the host's (QEMU crashed, the kernel\n"
+            "oopsed or hung at boot); the sidecar's boot_retries says so.\n"
+            "SIGTERM drains (running cells finish, nothing new is taken); SIGINT stops at\n"
+            "once.\n",
+            S_DEFAULT_BIND, KT_RUNCELL_BOOT_RETRIES);
 }
 
 static void s_globfreep(glob_t *g)
@@ -202,6 +206,7 @@ int builtin_serve(int argc, char **argv)
         {"lost-after", required_argument, NULL, 'L'},
         {"canary-kernel", required_argument, NULL, 'k'},
         {"image-dir", required_argument, NULL, 'd'},
+        {"boot-retries", required_argument, NULL, 'R'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {0},
@@ -209,6 +214,7 @@ int builtin_serve(int argc, char **argv)
     kt_serve_config_t cfg = {.bind = S_DEFAULT_BIND};
     const char *executor = "vm", *canary = NULL, *image_dir = NULL;
     enum kt_accel accel = KT_ACCEL_AUTO;
+    unsigned boot_tries = 0;
     uint64_t v;
     int c;
     optind = 1;
@@ -264,6 +270,13 @@ int builtin_serve(int argc, char **argv)
             break;
         case 'k': canary = optarg; break;
         case 'd': image_dir = optarg; break;
+        case 'R':
+            if (kt_cli_parse_u64(optarg, 0, 9, &v) < 0) {
+                fprintf(stderr, "serve: --boot-retries '%s': a number from 0 to 9\n", optarg);
+                return 2;
+            }
+            boot_tries = (unsigned)v + 1;
+            break;
         case 'v': kt_log_set_level(KT_LOG_DEBUG); break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
@@ -297,7 +310,8 @@ int builtin_serve(int argc, char **argv)
     cfg.cache_dir = cache;
     snprintf(work, sizeof(work), "%s/cells", cache);
 
-    kt_vm_executor_config_t vm = {.work_dir = work, .image_dir = image_dir};
+    kt_vm_executor_config_t vm = {
+        .work_dir = work, .image_dir = image_dir, .boot_tries = boot_tries};
     if (strcmp(executor, "vm") == 0) {
         uint32_t canary_ms = 0;
         static char accel_reason[400];

@@ -268,6 +268,8 @@ int kt_executor_vm_request(const kt_vm_executor_config_t *cfg, const kt_cellspec
     req->image_dir = cfg->image_dir;
     req->run_id = spec->run_id[0] ? spec->run_id : NULL;
     req->attempt = attempt;
+    if (cfg->boot_tries)
+        req->boot_retries = cfg->boot_tries - 1;
     return 0;
 }
 

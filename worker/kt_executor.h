@@ -41,6 +41,8 @@ typedef struct kt_vm_executor_config {
     const char *accel_reason; /* why (the canary's verdict), copied into sidecars */
     const char *work_dir;   /* sidecars and console logs of this worker */
     const char *image_dir;  /* NULL: default */
+    unsigned boot_tries;    /* boots of a cell's VM at most (kt_runcell_boot_retryable);
+                             * 0: 1 + KT_RUNCELL_BOOT_RETRIES */
 } kt_vm_executor_config_t;
 
 /* cfg must outlive the executor. */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +38,53 @@ void kt_cell_request_init(kt_cell_request_t *req)
     req->accel = KT_ACCEL_AUTO;
     req->machine = KT_MACHINE_Q35;
     req->out_dir = ".";
+    req->boot_retries = KT_RUNCELL_BOOT_RETRIES;
+}
+
+/* The first line of text that holds needle, whole, into buf. */
+static bool s_line_with(const char *text, const char *needle, char *buf, size_t len)
+{
+    const char *p = text ? strstr(text, needle) : NULL;
+    if (!p)
+        return false;
+    snprintf(buf, len, "%.*s", (int)strcspn(p, "\r\n"), p);
+    return true;
+}
+
+bool kt_runcell_boot_retryable(const kt_vm_outcome_t *vo, char *why, size_t len)
+{
+    char scratch[8];
+    if (!why) {
+        why = scratch;
+        len = sizeof(scratch);
+    }
+    why[0] = '\0';
+    if (vo->got_hello || vo->reached != KT_VM_PHASE_BOOT || vo->vm_state[0])
+        return false;
+    /* QEMU said why it stopped (an assertion, a bad option, a missing
+     * firmware, the MSR KVM refused): that repeats. A warning is no reason. */
+    if (vo->qemu_message[0] && !strstr(vo->qemu_message, "warning:"))
+        return false;
+    if (vo->timed_out) {
+        snprintf(why, len, "%s", vo->error_text[0] ? vo->error_text : "boot timeout");
+        return true;
+    }
+    /* Died by a signal the runner did not send, without a word. */
+    if (vo->qemu_status >= 0 && WIFSIGNALED(vo->qemu_status)) {
+        snprintf(why, len, "%s", vo->error_text[0] ? vo->error_text : "qemu died by a signal");
+        return true;
+    }
+    /* Exited: a guest that panicked (panic=-1, -no-reboot: QEMU exits 0). */
+    static const char *const marks[] = {"Kernel panic",
+                                        "Oops:", "BUG:", "general protection fault"};
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+        char line[200];
+        if (s_line_with(vo->console_tail, marks[i], line, sizeof(line))) {
+            snprintf(why, len, "the kernel failed before init: %s", line);
+            return true;
+        }
+    }
+    return false;
 }
 
 const char *kt_runcell_find_init(void)
@@ -240,6 +288,8 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
         snprintf(cell_name, sizeof(cell_name), "cell/%s%s%s/%s/%s/%s", scenario_name,
                  override ? "+" : "", override ? override : "", preset ? preset : topo_label,
                  req->profile ? req->profile : sched_name, klabel);
+    char stem[600]; /* the sidecar's and console logs' file names */
+    kt_sidecar_file_stem(cell_name, stem, sizeof(stem));
 
     json_t *doc = json_object();
     json_t *events = json_array();
@@ -515,7 +565,34 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     cfg.userdata = &run;
     kt_log_info("cell=%s booting kernel='%s' topology=%s accel=%s", o->cell_id, req->kernel,
                 topo_label, kt_accel_name(accel));
-    r = kt_vm_run(&cfg, &vo);
+    json_t *retries = json_array();
+    for (unsigned boot = 1;; boot++) {
+        uint64_t tb = s_now_ms();
+        r = kt_vm_run(&cfg, &vo);
+        char cause[320];
+        if (r < 0 || boot > req->boot_retries ||
+            !kt_runcell_boot_retryable(&vo, cause, sizeof(cause)))
+            break;
+        /* Nothing of the cell ran: keep this boot's console beside the
+         * sidecar and boot once more; the sidecar says it happened. */
+        char src[PATH_MAX], dst[PATH_MAX + 700];
+        snprintf(src, sizeof(src), "%s/console.log", workdir);
+        snprintf(dst, sizeof(dst), "%s/%s.boot%u.console.log", req->out_dir, stem, boot);
+        bool kept = access(src, R_OK) == 0 && s_copy_file(src, dst) == 0;
+        kt_log_warn("cell=%s boot %u of at most %u never reached ktstr-init (%s): booting again",
+                    o->cell_id, boot, req->boot_retries + 1, cause);
+        if (retries)
+            json_array_append_new(retries,
+                                  json_pack("{s:i,s:s,s:I,s:s?,s:s?}", "boot", (int)boot, "cause",
+                                            cause, "ms", (json_int_t)(s_now_ms() - tb),
+                                            "console_log", kept ? dst : NULL, "console_tail",
+                                            vo.console_tail[0] ? vo.console_tail : NULL));
+        memset(&vo, 0, sizeof(vo));
+    }
+    if (retries && json_array_size(retries))
+        json_object_set_new(doc, "boot_retries", retries);
+    else
+        json_decref(retries);
     json_object_set_new(timings, "boot_ms", json_integer((json_int_t)vo.boot_ms));
     json_object_set_new(timings, "run_ms", json_integer((json_int_t)vo.run_ms));
     json_object_set_new(timings, "collect_ms", json_integer((json_int_t)vo.collect_ms));
@@ -592,8 +669,6 @@ verdict_set:
     }
     json_object_set_new(doc, "failed_check_list", failed);
 
-    char stem[600];
-    kt_sidecar_file_stem(cell_name, stem, sizeof(stem));
     if (vo.console_path[0] || have_workdir) {
         char src[PATH_MAX], dst[PATH_MAX + 700];
         snprintf(src, sizeof(src), "%s/console.log", workdir);

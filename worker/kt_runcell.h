@@ -34,6 +34,10 @@ typedef struct kt_cell_request {
     const char *run_id;            /* NULL for a standalone cell */
     unsigned attempt;              /* 0 is taken as 1 */
     double timeout_scale;          /* 0: 1.0 for KVM, 4.0 for TCG */
+    /* Boots of a VM that never reached ktstr-init are tried again this many
+     * times when kt_runcell_boot_retryable() says the cause may be the host's
+     * (kt_cell_request_init: KT_RUNCELL_BOOT_RETRIES; 0: never). */
+    unsigned boot_retries;
     /* --work-type: every cgroup runs this work type instead of its own
      * (kt_scenario_override_work before resolution; with plan,
      * kt_plan_override_work). The sidecar records it as work_type_override
@@ -57,7 +61,21 @@ typedef struct kt_cell_outcome {
     enum kt_accel accel;
 } kt_cell_outcome_t;
 
+#define KT_RUNCELL_BOOT_RETRIES 1
+
 void kt_cell_request_init(kt_cell_request_t *req);
+
+/* Whether a VM whose outcome is vo should be booted once more. Only when it
+ * never reached ktstr-init (no hello: nothing of the cell ran, nothing was
+ * measured) and the cause may be the emulator rather than the kernel: QEMU
+ * died by a signal the runner did not send (QEMU 7.2's TCG has crashed here
+ * in memory_region_dispatch_write during boot), the guest oopsed or panicked
+ * before init (a TCG vCPU running stale code over a half-patched jump), or
+ * the boot timed out. Not when QEMU itself refused to start (an exit status
+ * with its message: a bad option or a missing firmware repeats), the guest
+ * was stopped by QEMU (internal-error: KVM refusing the guest repeats), or
+ * the VM could not be spawned. why (may be NULL) gets the cause in words. */
+bool kt_runcell_boot_retryable(const kt_vm_outcome_t *vo, char *why, size_t len);
 
 /* Path of the ktstr-init binary to put into images: $KTSTR_INIT, else the
  * build tree's, else the installed one. NULL when none exists. */

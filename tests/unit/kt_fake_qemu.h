@@ -16,7 +16,9 @@
  *   garbage     hello, then a frame that is not msgpack
  *   oversize    hello, then a frame header announcing 4 GiB
  *   no-poweroff as ok, but stays up after the ack
- *   panic       console shows a kernel panic, exit 0 (panic=-1 -no-reboot) */
+ *   panic       console shows a kernel panic, exit 0 (panic=-1 -no-reboot)
+ *   segv        dies by SIGSEGV during boot, saying nothing (QEMU 7.2's TCG
+ *               crash in memory_region_dispatch_write) */
 #pragma once
 
 #include <errno.h>
@@ -131,6 +133,12 @@ static int fake_qemu_main(int argc, char **argv)
         fprintf(stderr, "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: "
                         "kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.\n");
         abort();
+    }
+    if (strcmp(mode, "segv") == 0) {
+        usleep(100 * 1000);
+        signal(SIGSEGV, SIG_DFL);
+        raise(SIGSEGV);
+        return 1;
     }
     if (strcmp(mode, "panic") == 0) {
         usleep(100 * 1000);

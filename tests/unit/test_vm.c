@@ -2,7 +2,9 @@
  * and accelerator, refused configurations, and the runner's phases against a
  * fake QEMU (this executable re-executed, see kt_fake_qemu.h): a clean run,
  * the canary shutdown, timeouts, a hang, QEMU dying or stopping the guest,
- * bad frames, a handler abort, a QEMU that ignores quit, and no zombies. */
+ * bad frames, a handler abort, a QEMU that ignores quit, and no zombies.
+ * Each failed boot is also judged by kt_runcell_boot_retryable: booted again
+ * only when nothing of the cell ran and the cause may be the emulator. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -20,6 +22,7 @@
 #include <cmocka.h>
 
 #include "kt_fake_qemu.h"
+#include "kt_runcell.h"
 #include "kt_topology.h"
 #include "kt_vm.h"
 
@@ -426,6 +429,7 @@ static void test_run_ok(void **state)
     char p[128];
     snprintf(p, sizeof(p), "%s/chan.sock", s_dir);
     assert_int_equal(access(p, F_OK), -1);
+    assert_false(kt_runcell_boot_retryable(&out, NULL, 0));
     s_assert_no_children();
 }
 
@@ -468,6 +472,9 @@ static void test_run_boot_timeout(void **state)
     assert_true(WIFEXITED(out.qemu_status) && WEXITSTATUS(out.qemu_status) == 0);
     assert_true(took >= 700 && took < 1600);
     assert_non_null(strstr(out.console_tail, "KTSTR_INIT_READY"));
+    char why[320];
+    assert_true(kt_runcell_boot_retryable(&out, why, sizeof(why)));
+    assert_non_null(strstr(why, "boot timeout"));
     s_assert_no_children();
 }
 
@@ -486,6 +493,8 @@ static void test_run_stubborn_qemu_is_killed(void **state)
     assert_int_equal(WTERMSIG(out.qemu_status), SIGKILL);
     /* 300 ms boot, about 1 s of grace after quit, then SIGKILL. */
     assert_true(took >= 1200 && took < 3000);
+    /* Killed by the runner after its boot timeout: the timeout is the cause. */
+    assert_true(kt_runcell_boot_retryable(&out, NULL, 0));
     s_assert_no_children();
 }
 
@@ -506,6 +515,10 @@ static void test_run_qemu_aborts(void **state)
                         "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69");
     assert_non_null(strstr(out.error_text, "during boot"));
     assert_non_null(strstr(out.error_text, "failed to set MSR 0x10a"));
+    /* QEMU said why it gave up: that repeats, no second boot. */
+    char why[320];
+    assert_false(kt_runcell_boot_retryable(&out, why, sizeof(why)));
+    assert_string_equal(why, "");
     s_assert_no_children();
 }
 
@@ -521,6 +534,32 @@ static void test_run_guest_panic(void **state)
     assert_non_null(strstr(out.error_text, "qemu exited with status 0 during boot"));
     assert_non_null(strstr(out.error_text, "Kernel panic - not syncing: Attempted to kill init!"));
     assert_non_null(strstr(out.console_tail, "Kernel panic"));
+    char why[320];
+    assert_true(kt_runcell_boot_retryable(&out, why, sizeof(why)));
+    assert_string_equal(why, "the kernel failed before init: "
+                             "Kernel panic - not syncing: Attempted to kill init! exitcode=0x100");
+    s_assert_no_children();
+}
+
+static void test_run_qemu_segv(void **state)
+{
+    kt_vm_config_t cfg;
+    s_seen_t seen;
+    kt_vm_outcome_t out;
+    s_run_cfg(&cfg, &seen, "segv");
+    assert_int_equal(kt_vm_run(&cfg, &out), 0);
+    assert_int_equal(out.reached, KT_VM_PHASE_BOOT);
+    assert_false(out.got_hello);
+    assert_true(out.qemu_exited_early);
+    assert_false(out.timed_out);
+    assert_true(WIFSIGNALED(out.qemu_status));
+    assert_int_equal(WTERMSIG(out.qemu_status), SIGSEGV);
+    assert_string_equal(out.qemu_message, "");
+    assert_string_equal(out.error_text,
+                        "qemu was killed by signal 11 (Segmentation fault) during boot");
+    char why[320];
+    assert_true(kt_runcell_boot_retryable(&out, why, sizeof(why)));
+    assert_string_equal(why, out.error_text);
     s_assert_no_children();
 }
 
@@ -540,6 +579,8 @@ static void test_run_internal_error(void **state)
     assert_string_equal(out.qemu_message, "KVM internal error. Suberror: 1");
     assert_non_null(strstr(out.error_text, "internal-error"));
     assert_non_null(strstr(out.error_text, "KVM internal error. Suberror: 1"));
+    /* KVM refusing the guest repeats. */
+    assert_false(kt_runcell_boot_retryable(&out, NULL, 0));
     s_assert_no_children();
 }
 
@@ -555,6 +596,8 @@ static void test_run_timeout_and_hang(void **state)
     assert_true(out.got_hello);
     assert_true(out.timed_out);
     assert_non_null(strstr(out.error_text, "run timeout"));
+    /* The guest said hello: the cell ran, a second boot would hide a hang. */
+    assert_false(kt_runcell_boot_retryable(&out, NULL, 0));
 
     s_run_cfg(&cfg, &seen, "hello-hang");
     cfg.run_timeout_ms = 10000;
@@ -681,6 +724,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_run_stubborn_qemu_is_killed),
         cmocka_unit_test(test_run_qemu_aborts),
         cmocka_unit_test(test_run_guest_panic),
+        cmocka_unit_test(test_run_qemu_segv),
         cmocka_unit_test(test_run_internal_error),
         cmocka_unit_test(test_run_timeout_and_hang),
         cmocka_unit_test(test_run_collect_timeout),

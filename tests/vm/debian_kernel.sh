@@ -10,18 +10,11 @@ run_cell debian --kernel "$img" --topology tiny-2llc --scenario steady --duratio
 # Under TCG with a thread per vCPU, the kernel's live code patching
 # (text_poke_bp: an int3 over a jump site while the rest is written, then
 # the int3 taken away) is now and then executed half-done by another vCPU
-# from stale translated code, after the kernel's int3 handler has stopped
-# expecting it: the stock kernel, full of static keys, dies at boot with
-# "Oops: int3" at a patch site (CI saw it once, in enqueue_timer during
-# inet_init). That is the emulator, not the kernel or the harness. The
-# harness must report it as what it saw, the kernel's panic at boot, and
-# the cell is run once more.
-if [ "$(field .verdict)" = fail ] && [ "$(field .accel)" = tcg ] &&
-   [ "$(field .phase)" = boot ] && [[ "$(field .console_tail)" == *"Oops: int3"* ]]; then
-    echo "# TCG trapped on a half-patched jump at boot: $(field .reason)"
-    expect "int3 trap at boot: reported as the kernel's panic" \
-        contains "$(field .reason)" "Kernel panic"
-    run_cell debian_again --kernel "$img" --topology tiny-2llc --scenario steady --duration 3
+# from stale translated code: the stock kernel, full of static keys, died at
+# boot once in CI with "Oops: int3" in enqueue_timer. The worker boots such
+# a VM again (boot_retries in the sidecar, tests/vm/boot_retry.sh); say so.
+if [ "$(field '.boot_retries | length')" -gt 0 ] 2>/dev/null; then
+    echo "# booted again after: $(field '[.boot_retries[].cause] | join(" / ")')"
 fi
 expect "exit status 0" eq "$RC" 0
 expect "verdict pass" eq "$(field .verdict)" pass
