@@ -33,10 +33,17 @@ typedef struct s_rec {
     char verdict[8];
     char worker[KT_ID_MAX];
     unsigned attempt;
+    unsigned boots;         /* VM boots of the accepted attempt (sidecar boot_retries + 1) */
     uint64_t time_ms;
     char *reason;
     char *sidecar_path;
 } s_rec_t;
+
+/* 1 + the failed boots the worker tried again (its sidecar's boot_retries). */
+static unsigned s_boots(const json_t *doc)
+{
+    return 1 + (unsigned)json_array_size(json_object_get(doc, "boot_retries"));
+}
 
 struct kt_report {
     const kt_coord_run_t *run;
@@ -273,13 +280,15 @@ void kt_report_cell_done(kt_report_t *r, const kt_coord_cell_t *cell, unsigned a
     }
     if (r->quiet)
         return;
-    char t[16], why[S_REASON_SHOWN + 4];
+    char t[16], why[S_REASON_SHOWN + 4], boots[24] = "";
     s_duration(rec->time_ms, t, sizeof(t));
     s_short_reason(reason, why, sizeof(why));
+    if (rec->boots > 1)
+        snprintf(boots, sizeof(boots), ", %u boots", rec->boots);
     s_clear_line(r);
-    fprintf(r->out, "[%*u/%u] %-5s %s (%s, attempt %u, %s)%s%s\n",
+    fprintf(r->out, "[%*u/%u] %-5s %s (%s, attempt %u%s, %s)%s%s\n",
             r->run->n_cells >= 100 ? (r->run->n_cells >= 1000 ? 4 : 3) : 2, r->n_done,
-            r->run->n_cells, verdict, cell->spec.cell_name, worker, attempt, t,
+            r->run->n_cells, verdict, cell->spec.cell_name, worker, attempt, boots, t,
             strcmp(verdict, "pass") && why[0] ? ": " : "", strcmp(verdict, "pass") ? why : "");
     s_redraw(r);
 }
@@ -490,6 +499,7 @@ int kt_report_write_result(kt_report_t *r, const kt_dispatch_result_t *res, char
         total = json_object_get(timings, "run_ms");
     s_rec_t *rec = &r->recs[idx];
     rec->time_ms = json_is_integer(total) ? (uint64_t)json_integer_value(total) : res->run_ms;
+    rec->boots = s_boots(doc);
     json_decref(doc);
     if (e < 0)
         return e;
@@ -534,6 +544,7 @@ int kt_report_load_done(kt_report_t *r, unsigned i, const char *verdict)
     if (!json_is_integer(t))
         t = json_object_get(json_object_get(doc, "timings"), "run_ms");
     rec->time_ms = json_is_integer(t) ? (uint64_t)json_integer_value(t) : 0;
+    rec->boots = s_boots(doc);
     free(rec->sidecar_path);
     rec->sidecar_path = strdup(path);
     json_decref(doc);
@@ -615,6 +626,7 @@ int kt_report_write_run_json(kt_report_t *r, json_t *inputs, const char *status,
         if (o && rec->done) {
             json_object_set_new(o, "verdict", json_string(rec->verdict));
             json_object_set_new(o, "attempt", json_integer(rec->attempt));
+            json_object_set_new(o, "boots", json_integer(rec->boots ? rec->boots : 1));
             json_object_set_new(o, "worker", json_string(rec->worker));
             if (rec->sidecar_path)
                 json_object_set_new(o, "sidecar", json_string(rec->sidecar_path));
@@ -785,7 +797,15 @@ void kt_report_summary(kt_report_t *r, const kt_dispatch_summary_t *sum)
     if (sum)
         fprintf(o, "; this invocation: %u cell(s) in %s, %u requeued, %u stale result(s)",
                 sum->done, wall, sum->requeued, sum->stale);
-    fprintf(o, "\nresults: %s\n", r->run_dir);
+    fprintf(o, "\n");
+    unsigned rebooted = 0;
+    for (unsigned i = 0; i < run->n_cells; i++)
+        rebooted += r->recs[i].done && r->recs[i].boots > 1;
+    if (rebooted)
+        fprintf(o, "booted again: %u cell(s) whose VM did not reach ktstr-init at first "
+                   "(boot_retries in their sidecars)\n",
+                rebooted);
+    fprintf(o, "results: %s\n", r->run_dir);
     fflush(o);
 }
 

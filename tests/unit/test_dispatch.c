@@ -799,7 +799,9 @@ static void test_report_files(void **state)
              "3f2a9c1-dirty");
     char results[128];
     snprintf(results, sizeof(results), "%s/results-%u", s_dir, ++s_seq);
-    FILE *out = fopen("/dev/null", "we");
+    char *said = NULL;
+    size_t said_len = 0;
+    FILE *out = open_memstream(&said, &said_len);
     assert_non_null(out);
     kt_report_config_t rc = {.results_dir = results, .run = &e.run, .out = out,
                              .progress = KT_REPORT_PROGRESS_PLAIN};
@@ -810,7 +812,8 @@ static void test_report_files(void **state)
     /* A worker's result: its sidecar keeps its fields and gains ours; the
      * verdict is the accepted one even if the JSON said otherwise. */
     const char *ws = "{\"executor\":\"vm\",\"verdict\":\"fail\",\"timings\":{\"total_ms\":4200},"
-                     "\"console_log\":\"/w/c.log\",\"checks\":[1,2]}";
+                     "\"console_log\":\"/w/c.log\",\"checks\":[1,2],"
+                     "\"boot_retries\":[{\"boot\":1,\"cause\":\"qemu was killed by signal 11\"}]}";
     kt_dispatch_result_t res = {.cell = &e.run.cells[0], .index = 0, .attempt = 2,
                                 .worker = "w1", .verdict = "pass", .reason = "",
                                 .sidecar = ws, .sidecar_len = strlen(ws),
@@ -848,6 +851,9 @@ static void test_report_files(void **state)
     fclose(cf);
     json_decref(doc);
     kt_report_cell_done(r, &e.run.cells[0], 2, "w1", "pass", "");
+    /* Its VM needed a second boot: the progress line says so. */
+    fflush(out);
+    assert_non_null(strstr(said, "(w1, attempt 2, 2 boots, 4.2s)"));
 
     /* The coordinator's own verdict, and a fail and a skip with awkward reasons. */
     kt_dispatch_result_t lost = {.cell = &e.run.cells[1], .index = 1, .attempt = 4,
@@ -926,9 +932,18 @@ static void test_report_files(void **state)
                                                                          2),
                                                           "verdict")),
                         "fail");
+    json_t *cells = json_object_get(doc, "cells");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(cells, 0), "boots")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(cells, 3), "boots")), 1);
     json_decref(doc);
+
+    /* The summary counts the cells booted again. */
+    kt_report_summary(r, NULL);
+    fflush(out);
+    assert_non_null(strstr(said, "booted again: 1 cell(s) whose VM did not reach ktstr-init"));
     kt_report_free(&r);
     fclose(out);
+    free(said);
     t_env_free(&e);
 }
 
