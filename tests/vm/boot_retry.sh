@@ -9,7 +9,8 @@
 #             real "Kernel panic - not syncing" before init
 #   refuse    prints QEMU's error for a missing firmware and exits 1
 # It counts its boots in $KT_FAKE_QEMU_COUNT; KT_FAKE_QEMU_BAD says which
-# boots misbehave ("1": the first; "all").
+# boots misbehave ("1": the first; "all"). Last, one crash through
+# ktstr-coord's embedded worker: the report shows the second boot.
 source "$(dirname "$0")/lib.sh"
 need_fixture
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: no qemu-system-x86_64"; exit 77; }
@@ -113,4 +114,29 @@ expect "refuse: verdict error" eq "$(field .verdict)" error
 expect "refuse: QEMU's words in the reason" contains "$(field .reason)" "could not load PC BIOS"
 expect "refuse: one boot" eq "$BOOTS" 1
 expect "refuse: nothing on record" eq "$(field '.boot_retries')" null
+
+# 7. Through the coordinator's embedded worker: the run shows the second boot.
+cat >"$TMP/g.yaml" <<EOF
+kernels:
+  - path: $KERNEL
+schedulers:
+  - name: eevdf
+topologies: [tiny-1llc]
+scenarios: [steady]
+duration: 2s
+EOF
+rm -f "$TMP/coord.count"
+KTSTR_QEMU=$wrapper KT_FAKE_QEMU_MODE=crash KT_FAKE_QEMU_BAD=1 KT_FAKE_QEMU_COUNT=$TMP/coord.count \
+    "$KT_COORD" run --gauntlet "$TMP/g.yaml" --results "$TMP/results" --accel tcg \
+    --progress plain >"$TMP/coord.out" 2>&1
+crc=$?
+grep -v ' info: ' "$TMP/coord.out" | tail -n 12 | sed 's/^/# /'
+expect "coordinator: exit status 0" eq "$crc" 0
+expect "coordinator: two boots" eq "$(cat "$TMP/coord.count" 2>/dev/null)" 2
+expect "coordinator: the progress line says 2 boots" grep -q "attempt 1, 2 boots," "$TMP/coord.out"
+expect "coordinator: the summary counts it" grep -q "booted again: 1 cell(s)" "$TMP/coord.out"
+SIDECAR=$(ls "$TMP"/results/*/*/*.ktstr.json 2>/dev/null | head -n1)
+expect "coordinator: the run's sidecar keeps boot_retries" eq "$(field '.boot_retries | length')" 1
+expect "coordinator: run.json says boots 2" eq \
+    "$(jq -r '.cells[0].boots' "$TMP"/results/*/run.json 2>/dev/null)" 2
 finish
