@@ -116,8 +116,8 @@ int builtin_list(int argc, char **argv)
             "%u %s (%u %s, %u %s, %u %s, %u %s, repeat %u; %u excluded by scenario "
             "constraints)",
             run.n_cells, s_plural(run.n_cells, "cell", "cells"), run.n_kernels,
-            s_plural(run.n_kernels, "kernel", "kernels"), run.n_scheds,
-            s_plural(run.n_scheds, "scheduler", "schedulers"), g->n_topologies,
+            s_plural(run.n_kernels, "kernel", "kernels"), g->n_scheds,
+            s_plural(g->n_scheds, "scheduler", "schedulers"), g->n_topologies,
             s_plural(g->n_topologies, "topology", "topologies"), g->n_scenarios,
             s_plural(g->n_scenarios, "scenario", "scenarios"), g->repeat, run.n_filtered);
     if (g->n_payloads)

@@ -24,6 +24,7 @@ void kt_coord_run_free(kt_coord_run_t *run)
         return;
     free(run->kernels);
     free(run->scheds);
+    free(run->sched_map);
     free(run->payloads);
     free(run->cells);
     memset(run, 0, sizeof(*run));
@@ -170,33 +171,64 @@ static int s_finish(const kt_gauntlet_t *g, kt_coord_run_t *runp, kt_coord_run_t
     _cleanup_(kt_coord_run_free) kt_coord_run_t run = *runp;
     memset(runp, 0, sizeof(*runp));
     snprintf(run.gauntlet_path, sizeof(run.gauntlet_path), "%s", g->path);
-    run.scheds = calloc(g->n_scheds ? g->n_scheds : 1, sizeof(*run.scheds));
-    if (!run.scheds) {
+    /* One binary per scheduler, or per scheduler and kernel for those the
+     * kernels carry themselves (from_kernel). */
+    size_t n_bins = 0;
+    for (unsigned i = 0; i < g->n_scheds; i++)
+        n_bins += g->scheds[i].from_kernel[0] ? run.n_kernels : 1;
+    run.scheds = calloc(n_bins ? n_bins : 1, sizeof(*run.scheds));
+    run.sched_map = calloc((size_t)run.n_kernels * g->n_scheds + 1, sizeof(*run.sched_map));
+    if (!run.scheds || !run.sched_map) {
         snprintf(err, err_len, "%s: out of memory", g->path);
         return -ENOMEM;
     }
+    run.n_gscheds = g->n_scheds;
     for (unsigned i = 0; i < g->n_scheds; i++) {
         const kt_gauntlet_sched_t *gs = &g->scheds[i];
-        kt_coord_sched_t *s = &run.scheds[i];
-        snprintf(s->name, sizeof(s->name), "%s", gs->name);
-        if (gs->binary[0]) {
-            struct stat st;
-            int e = stat(gs->binary, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
-            if (e) {
-                snprintf(err, err_len, "%s: schedulers[%u]: '%s': %s", g->path, i, gs->binary,
-                         e == EINVAL ? "not a regular file" : strerror(e));
-                return -e;
+        unsigned per = gs->from_kernel[0] ? run.n_kernels : 1;
+        for (unsigned k = 0; k < per; k++) {
+            kt_coord_sched_t *s = &run.scheds[run.n_scheds];
+            snprintf(s->name, sizeof(s->name), "%s", gs->name);
+            s->kernel = gs->from_kernel[0] ? (int)k : -1;
+            char from[4200] = "";
+            const char *bin = gs->binary;
+            if (gs->from_kernel[0]) {
+                const char *kp = run.kernels[k].path;
+                const char *slash = strrchr(kp, '/');
+                snprintf(from, sizeof(from), "%.*sbin/%s", slash ? (int)(slash - kp + 1) : 0, kp,
+                         gs->from_kernel);
+                bin = from;
             }
-            snprintf(s->path, sizeof(s->path), "%s", gs->binary);
-            s->size = (uint64_t)st.st_size;
-            int r = kt_hash_sha256_file(gs->binary, s->sha);
-            if (r < 0) {
-                snprintf(err, err_len, "%s: schedulers[%u]: cannot hash '%s': %s", g->path, i,
-                         gs->binary, strerror(-r));
-                return r;
+            if (bin[0]) {
+                char what[4400];
+                if (gs->from_kernel[0])
+                    snprintf(what, sizeof(what),
+                             "schedulers[%u] ('%s'): from_kernel: kernel '%s' has no '%s' "
+                             "beside its bzImage",
+                             i, gs->name, run.kernels[k].label, bin);
+                else
+                    snprintf(what, sizeof(what), "schedulers[%u]: '%s'", i, bin);
+                struct stat st;
+                int e = stat(bin, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+                if (e) {
+                    snprintf(err, err_len, "%s: %s: %s", g->path, what,
+                             e == EINVAL ? "not a regular file" : strerror(e));
+                    return -e;
+                }
+                snprintf(s->path, sizeof(s->path), "%s", bin);
+                s->size = (uint64_t)st.st_size;
+                int r = kt_hash_sha256_file(bin, s->sha);
+                if (r < 0) {
+                    snprintf(err, err_len, "%s: schedulers[%u]: cannot hash '%s': %s", g->path, i,
+                             bin, strerror(-r));
+                    return r;
+                }
             }
+            for (unsigned kk = 0; kk < run.n_kernels; kk++)
+                if (!gs->from_kernel[0] || kk == k)
+                    run.sched_map[(size_t)kk * g->n_scheds + i] = run.n_scheds;
+            run.n_scheds++;
         }
-        run.n_scheds++;
     }
     /* Payload binaries, each hashed once: the payload entries' and those of
      * scenarios that declare a payload: (the matrix finds them by path). */

@@ -24,6 +24,7 @@ typedef struct kt_coord_sched {
     char path[4096];        /* "" for EEVDF */
     char sha[KT_SHA_HEX];
     uint64_t size;
+    int kernel;             /* from_kernel: the run kernel it belongs to; else -1 */
 } kt_coord_sched_t;
 
 typedef struct kt_coord_cell {
@@ -51,6 +52,12 @@ typedef struct kt_coord_run {
     kt_coord_kernel_t *kernels;
     unsigned n_scheds;
     kt_coord_sched_t *scheds;
+    /* The gauntlet's schedulers by kernel: sched_map[k * n_gscheds + s] is
+     * the index in scheds of gauntlet scheduler s on run kernel k (a
+     * from_kernel scheduler has one binary per kernel). NULL: scheds is the
+     * gauntlet's list itself (kt_coord_run_sched). */
+    unsigned n_gscheds;
+    unsigned *sched_map;
     unsigned n_cells;
     kt_coord_cell_t *cells;
     unsigned commit_lookups; /* libgit2 resolutions done (tests count them) */
@@ -60,6 +67,12 @@ typedef struct kt_coord_run {
     unsigned n_payloads;
     kt_coord_sched_t *payloads;
 } kt_coord_run_t;
+
+/* The index in run->scheds of gauntlet scheduler s on run kernel k. */
+static inline unsigned kt_coord_run_sched(const kt_coord_run_t *run, unsigned k, unsigned s)
+{
+    return run->sched_map ? run->sched_map[(size_t)k * run->n_gscheds + s] : s;
+}
 
 /* Frees what run holds and zeroes it; NULL-safe, usable as a _cleanup_. */
 void kt_coord_run_free(kt_coord_run_t *run);

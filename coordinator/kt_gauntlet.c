@@ -11,7 +11,9 @@
  *   schedulers:                     optional, default [{name: eevdf}]
  *     - name: eevdf                 the kernel's own scheduler: no binary
  *     - name: scx_qmap              [A-Za-z0-9_.-], unique
- *       binary: ../bin/scx_qmap     required for anything but eevdf
+ *       binary: ../bin/scx_qmap     required for anything but eevdf, or else
+ *       from_kernel: scx_qmap       each kernel's own build: bin/scx_qmap beside
+ *                                   its bzImage (a cache entry, ../shared/kernels)
  *       args: ["-v"]                always passed
  *       flags:                      0..KT_GAUNTLET_MAX_FLAGS
  *         - {name: batch, args: ["-b", "8"]}
@@ -353,7 +355,7 @@ static int s_flag_index(const kt_gauntlet_sched_t *s, const char *name)
 static int s_sched(kt_yaml_ctx_t *c, struct fy_node *item, struct fy_node *seq, const char *path,
                    kt_gauntlet_sched_t *s)
 {
-    kt_yaml_field_t f[] = {{"name"}, {"binary"}, {"args"}, {"flags"}, {"checks"}};
+    kt_yaml_field_t f[] = {{"name"}, {"binary"}, {"from_kernel"}, {"args"}, {"flags"}, {"checks"}};
     int r = kt_yaml_fields(c, item, seq, path, "a scheduler", f, KT_ARRAY_SIZE(f));
     if (r < 0)
         return r;
@@ -368,16 +370,28 @@ static int s_sched(kt_yaml_ctx_t *c, struct fy_node *item, struct fy_node *seq, 
         return r;
     bool eevdf = strcmp(s->name, "eevdf") == 0;
     struct fy_node *name_node = x->value;
+    kt_yaml_field_t *fk = KT_YAML_F(f, "from_kernel");
     if ((x = KT_YAML_F(f, "binary"))) {
         snprintf(sub, sizeof(sub), "%.100s.binary", path);
         if (eevdf)
             return kt_yaml_fail(c, x->value, x->key,
                                 "%s: eevdf is the kernel's own scheduler and takes no binary", sub);
+        if (fk)
+            return kt_yaml_fail(c, fk->value, fk->key,
+                                "%s: a scheduler has a 'binary' or 'from_kernel', not both", path);
         if ((r = s_path(c, x->value, x->key, sub, false, s->binary, sizeof(s->binary))) < 0)
+            return r;
+    } else if (fk) {
+        snprintf(sub, sizeof(sub), "%.100s.from_kernel", path);
+        if (eevdf)
+            return kt_yaml_fail(c, fk->value, fk->key,
+                                "%s: eevdf is the kernel's own scheduler and takes no binary", sub);
+        if ((r = s_name(c, fk->value, fk->key, sub, s->from_kernel, sizeof(s->from_kernel))) < 0)
             return r;
     } else if (!eevdf) {
         return kt_yaml_fail(c, name_node, item,
-                            "%s: scheduler '%s' needs a 'binary' (only eevdf runs without one)",
+                            "%s: scheduler '%s' needs a 'binary', or 'from_kernel' for each "
+                            "kernel's own build (only eevdf runs without one)",
                             path, s->name);
     }
     if ((x = KT_YAML_F(f, "args"))) {

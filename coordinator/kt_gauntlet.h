@@ -29,7 +29,11 @@ typedef struct kt_gauntlet_flag {
 
 typedef struct kt_gauntlet_sched {
     char name[KT_NAME_MAX];     /* "eevdf" (no binary) or a name */
-    char binary[4096];          /* absolute, "" for eevdf */
+    char binary[4096];          /* absolute, "" for eevdf and from_kernel */
+    /* `from_kernel: NAME`: each kernel's own build of the scheduler, the file
+     * bin/NAME beside its bzImage (a kernel cache entry's, or the layout of
+     * ../shared/kernels); "" otherwise. Resolved per kernel by the run. */
+    char from_kernel[KT_NAME_MAX];
     unsigned n_args;            /* always-on arguments */
     char args[KT_GAUNTLET_MAX_ARGS][128];
     unsigned n_flags;

@@ -146,7 +146,8 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
     }
     /* The run's kernels, not the gauntlet's entries: a range spec is one
      * entry and many kernels. */
-    if (!g || !run || !run->n_kernels || run->n_scheds != g->n_scheds) {
+    if (!g || !run || !run->n_kernels ||
+        (run->sched_map ? run->n_gscheds : run->n_scheds) != g->n_scheds) {
         snprintf(err, err_len, "matrix: kernels and schedulers are not resolved");
         return -EINVAL;
     }
@@ -278,7 +279,6 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                 snprintf(plan.scenario, sizeof(plan.scenario), "%s", row->name);
             for (unsigned s = 0; s < g->n_scheds && r == 0; s++) {
                 const kt_gauntlet_sched_t *gs = &g->scheds[s];
-                const kt_coord_sched_t *rs = &run->scheds[s];
                 for (unsigned p = 0; p < n_profiles[s] && r == 0; p++) {
                     uint32_t mask = masks[((size_t)s << KT_GAUNTLET_MAX_FLAGS) + p];
                     char profile[128], args[512];
@@ -293,11 +293,13 @@ int kt_matrix_expand(const kt_gauntlet_t *g, kt_coord_run_t *run, unsigned *ret_
                     }
                     for (unsigned k = 0; k < run->n_kernels && r == 0; k++) {
                         const kt_coord_kernel_t *kern = &run->kernels[k];
+                        unsigned si = kt_coord_run_sched(run, k, s);
+                        const kt_coord_sched_t *rs = &run->scheds[si];
                         for (unsigned rep = 0; rep < g->repeat; rep++) {
                             kt_coord_cell_t *c = &cells[n];
                             kt_cellspec_t *spec = &c->spec;
                             c->kernel = k;
-                            c->sched = s;
+                            c->sched = si;
                             c->vcpus = kt_topology_cpus(&topo->topo);
                             c->memory_mib =
                                 kt_topology_memory_mib(&topo->topo, scen ? scen->memory_mib : 0);

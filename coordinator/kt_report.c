@@ -610,10 +610,13 @@ int kt_report_write_run_json(kt_report_t *r, json_t *inputs, const char *status,
     }
     for (unsigned i = 0; i < run->n_scheds; i++) {
         const kt_coord_sched_t *s = &run->scheds[i];
-        json_array_append_new(scheds, json_pack("{s:s,s:o,s:o}", "name", s->name, "path",
-                                                s->path[0] ? json_string(s->path) : json_null(),
-                                                "sha256",
-                                                s->sha[0] ? json_string(s->sha) : json_null()));
+        json_t *o = json_pack("{s:s,s:o,s:o}", "name", s->name, "path",
+                              s->path[0] ? json_string(s->path) : json_null(), "sha256",
+                              s->sha[0] ? json_string(s->sha) : json_null());
+        /* A kernel's own build of the scheduler (from_kernel): which kernel. */
+        if (o && run->sched_map && s->kernel >= 0 && (unsigned)s->kernel < run->n_kernels)
+            json_object_set_new(o, "kernel", json_string(run->kernels[s->kernel].label));
+        json_array_append_new(scheds, o);
     }
     for (unsigned i = 0; i < run->n_cells; i++) {
         const kt_coord_cell_t *c = &run->cells[i];

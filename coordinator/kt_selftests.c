@@ -356,6 +356,7 @@ int kt_selftests_prepare(const kt_selftests_config_t *cfg, const kt_selftest_t *
     }
     run.n_kernels = 1;
     snprintf(run.scheds[0].name, sizeof(run.scheds[0].name), "eevdf");
+    run.scheds[0].kernel = -1;
     run.n_scheds = 1;
     unsigned idx;
     if ((r = kt_coord_run_add_payload(&run, 1, cfg->runner, &idx, why, sizeof(why))) < 0) {

@@ -309,8 +309,17 @@ static void test_errors(void **state)
              "got a sequence");
     /* Schedulers. */
     s_expect(S_HEAD "schedulers: [{name: scx_qmap}]\n" S_TAIL,
-             "g.yaml:2:21: schedulers[0]: scheduler 'scx_qmap' needs a 'binary' (only eevdf "
-             "runs without one)");
+             "g.yaml:2:21: schedulers[0]: scheduler 'scx_qmap' needs a 'binary', or "
+             "'from_kernel' for each kernel's own build (only eevdf runs without one)");
+    s_expect(S_HEAD
+             "schedulers: [{name: scx_qmap, binary: fake/scx_qmap, from_kernel: q}]\n" S_TAIL,
+             "g.yaml:2:67: schedulers[0]: a scheduler has a 'binary' or 'from_kernel', not both");
+    s_expect(S_HEAD "schedulers: [{name: eevdf, from_kernel: scx_simple}]\n" S_TAIL,
+             "g.yaml:2:41: schedulers[0].from_kernel: eevdf is the kernel's own scheduler and "
+             "takes no binary");
+    s_expect(S_HEAD "schedulers: [{name: q, from_kernel: ../q}]\n" S_TAIL,
+             "g.yaml:2:37: schedulers[0].from_kernel: '../q' is not a valid name (1 to 63 of "
+             "A-Z a-z 0-9 _ . -, not . or ..)");
     s_expect(S_HEAD "schedulers: [{name: scx_qmap, binary: fake/scx_none}]\n" S_TAIL,
              "g.yaml:2:39: schedulers[0].binary: '" KT_FIXTURES "/gauntlets/fake/scx_none': No "
              "such file or directory");
@@ -490,6 +499,7 @@ static void test_accepted_forms(void **state)
         fail_msg("%s", err);
     assert_int_equal(g->n_scheds, 1);
     assert_string_equal(g->scheds[0].name, "eevdf");
+    assert_string_equal(g->scheds[0].from_kernel, "");
     assert_string_equal(g->topologies[0].name, "2n4l2c1t");
     assert_int_equal(g->topologies[0].topo.numa_nodes, 2);
     assert_string_equal(g->topologies[1].name, "1n1l2c2t");
@@ -501,6 +511,18 @@ static void test_accepted_forms(void **state)
     assert_true(g->override_work);
     assert_int_equal(g->work_type, KT_WORK_FUTEX_FAN_OUT);
     assert_string_equal(g->path, "g.yaml");
+    kt_gauntlet_free(&g);
+    /* from_kernel names a file in each kernel's bin/: not checked here (the
+     * run resolves it per kernel), no binary. */
+    text = "kernels: [fake/bzImage]\n"
+           "schedulers: [{name: simple, from_kernel: scx_simple, args: [-v]}]\n"
+           "topologies: [tiny-1llc]\nscenarios: [steady]\n";
+    if (s_parse(text, &g, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    assert_string_equal(g->scheds[0].name, "simple");
+    assert_string_equal(g->scheds[0].from_kernel, "scx_simple");
+    assert_string_equal(g->scheds[0].binary, "");
+    assert_int_equal(g->scheds[0].n_args, 1);
 }
 
 int main(void)

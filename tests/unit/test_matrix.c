@@ -1,7 +1,8 @@
 /* Matrix expansion: the issue's example gives 28 cells with the right
  * names, arguments, sizes and estimates; constraints filter; ids are
  * content hashes, stable across runs and changed by any content; budget
- * selection is greedy for coverage, within the budget and deterministic. */
+ * selection is greedy for coverage, within the budget and deterministic;
+ * a from_kernel scheduler is each kernel's own binary. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -659,6 +662,106 @@ static void test_payload_cells(void **state)
 #undef S_HEAD
 }
 
+/* Writes len bytes of data to dir/rel, creating dir/rel's folder. */
+static void s_put(const char *dir, const char *rel, const void *data, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", path);
+    assert_int_equal(system(cmd), 0);
+    *slash = '/';
+    FILE *f = fopen(path, "we");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static size_t s_slurp(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "re");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, len, f);
+    fclose(f);
+    return n;
+}
+
+/* from_kernel: bin/NAME beside each kernel's bzImage, hashed per kernel; a
+ * kernel without it stops the run before anything runs, naming it. */
+static void test_from_kernel(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kt-matrix-fk.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    static char img[8192];
+    size_t n = s_slurp(S_DIR "/fake/bzImage", img, sizeof(img));
+    s_put(dir, "k1/bzImage", img, n);
+    n = s_slurp(S_DIR "/fake/bzImage-other", img, sizeof(img));
+    s_put(dir, "k2/bzImage", img, n);
+    s_put(dir, "k1/bin/scx_simple", "one\n", 4);
+    s_put(dir, "k2/bin/scx_simple", "two\n", 4);
+    const char *text = "kernels: [k1/bzImage, k2/bzImage]\n"
+                       "schedulers:\n"
+                       "  - {name: eevdf}\n"
+                       "  - {name: simple, from_kernel: scx_simple}\n"
+                       "topologies: [tiny-1llc]\n"
+                       "scenarios: [steady]\n";
+    char err[1024] = "";
+    kt_gauntlet_t *g = NULL;
+    kt_coord_run_t run = {0};
+    if (kt_gauntlet_parse(text, strlen(text), "g.yaml", dir, &g, err, sizeof(err)) < 0 ||
+        kt_coord_run_prepare(g, &run, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(run.n_kernels, 2);
+    assert_int_equal(run.n_cells, 4);
+    assert_int_equal(run.n_gscheds, 2);
+    assert_int_equal(run.n_scheds, 3); /* eevdf, then simple per kernel */
+    char want[2][KT_SHA_HEX], p[512];
+    for (unsigned k = 0; k < 2; k++) {
+        snprintf(p, sizeof(p), "%s/k%u/bin/scx_simple", dir, k + 1);
+        assert_int_equal(kt_hash_sha256_file(p, want[k]), 0);
+    }
+    assert_string_not_equal(want[0], want[1]);
+    unsigned simple = 0;
+    for (unsigned i = 0; i < run.n_cells; i++) {
+        const kt_coord_cell_t *c = &run.cells[i];
+        const kt_coord_sched_t *rs = &run.scheds[c->sched];
+        assert_string_equal(rs->name, c->spec.sched_name);
+        if (strcmp(c->spec.sched_name, "eevdf") == 0) {
+            assert_string_equal(c->spec.sched_sha, "");
+            assert_int_equal(rs->kernel, -1);
+            continue;
+        }
+        simple++;
+        assert_int_equal(rs->kernel, (int)c->kernel);
+        assert_string_equal(c->spec.sched_sha, want[c->kernel]);
+        assert_int_equal(c->spec.sched_size, 4);
+        snprintf(p, sizeof(p), "%s/k%u/bin/scx_simple", dir, c->kernel + 1);
+        assert_string_equal(rs->path, p);
+        assert_non_null(strstr(c->spec.cell_name, "/simple/"));
+    }
+    assert_int_equal(simple, 2);
+    kt_coord_run_free(&run);
+
+    /* The second kernel lacks it: the run is refused, naming the kernel. */
+    snprintf(p, sizeof(p), "%s/k2/bin/scx_simple", dir);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(kt_coord_run_prepare(g, &run, err, sizeof(err)), -ENOENT);
+    char msg[1200];
+    snprintf(msg, sizeof(msg),
+             "g.yaml: schedulers[1] ('simple'): from_kernel: kernel '6.1.0-fake' has no "
+             "'%s' beside its bzImage: No such file or directory",
+             p);
+    assert_string_equal(err, msg);
+    assert_null(run.cells);
+    kt_gauntlet_free(&g);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -670,6 +773,7 @@ int main(void)
         cmocka_unit_test(test_scheduler_checks),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_payload_cells),
+        cmocka_unit_test(test_from_kernel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 # The run store keeps each cell's figures, and `ktstr-coord compare` and
 # `history` read them back: two runs of one gauntlet (EEVDF and scx_simple,
-# steady, on the fixture kernel through the embedded worker), the second
+# the fixture kernel's own build of it (from_kernel), steady, on the fixture
+# kernel through the embedded worker), the second
 # with EEVDF's fairness_spread bound tightened to 0.01 % in the gauntlet, so
 # its cell must fail. compare names that regression and only that one,
 # exits 1, and compares real figures; a run against itself exits 0;
@@ -19,7 +20,7 @@ g() {  # g FILE [EEVDF_CHECKS]
         echo "  - name: eevdf"
         [ -n "${2:-}" ] && echo "    checks: $2"
         echo "  - name: scx_simple"
-        echo "    binary: $BIN/scx_simple"
+        echo "    from_kernel: scx_simple" # the fixture's own build: $BIN/scx_simple
         echo "topologies: [tiny-2llc]"
         echo "scenarios: [steady]"
         echo "duration: 2s"
@@ -30,6 +31,12 @@ g "$TMP/b.yaml" "{fairness_spread: 0.01}"
 R=$TMP/results
 "$COORD" run --gauntlet "$TMP/a.yaml" --results "$R" --progress plain > "$TMP/a.out" 2>&1
 expect "run A: every cell passed" eq "$?" 0
+runa=$(ls -d "$R"/*/ | head -n1)
+expect "run A: scx_simple is the kernel's own build (from_kernel)" \
+    eq "$(jq -r '.schedulers[] | select(.name == "scx_simple") | "\(.kernel) \(.path)"' \
+          "$runa/run.json" 2> /dev/null)" "6.12.117 $(realpath "$BIN/scx_simple")"
+expect "run A: sched_ext ran it" eq "$(jq -r .scheduler_state.ops \
+    "$runa"/*/gauntlet__steady__tiny-2llc__scx_simple__*.ktstr.json 2> /dev/null)" simple
 "$COORD" run --gauntlet "$TMP/b.yaml" --results "$R" --progress plain > "$TMP/b.out" 2>&1
 expect "run B: a cell failed" eq "$?" 1
 runs=($(sqlite3 "$R/ktstr.db" "SELECT run_id FROM runs ORDER BY started_ms"))
