@@ -26,9 +26,22 @@ for s in $catalog; do
     fi
 done
 
+# cpuset_apply with its set_cpuset ops skipped must fail on isolation. With
+# its one spinner per CPU a task may keep the CPU it started on for the
+# whole phase, inside the cpuset it never got (CI saw that pass once), so
+# the scenario runs oversubscribed here: 4 spinners per CPU under
+# scx_simple's shared queue move between CPUs every few slices. The same
+# scenario with the ops applied passes: the fail is the skipped ops'.
+"$COORD" scenarios --yaml cpuset_apply |
+    sed 's/^  workers_per_cpu: 0.5$/  workers_per_cpu: 2/' >"$TMP/cpuset_apply_busy.yaml"
+expect "oversubscribed cpuset_apply: 2 spinners per CPU in each cgroup" \
+    eq "$(grep -c '^  workers_per_cpu: 2$' "$TMP/cpuset_apply_busy.yaml")" 2
+run_cell busy_set_cpuset --kernel "$KERNEL" --topology tiny-2llc \
+    --scenario "$TMP/cpuset_apply_busy.yaml" --scheduler "$BIN/scx_simple" --duration 3
+expect "oversubscribed cpuset_apply with its ops applied: pass" eq "$(field .verdict)" pass
 export KTSTR_TEST_GUEST_CMDLINE=ktstr.skip_op=set_cpuset
-run_cell skip_set_cpuset --kernel "$KERNEL" --topology tiny-2llc --scenario cpuset_apply \
-    --scheduler "$BIN/scx_simple" --duration 3
+run_cell skip_set_cpuset --kernel "$KERNEL" --topology tiny-2llc \
+    --scenario "$TMP/cpuset_apply_busy.yaml" --scheduler "$BIN/scx_simple" --duration 3
 expect "cpuset_apply with its cpusets never applied: fail" eq "$(field .verdict)" fail
 expect "...exit status 1" eq "$RC" 1
 expect "...the reason names cpuset_isolation" contains "$(field .reason)" cpuset_isolation
