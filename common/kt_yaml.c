@@ -124,6 +124,10 @@ int kt_yaml_check_text(const char *text, size_t len, int *ret_line, int *ret_col
 {
     const unsigned char *p = (const unsigned char *)text;
     int line = 1, col = 1;
+    /* Per line: inside a comment, inside a quoted scalar (a quote opens one
+     * only where a token starts), after a backslash in double quotes. */
+    bool comment = false, esc = false;
+    unsigned char quote = 0, prev = '\n';
     for (size_t i = 0; i < len; col++) {
         unsigned c = p[i];
         size_t n = c < 0x80             ? 1
@@ -153,7 +157,31 @@ int kt_yaml_check_text(const char *text, size_t len, int *ret_line, int *ret_col
         if (cp == '\n') {
             line++;
             col = 0;
+            comment = esc = false;
+            quote = 0;
+        } else if (comment) {
+        } else if (quote) {
+            if (esc)
+                esc = false;
+            else if (quote == '"' && cp == '\\')
+                esc = true;
+            else if (cp == quote)
+                quote = 0;
+        } else if ((cp == '\'' || cp == '"') && strchr(" \t\n[{,:-?", prev)) {
+            quote = (unsigned char)cp;
+        } else if (cp == '#' && (prev == ' ' || prev == '\t' || prev == '\n')) {
+            comment = true;
+        } else if (cp == '\t') {
+            size_t j = i + 1;
+            while (j < len && (p[j] == ' ' || p[j] == '\t'))
+                j++;
+            if (j < len && p[j] != '\n' && p[j] != '\r' && p[j] != '#') {
+                snprintf(what, what_len,
+                         "a tab outside quotes and comments: indent and separate with spaces");
+                goto bad;
+            }
         }
+        prev = n == 1 ? c : 'x';
         i += n;
         continue;
     bad:
@@ -438,7 +466,7 @@ int kt_yaml_doc_load(kt_yaml_ctx_t *c, const char *text, size_t len, const char 
         return -EFBIG;
     }
     int line, col;
-    char bad[64];
+    char bad[128];
     if (kt_yaml_check_text(text, len, &line, &col, bad, sizeof(bad)) < 0) {
         snprintf(c->err, c->err_len, "%s:%d:%d: %s", c->origin, line, col, bad);
         return -EINVAL;

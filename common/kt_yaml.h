@@ -19,10 +19,13 @@ const char *kt_yaml_kind(struct fy_node *n);
 bool kt_yaml_is_null(struct fy_node *n);
 
 /* YAML text must be printable Unicode (YAML 1.2, 5.1) before libfyaml sees
- * it: libfyaml 0.7.12 loops forever on some invalid UTF-8. 0, or -EILSEQ
- * with the 1-based line/column and a description of the first bad
- * character. Every reader of user YAML calls this first (kt_yaml_doc_load
- * does). */
+ * it: libfyaml 0.7.12 loops forever on some invalid UTF-8. And a tab is
+ * refused outside quotes and comments unless only blanks or a comment
+ * follow it on its line: libfyaml 0.7.12 corrupts its indentation stack on
+ * some tabs (`? e:<TAB>-` crashes fy_parser_destroy), and YAML forbids tabs
+ * as indentation anyway. 0, or -EILSEQ with the 1-based line/column and a
+ * description of the first bad character. Every reader of user YAML calls
+ * this first (kt_yaml_doc_load does). */
 int kt_yaml_check_text(const char *text, size_t len, int *ret_line, int *ret_col, char *what,
                        size_t what_len);
 
