@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "kt_cleanup.h"
+#include "kt_fileio.h"
 #include "kt_hash.h"
 #include "kt_kcache.h"
 #include "kt_kernel_resolve.h"
@@ -193,26 +194,24 @@ static int s_finish(const kt_gauntlet_t *g, kt_coord_run_t *runp, kt_coord_run_t
             char from[4200] = "";
             const char *bin = gs->binary;
             if (gs->from_kernel[0]) {
-                const char *kp = run.kernels[k].path;
-                const char *slash = strrchr(kp, '/');
-                snprintf(from, sizeof(from), "%.*sbin/%s", slash ? (int)(slash - kp + 1) : 0, kp,
-                         gs->from_kernel);
+                char kdir[4096];
+                kt_path_dir(run.kernels[k].path, kdir, sizeof(kdir));
+                snprintf(from, sizeof(from), "%s/bin/%s", kdir, gs->from_kernel);
                 bin = from;
             }
             if (bin[0]) {
-                char what[4400];
-                if (gs->from_kernel[0])
-                    snprintf(what, sizeof(what),
-                             "schedulers[%u] ('%s'): from_kernel: kernel '%s' has no '%s' "
-                             "beside its bzImage",
-                             i, gs->name, run.kernels[k].label, bin);
-                else
-                    snprintf(what, sizeof(what), "schedulers[%u]: '%s'", i, bin);
                 struct stat st;
                 int e = stat(bin, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
                 if (e) {
-                    snprintf(err, err_len, "%s: %s: %s", g->path, what,
-                             e == EINVAL ? "not a regular file" : strerror(e));
+                    const char *why = e == EINVAL ? "not a regular file" : strerror(e);
+                    if (gs->from_kernel[0])
+                        snprintf(err, err_len,
+                                 "%s: schedulers[%u] ('%s'): from_kernel: kernel '%s' has no "
+                                 "'%s' beside its bzImage: %s",
+                                 g->path, i, gs->name, run.kernels[k].label, bin, why);
+                    else
+                        snprintf(err, err_len, "%s: schedulers[%u]: '%s': %s", g->path, i, bin,
+                                 why);
                     return -e;
                 }
                 snprintf(s->path, sizeof(s->path), "%s", bin);

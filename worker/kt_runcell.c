@@ -195,11 +195,6 @@ out:
     return r;
 }
 
-static bool s_console_has(const char *tail, const char *needle)
-{
-    return tail && strstr(tail, needle) != NULL;
-}
-
 static int s_copy_file(const char *from, const char *to)
 {
     _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
@@ -630,10 +625,8 @@ int kt_runcell(const kt_cell_request_t *req, kt_cell_outcome_t *o)
     /* No result: the VM died or hung. A kernel that panicked misbehaved
      * (fail); anything else is the harness's or the host's problem (error). */
     phase = kt_vm_phase_name(vo.reached);
-    if (s_console_has(vo.console_tail, "Kernel panic")) {
+    if (s_line_with(vo.console_tail, "Kernel panic", reason, sizeof(reason))) {
         verdict = "fail";
-        const char *p = strstr(vo.console_tail, "Kernel panic");
-        snprintf(reason, sizeof(reason), "%.*s", (int)strcspn(p, "\r\n"), p);
     } else if (vo.timed_out) {
         snprintf(reason, sizeof(reason), "timeout in phase %s%s%s", phase,
                  vo.error_text[0] ? ": " : "", vo.error_text);
